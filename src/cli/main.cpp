@@ -1,0 +1,66 @@
+// safetune: the command-line entry point. Subcommands register themselves (command.h);
+// main parses, runs the chosen one, and turns errors into one line and an exit code.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include "command.h"
+#include "safetune/core/error.h"
+
+namespace safetune::cli {
+
+Command::Command(std::string n, std::string h, Setup s)
+    : name(std::move(n)), help(std::move(h)), setup(std::move(s)) {
+  registry().push_back(this);
+}
+
+std::vector<const Command*>& registry() {
+  static std::vector<const Command*> commands;
+  return commands;
+}
+
+}  // namespace safetune::cli
+
+int main(int argc, char** argv) {
+  using namespace safetune;
+  CLI::App app{"safetune: fine-tune chat models while keeping their safety alignment"};
+  app.set_version_flag("--version", std::string("safetune ") + SAFETUNE_VERSION);
+  app.require_subcommand(1);
+
+  auto& commands = cli::registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const cli::Command* a, const cli::Command* b) { return a->name < b->name; });
+  std::vector<std::pair<CLI::App*, std::function<int()>>> actions;
+  try {
+    for (const cli::Command* c : commands) {
+      CLI::App* sub = app.add_subcommand(c->name, c->help);
+      actions.emplace_back(sub, c->setup(*sub));
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "safetune: internal error while setting up commands: %s\n", e.what());
+    return kExitInternal;
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitBadInput;
+  }
+
+  try {
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const InputError& e) {
+    std::fprintf(stderr, "safetune: error: %s\n", e.what());
+    return kExitBadInput;
+  } catch (const std::exception& e) {
+    // c10::Error messages carry a multi-line backtrace: keep the first line.
+    std::string msg = e.what();
+    auto nl = msg.find('\n');
+    if (nl != std::string::npos) msg = msg.substr(0, nl);
+    std::fprintf(stderr, "safetune: internal error: %s\n", msg.c_str());
+    return kExitInternal;
+  }
+  return kExitInternal;
+}

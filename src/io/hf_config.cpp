@@ -1,0 +1,215 @@
+#include "safetune/io/hf_config.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+
+namespace safetune::io {
+using nlohmann::json;
+
+namespace {
+
+struct Family {
+  const char* architecture;
+  const char* model_type;
+};
+constexpr Family kFamilies[] = {
+    {"LlamaForCausalLM", "llama"}, {"MistralForCausalLM", "mistral"}, {"Qwen2ForCausalLM", "qwen2"}};
+constexpr const char* kSupported = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+
+// Reads an integer field within [lo, hi]; `dflt` when absent or null (required if no default).
+int64_t get_int(const json& j, const char* key, const std::string& where, int64_t lo, int64_t hi,
+                std::optional<int64_t> dflt = std::nullopt) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (!dflt) input_error(where, std::string("missing field '") + key + "'");
+    return *dflt;
+  }
+  const json& v = j[key];
+  if (!v.is_number_integer()) input_error(where, std::string("field '") + key + "' must be an integer");
+  const int64_t x = v.get<int64_t>();
+  if (x < lo || x > hi)
+    input_error(where, std::string("field '") + key + "' = " + std::to_string(x) + " is outside [" +
+                           std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+double get_double(const json& j, const char* key, const std::string& where, double lo, double hi, double dflt) {
+  if (!j.contains(key) || j[key].is_null()) return dflt;
+  if (!j[key].is_number()) input_error(where, std::string("field '") + key + "' must be a number");
+  const double x = j[key].get<double>();
+  if (!(x > lo && x <= hi))
+    input_error(where, std::string("field '") + key + "' = " + std::to_string(x) + " is outside (" +
+                           std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+bool get_bool(const json& j, const char* key, const std::string& where, bool dflt) {
+  if (!j.contains(key) || j[key].is_null()) return dflt;
+  if (!j[key].is_boolean()) input_error(where, std::string("field '") + key + "' must be true or false");
+  return j[key].get<bool>();
+}
+
+RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
+  RopeScaling r;
+  if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return r;
+  const json& s = j["rope_scaling"];
+  const std::string at = where + ": rope_scaling";
+  if (!s.is_object()) input_error(at, "must be an object or null");
+  std::string type;
+  for (const char* key : {"rope_type", "type"})
+    if (s.contains(key) && s[key].is_string()) type = s[key].get<std::string>();
+  if (type == "default" || type.empty()) return r;
+  if (type != "linear" && type != "llama3")
+    input_error(at, "unsupported rope scaling type '" + type + "' (supported: linear, llama3)");
+  r.type = type;
+  r.factor = get_double(s, "factor", at, 0.0, 1e6, 0.0);
+  if (r.factor <= 0.0) input_error(at, "missing positive field 'factor'");
+  if (type == "llama3") {
+    r.low_freq_factor = get_double(s, "low_freq_factor", at, 0.0, 1e6, 1.0);
+    r.high_freq_factor = get_double(s, "high_freq_factor", at, 0.0, 1e6, 4.0);
+    r.original_max_position_embeddings = get_int(s, "original_max_position_embeddings", at, 1, 1 << 24, 8192);
+    if (r.high_freq_factor <= r.low_freq_factor) input_error(at, "high_freq_factor must exceed low_freq_factor");
+  }
+  return r;
+}
+
+}  // namespace
+
+ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    input_error(where, std::string("not valid JSON (") + e.what() + ")");
+  }
+  if (!j.is_object()) input_error(where, "must be a JSON object");
+
+  ModelConfig c;
+  std::string architecture, model_type;
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
+    architecture = j["architectures"][0].get<std::string>();
+  if (j.contains("model_type") && j["model_type"].is_string()) model_type = j["model_type"].get<std::string>();
+  const Family* family = nullptr;
+  for (const Family& f : kFamilies)
+    if (architecture == f.architecture || (architecture.empty() && model_type == f.model_type)) family = &f;
+  if (!family)
+    input_error(where, "unsupported architecture '" + (architecture.empty() ? model_type : architecture) +
+                           "' (supported: " + kSupported + ")");
+  c.architecture = family->architecture;
+  c.arch = family->model_type;
+
+  c.vocab_size = get_int(j, "vocab_size", where, 1, 1 << 22);
+  c.hidden_size = get_int(j, "hidden_size", where, 1, 1 << 16);
+  c.intermediate_size = get_int(j, "intermediate_size", where, 1, 1 << 20);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", where, 1, 4096);
+  c.num_attention_heads = get_int(j, "num_attention_heads", where, 1, 4096);
+  c.num_key_value_heads = get_int(j, "num_key_value_heads", where, 1, 4096, c.num_attention_heads);
+  if (c.num_attention_heads % c.num_key_value_heads != 0)
+    input_error(where, "num_attention_heads (" + std::to_string(c.num_attention_heads) +
+                           ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
+  if (!j.contains("head_dim") || j["head_dim"].is_null()) {
+    if (c.hidden_size % c.num_attention_heads != 0)
+      input_error(where, "hidden_size must be a multiple of num_attention_heads when head_dim is absent");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  } else {
+    c.head_dim = get_int(j, "head_dim", where, 1, 1 << 12);
+  }
+  if (c.head_dim % 2 != 0) input_error(where, "head_dim must be even for rotary embeddings");
+  c.max_position_embeddings = get_int(j, "max_position_embeddings", where, 1, 1 << 24, 2048);
+  c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, 1e-6);
+  c.rope_theta = get_double(j, "rope_theta", where, 0.0, 1e12, 10000.0);
+  c.rope_scaling = parse_rope_scaling(j, where);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, false);
+
+  if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
+  if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");
+  if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
+
+  if (c.arch == "qwen2") {
+    c.attention_bias = true;  // Qwen2 always has q/k/v biases (no config flag)
+    if (get_bool(j, "use_sliding_window", where, false)) {
+      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+      c.max_window_layers = get_int(j, "max_window_layers", where, 0, 4096, 0);
+    }
+  } else {
+    c.attention_bias = get_bool(j, "attention_bias", where, false);
+    c.mlp_bias = get_bool(j, "mlp_bias", where, false);
+    if (c.arch == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
+      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+  }
+
+  const int64_t max_id = c.vocab_size - 1;
+  if (j.contains("bos_token_id") && !j["bos_token_id"].is_null()) c.bos_token_id = get_int(j, "bos_token_id", where, 0, max_id);
+  if (j.contains("pad_token_id") && !j["pad_token_id"].is_null()) c.pad_token_id = get_int(j, "pad_token_id", where, 0, max_id);
+  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
+    const json& e = j["eos_token_id"];
+    if (e.is_array()) {
+      for (const json& id : e) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > max_id)
+          input_error(where, "eos_token_id entries must be token ids below vocab_size");
+        c.eos_token_ids.push_back(id.get<int64_t>());
+      }
+    } else {
+      c.eos_token_ids.push_back(get_int(j, "eos_token_id", where, 0, max_id));
+    }
+  }
+  return c;
+}
+
+ModelConfig load_hf_config(const std::string& path) {
+  std::string file = path;
+  if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
+  return parse_hf_config(read_file(file), file);
+}
+
+std::string hf_config_json(const ModelConfig& c) {
+  json j;
+  j["architectures"] = {c.architecture};
+  j["model_type"] = c.arch;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling.type == "none") {
+    j["rope_scaling"] = nullptr;
+  } else {
+    json r = {{"rope_type", c.rope_scaling.type}, {"factor", c.rope_scaling.factor}};
+    if (c.rope_scaling.type == "llama3") {
+      r["low_freq_factor"] = c.rope_scaling.low_freq_factor;
+      r["high_freq_factor"] = c.rope_scaling.high_freq_factor;
+      r["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+    }
+    j["rope_scaling"] = r;
+  }
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["hidden_act"] = c.hidden_act;
+  j["torch_dtype"] = c.torch_dtype;
+  j["initializer_range"] = 0.02;
+  j["use_cache"] = true;
+  if (c.arch == "qwen2") {
+    j["use_sliding_window"] = c.sliding_window.has_value();
+    j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+    j["max_window_layers"] = c.max_window_layers;
+  } else {
+    j["attention_bias"] = c.attention_bias;
+    j["mlp_bias"] = c.mlp_bias;
+    if (c.arch == "mistral") j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+  }
+  j["bos_token_id"] = c.bos_token_id ? json(*c.bos_token_id) : json(nullptr);
+  j["pad_token_id"] = c.pad_token_id ? json(*c.pad_token_id) : json(nullptr);
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
+  else if (!c.eos_token_ids.empty()) j["eos_token_id"] = c.eos_token_ids;
+  else j["eos_token_id"] = nullptr;
+  return j.dump(2) + "\n";
+}
+
+}  // namespace safetune::io
