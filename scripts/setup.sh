@@ -11,8 +11,12 @@ packages=(
   libsentencepiece-dev
   # independent references for the tests: PyTorch and SentencePiece in Debian's python
   python3-torch python3-numpy python3-sentencepiece
-  nodejs npm
 )
+# Node.js runs the published-tokenizer references (npm packages); most machines here
+# already have a recent one on PATH, and Debian's npm package drags in hundreds of others.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
