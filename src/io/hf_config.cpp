@@ -5,6 +5,7 @@
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/json_depth.h"
 
 namespace safetune::io {
 using nlohmann::json;
@@ -78,10 +79,12 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
 }  // namespace
 
 ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
+  if (find_json_too_deep(text) != std::string::npos)
+    input_error(where, "JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     input_error(where, std::string("not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) input_error(where, "must be a JSON object");

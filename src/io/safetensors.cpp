@@ -12,6 +12,7 @@
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/json_depth.h"
 
 namespace safetune::io {
 using nlohmann::json;
@@ -54,10 +55,12 @@ uint64_t TensorInfo::numel() const {
 
 SafetensorsHeader parse_safetensors_header(const char* text, size_t size, uint64_t data_size,
                                            const std::string& where) {
+  if (find_json_too_deep(std::string_view(text, size)) != std::string_view::npos)
+    input_error(where, "safetensors header nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   json header;
   try {
     header = json::parse(text, text + size);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     input_error(where, std::string("safetensors header is not valid JSON (") + e.what() + ")");
   }
   if (!header.is_object()) input_error(where, "safetensors header must be a JSON object");
@@ -117,12 +120,14 @@ SafetensorsHeader parse_safetensors_header(const char* text, size_t size, uint64
 
   std::sort(out.tensors.begin(), out.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
-  for (size_t i = 1; i < out.tensors.size(); ++i) {
-    const TensorInfo& prev = out.tensors[i - 1];
-    const TensorInfo& cur = out.tensors[i];
-    // Empty tensors occupy no bytes and may share an offset with anything.
-    if (cur.begin < prev.end && cur.end > cur.begin)
-      input_error(where, "tensors '" + prev.name + "' and '" + cur.name + "' overlap");
+  // In begin order, a tensor overlaps an earlier one when it starts before the furthest
+  // end seen so far (not only the previous tensor's: an empty one in between would hide
+  // it). Empty tensors occupy no bytes and may share an offset with anything.
+  const TensorInfo* furthest = nullptr;
+  for (const TensorInfo& cur : out.tensors) {
+    if (furthest && cur.end > cur.begin && cur.begin < furthest->end)
+      input_error(where, "tensors '" + furthest->name + "' and '" + cur.name + "' overlap");
+    if (!furthest || cur.end > furthest->end) furthest = &cur;
   }
   return out;
 }

@@ -1,0 +1,38 @@
+// Training records read from a JSON array file or a JSONL file (one object per line).
+//
+// Three shapes are accepted, detected per record by their keys:
+//   {"instruction": ..., "input": ..., "output": ...}   Alpaca / PACT ("input" optional;
+//        refusal data may have only "input" and "output")
+//   {"messages": [{"role": ..., "content": ...}, ...]}   chat; the last message is the
+//        assistant response, the earlier ones the prompt
+//   {"prompt": ..., "completion": ...}
+// Any other key (e.g. "label") is kept in Record::extra.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "safetune/text/chat_template.h"
+
+namespace safetune::data {
+
+struct Record {
+  std::vector<text::Message> prompt;  // optional system, then user/assistant turns ending with user
+  std::string response;               // the assistant reply to train on
+  nlohmann::json extra = nlohmann::json::object();  // fields outside the shape
+  std::string where;                  // "file:line" (JSONL) or "file:record N" (JSON array, 1-based)
+};
+
+// Reads every record of `path`: InputError naming file:line (or record) for broken JSON,
+// invalid UTF-8, a record without a response, an unknown shape, or an empty dataset.
+std::vector<Record> read_records(const std::string& path);
+
+// Same, from text already in memory; `name` is used in error messages.
+std::vector<Record> parse_records(std::string_view text, const std::string& name);
+
+// Alpaca prompt text: instruction, then "\n\n" + input when input is non-empty.
+std::string alpaca_prompt(const std::string& instruction, const std::string& input);
+
+}  // namespace safetune::data

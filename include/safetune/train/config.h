@@ -1,0 +1,142 @@
+// RunConfig: everything a training run reads, as plain nested structs.
+//
+// A run is described by a YAML file plus key=value overrides that use the same dotted
+// names (`optim.lr=3e-5 lora.target_modules=[q_proj,v_proj]`). Every field is listed
+// once, in a table in src/train/config.cpp (name, member, type, allowed values, doc);
+// parsing, overrides, validation, "did you mean" suggestions and the YAML written back
+// into the run directory (config.resolved.yaml) are all driven by that table.
+//
+// Defaults are the reference PACT setup (Llama-3.1-8B-Instruct, LoRA r 8 / alpha 32 /
+// dropout 0.05 on q_proj and v_proj, AdamW lr 3e-5, weight decay 0, 3 epochs, StepLR
+// gamma 0.85 per epoch, grad-clip 1.0, batch 8, max length 512, seed 42; constraint
+// temperature 2, gate alpha 2 / b 0 / top-p 0.9, prefix emphasis N 8 / tau_d 8).
+//
+// String-valued choices stay strings (validated against their allowed values) so that
+// the struct, the YAML and the command line all spell them the same way.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace safetune::train {
+
+struct ModelConfig {
+  std::string path;           // HF model directory (config.json, *.safetensors, tokenizer)
+  std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: bf16 on CUDA, fp32 on CPU)
+  std::string chat_template;   // file with a chat template overriding the tokenizer's; "" = none
+};
+
+struct DataConfig {
+  std::string train;            // JSON / JSONL records
+  std::string eval;             // optional held-out records; "" = none
+  int64_t max_length = 512;     // tokens per example (prompt + response), longer ones truncated
+  int64_t num_examples = 0;     // examples drawn per run; 0 = all (the reference uses 5000)
+  std::string harmful;          // harmful records mixed in; required when harmful_fraction > 0
+  double harmful_fraction = 0;  // share of the num_examples that are harmful, in [0, 1]
+  bool shuffle = true;          // shuffle example order every epoch
+  int64_t seed = 42;            // data order and harmful sampling (separate from train.seed)
+};
+
+struct LoraConfig {
+  bool enabled = true;  // false = full fine-tuning of every weight
+  int64_t r = 8;
+  double alpha = 32;  // scaling = alpha / r, as PEFT
+  double dropout = 0.05;
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+};
+
+struct OptimConfig {
+  double lr = 3e-5;  // reference run's value (the reference code's own default is 1e-4)
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  // decoupled, as torch.optim.AdamW
+  double grad_clip = 1.0;     // max global L2 norm of the gradients; 0 = no clipping
+};
+
+struct ScheduleConfig {
+  std::string type = "step_lr";  // constant | linear | cosine | step_lr
+  int64_t warmup_steps = 0;      // linear ramp from 0, applies to every type
+  double gamma = 0.85;           // step_lr: lr * gamma^epoch
+  double num_cycles = 0.5;       // cosine: as transformers (0.5 = one half-cosine to 0)
+};
+
+struct TrainConfig {
+  std::string output_dir = "runs/run";
+  int64_t epochs = 3;
+  int64_t max_steps = 0;   // optimizer steps; > 0 overrides epochs
+  int64_t batch_size = 8;  // examples per micro-batch
+  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  int64_t seed = 42;       // weight init of adapters, dropout
+  int64_t threads = 0;     // 0 = all cores
+  bool activation_checkpointing = false;
+  int64_t log_every = 10;   // optimizer steps between metric lines
+  int64_t save_every = 0;   // optimizer steps between checkpoints; 0 = only at the end
+  std::string resume = "none";  // none | auto (continue from output_dir's latest checkpoint)
+  bool overwrite = false;   // allow an output_dir that holds another run
+};
+
+struct GateConfig {
+  bool enabled = true;       // false: the reference is always the full-context one
+  double alpha = 2.0;        // c_t = sigmoid(alpha * (I_theta - I_post - b))
+  double b = 0.0;
+  double top_p = 0.9;        // nucleus mass defining the spread I = k_p / |S|
+  double temperature = 1.0;  // T_g of the softmax the spread is measured on
+  int64_t prefix_n = 8;      // N: positions t <= N keep the full gate weight
+  double prefix_tau = 8.0;   // tau_d: decay exp(-max(t - N, 0) / tau_d) after that
+};
+
+struct ObjectiveConfig {
+  std::string constraint = "none";  // none | pact | kl_full | anchor
+  double lambda = 1.0;              // loss = CE + lambda * constraint
+  std::string tokens;               // tokens.json from `safetune tokens`; required by pact
+  double temperature = 2.0;         // T of the constraint's KL (scaled by T^2)
+  std::string positions = "all";    // all | first_n | probe: response positions constrained
+  int64_t first_n = 8;              // positions = first_n: how many
+  std::string reference = "auto";   // auto | copy | adapter_off | cache
+  std::string ref_cache;            // reference = cache: file from `safetune ref-cache`
+  bool fused = true;                // fused safety-column kernels instead of full-vocab logits
+  GateConfig gate;
+};
+
+struct RunConfig {
+  ModelConfig model;
+  DataConfig data;
+  LoraConfig lora;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  TrainConfig train;
+  ObjectiveConfig objective;
+};
+
+// The HF module names LoRA can target.
+const std::vector<std::string>& lora_module_names();
+
+// Parses a YAML file, applies `overrides` ("dotted.key=value", value in YAML flow syntax),
+// validates. Throws InputError naming the file and line, or the override.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The same from YAML text; `where` names it in errors (normally the file name).
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& where,
+                           const std::vector<std::string>& overrides = {});
+
+// Applies one "key=value" override to `cfg` (no validation).
+void apply_override(RunConfig& cfg, const std::string& key_equals_value);
+
+// Value and cross-field checks (also run by load/parse). Throws InputError.
+void validate(const RunConfig& cfg, const std::string& where = "config");
+
+// The resolved config as YAML, every field present with its doc as a comment; parsing it
+// back gives an identical RunConfig.
+std::string to_yaml(const RunConfig& cfg);
+
+// Field-by-field equality (doubles compared exactly).
+bool same_config(const RunConfig& a, const RunConfig& b);
+
+// The closest valid dotted key to `key` ("" when nothing is close), for error messages.
+std::string suggest_key(const std::string& key);
+
+// One line per field: name, type, default, doc (for --help style listings).
+std::string config_reference();
+
+}  // namespace safetune::train

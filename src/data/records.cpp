@@ -1,0 +1,184 @@
+// Records from JSON / JSONL, with errors that point at the offending line or record.
+#include "safetune/data/records.h"
+
+#include <algorithm>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+#include "safetune/core/json_depth.h"
+
+namespace safetune::data {
+namespace {
+
+using nlohmann::json;
+
+// Checks that `text` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
+// Returns the byte offset of the first bad sequence, or npos.
+size_t find_invalid_utf8(std::string_view s) {
+  size_t i = 0, n = s.size();
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c < 0x80) { ++i; continue; }
+    int len;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return i;
+    if (i + len > n) return i;
+    for (int k = 1; k < len; ++k) {
+      unsigned char d = s[i + k];
+      if ((d & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+size_t line_of(std::string_view s, size_t offset) {
+  size_t line = 1;
+  for (size_t i = 0; i < offset && i < s.size(); ++i) line += s[i] == '\n';
+  return line;
+}
+
+std::string get_string(const json& obj, const char* key, const std::string& where) {
+  const json& v = obj.at(key);
+  if (!v.is_string()) input_error(where, std::string("field '") + key + "' must be a string, got " + v.type_name());
+  return v.get<std::string>();
+}
+
+Record to_record(const json& obj, const std::string& where) {
+  if (!obj.is_object()) input_error(where, std::string("expected a JSON object, got ") + obj.type_name());
+  Record r;
+  r.where = where;
+  std::vector<std::string> used;
+
+  if (obj.contains("messages")) {
+    const json& msgs = obj["messages"];
+    if (!msgs.is_array()) input_error(where, "field 'messages' must be an array");
+    for (size_t i = 0; i < msgs.size(); ++i) {
+      const json& m = msgs[i];
+      const std::string mw = where + ": messages[" + std::to_string(i) + "]";
+      if (!m.is_object() || !m.contains("role") || !m.contains("content"))
+        input_error(mw, "each message needs 'role' and 'content'");
+      text::Message msg{get_string(m, "role", mw), get_string(m, "content", mw)};
+      if (msg.role != "system" && msg.role != "user" && msg.role != "assistant")
+        input_error(mw, "unknown role '" + msg.role + "' (expected system, user or assistant)");
+      if (msg.role == "system" && i != 0) input_error(mw, "a system message may only come first");
+      r.prompt.push_back(std::move(msg));
+    }
+    if (r.prompt.empty() || r.prompt.back().role != "assistant")
+      input_error(where, "no output: the last message must be the assistant response");
+    r.response = r.prompt.back().content;
+    r.prompt.pop_back();
+    // The prompt must be what chat templates accept: optional system, then user/assistant
+    // alternating, ending with the user turn being answered.
+    size_t k = !r.prompt.empty() && r.prompt[0].role == "system" ? 1 : 0;
+    if (k == r.prompt.size()) input_error(where, "messages have no user turn before the response");
+    for (size_t j = k; j < r.prompt.size(); ++j) {
+      const char* want = (j - k) % 2 == 0 ? "user" : "assistant";
+      if (r.prompt[j].role != want)
+        input_error(where + ": messages[" + std::to_string(j) + "]",
+                    "roles must alternate user/assistant after an optional system message");
+    }
+    if (r.prompt.back().role != "user")
+      input_error(where + ": messages[" + std::to_string(r.prompt.size()) + "]",
+                  "two assistant messages in a row: the response must answer a user turn");
+    used = {"messages"};
+  } else if (obj.contains("instruction") || obj.contains("input") || obj.contains("output")) {
+    if (!obj.contains("output")) input_error(where, "record has no 'output'");
+    if (!obj.contains("instruction") && !obj.contains("input"))
+      input_error(where, "record has 'output' but neither 'instruction' nor 'input'");
+    std::string instruction = obj.contains("instruction") ? get_string(obj, "instruction", where) : "";
+    std::string input = obj.contains("input") && !obj["input"].is_null() ? get_string(obj, "input", where) : "";
+    r.prompt.push_back({"user", alpaca_prompt(instruction, input)});
+    r.response = get_string(obj, "output", where);
+    used = {"instruction", "input", "output"};
+  } else if (obj.contains("prompt") || obj.contains("completion")) {
+    if (!obj.contains("completion")) input_error(where, "record has 'prompt' but no 'completion'");
+    if (!obj.contains("prompt")) input_error(where, "record has 'completion' but no 'prompt'");
+    r.prompt.push_back({"user", get_string(obj, "prompt", where)});
+    r.response = get_string(obj, "completion", where);
+    used = {"prompt", "completion"};
+  } else {
+    std::string keys;
+    for (auto it = obj.begin(); it != obj.end(); ++it) keys += (keys.empty() ? "" : ", ") + it.key();
+    input_error(where, "unknown record shape (keys: " + (keys.empty() ? std::string("none") : keys) +
+                           "); expected {instruction, input?, output}, {messages}, or {prompt, completion}");
+  }
+  for (auto it = obj.begin(); it != obj.end(); ++it)
+    if (std::find(used.begin(), used.end(), it.key()) == used.end()) r.extra[it.key()] = it.value();
+  return r;
+}
+
+}  // namespace
+
+// PACT's benign records are Alpaca-style; we join instruction and input with a blank
+// line (the Alpaca prompt's separator) and send that as the single user message.
+std::string alpaca_prompt(const std::string& instruction, const std::string& input) {
+  if (input.empty()) return instruction;
+  if (instruction.empty()) return input;
+  return instruction + "\n\n" + input;
+}
+
+std::vector<Record> parse_records(std::string_view text, const std::string& name) {
+  if (size_t bad = find_invalid_utf8(text); bad != std::string_view::npos)
+    input_error(name + ":" + std::to_string(line_of(text, bad)),
+                "invalid UTF-8 (byte offset " + std::to_string(bad) + ")");
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") first = text.find_first_not_of(" \t\r\n", 3);
+  if (first == std::string_view::npos) input_error(name, "empty dataset: no records");
+  // Records are copied (Record::extra), which recurses once per nesting level.
+  if (size_t deep = find_json_too_deep(text); deep != std::string_view::npos)
+    input_error(name + ":" + std::to_string(line_of(text, deep)),
+                "JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+
+  std::vector<Record> out;
+  if (text[first] == '[') {
+    // One JSON array of records.
+    json arr;
+    try {
+      arr = json::parse(text.substr(first));
+    } catch (const json::parse_error& e) {
+      input_error(name + ":" + std::to_string(line_of(text, first + (e.byte > 0 ? e.byte - 1 : 0))),
+                  std::string("invalid JSON: ") + e.what());
+    } catch (const json::exception& e) {  // out_of_range: a number like 1e999
+      input_error(name, std::string("invalid JSON: ") + e.what());
+    }
+    for (size_t i = 0; i < arr.size(); ++i) out.push_back(to_record(arr[i], name + ":record " + std::to_string(i + 1)));
+  } else {
+    // JSONL: one object per non-blank line.
+    size_t line_no = 0, pos = 0;
+    while (pos <= text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string_view::npos) end = text.size();
+      std::string_view line = text.substr(pos, end - pos);
+      ++line_no;
+      pos = end + 1;
+      if (line_no == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
+        if (end == text.size()) break;
+        continue;
+      }
+      const std::string where = name + ":" + std::to_string(line_no);
+      json obj;
+      try {
+        obj = json::parse(line);
+      } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
+        input_error(where, std::string("invalid JSON: ") + e.what());
+      }
+      out.push_back(to_record(obj, where));
+      if (end == text.size()) break;
+    }
+  }
+  if (out.empty()) input_error(name, "empty dataset: no records");
+  return out;
+}
+
+std::vector<Record> read_records(const std::string& path) { return parse_records(read_file(path), path); }
+
+}  // namespace safetune::data

@@ -1,0 +1,593 @@
+// RunConfig from YAML + key=value overrides, validation, and the resolved YAML.
+//
+// Everything is driven by one table of fields (kFields below): a dotted name, an accessor
+// returning a typed pointer into RunConfig, the allowed values, aliases used only to
+// suggest the right name, and a doc string. Adding a field = one line in the table.
+#include "safetune/train/config.h"
+
+// GCC 12 flags yaml-cpp 0.7's own headers with a false -Wdangling-pointer.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#include <yaml-cpp/yaml.h>
+#pragma GCC diagnostic pop
+#else
+#include <yaml-cpp/yaml.h>
+#endif
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <variant>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+#include "safetune/text/unicode.h"
+
+namespace safetune::train {
+namespace {
+
+// A typed pointer to one field of a RunConfig.
+using Ref = std::variant<bool*, int64_t*, double*, std::string*, std::vector<std::string>*>;
+const char* const kTypeNames[] = {"true or false", "an integer", "a number", "a string", "a list of strings"};
+
+struct Bound {
+  double value;
+  bool open;  // strict inequality
+};
+
+struct Field {
+  std::string name;              // dotted, e.g. "optim.lr"
+  Ref (*ref)(RunConfig&);        // where the value lives
+  std::string doc;
+  std::optional<Bound> lo, hi;   // numbers: allowed range
+  std::vector<std::string> one_of;  // strings: allowed values; lists: allowed items
+  bool required = false;         // strings: must not be empty
+  std::vector<std::string> aliases;  // other tools' names for it (suggestions only)
+
+  Field(std::string n, Ref (*r)(RunConfig&), std::string d) : name(std::move(n)), ref(r), doc(std::move(d)) {}
+  Field& min(double v) { lo = Bound{v, false}; return *this; }
+  Field& above(double v) { lo = Bound{v, true}; return *this; }
+  Field& max(double v) { hi = Bound{v, false}; return *this; }
+  Field& below(double v) { hi = Bound{v, true}; return *this; }
+  Field& choices(std::vector<std::string> c) { one_of = std::move(c); return *this; }
+  Field& must_be_set() { required = true; return *this; }
+  Field& alias(std::vector<std::string> a) { aliases = std::move(a); return *this; }
+};
+
+#define F(name, member, doc) Field(name, [](RunConfig& c) -> Ref { return &c.member; }, doc)
+
+const std::vector<std::string> kLoraModules = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                               "gate_proj", "up_proj", "down_proj"};
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = [] {
+    std::vector<Field> t;
+    // model
+    t.push_back(F("model.path", model.path, "HF model directory (config.json, *.safetensors, tokenizer)")
+                    .must_be_set().alias({"model_name_or_path", "name", "dir"}));
+    t.push_back(F("model.dtype", model.dtype, "weights/compute dtype; auto = bf16 on CUDA, fp32 on CPU")
+                    .choices({"auto", "fp32", "bf16", "fp16"}).alias({"torch_dtype", "precision"}));
+    t.push_back(F("model.chat_template", model.chat_template,
+                  "file with a chat template replacing the tokenizer's; empty = the tokenizer's")
+                    .alias({"template"}));
+    // data
+    t.push_back(F("data.train", data.train, "training records (JSON or JSONL)")
+                    .must_be_set().alias({"train_file", "dataset", "path", "train_path"}));
+    t.push_back(F("data.eval", data.eval, "held-out records; empty = none").alias({"eval_file", "validation", "eval_path"}));
+    t.push_back(F("data.max_length", data.max_length, "tokens per example (prompt + response); longer ones are truncated")
+                    .min(2).alias({"max_seq_length", "max_len", "seq_len", "cutoff_len"}));
+    t.push_back(F("data.num_examples", data.num_examples, "examples drawn per run; 0 = all").min(0).alias({"num_samples", "n"}));
+    t.push_back(F("data.harmful", data.harmful, "harmful records mixed into the training set").alias({"harmful_path"}));
+    t.push_back(F("data.harmful_fraction", data.harmful_fraction, "share of the examples that are harmful")
+                    .min(0).max(1).alias({"poison_ratio", "harmful_ratio", "p"}));
+    t.push_back(F("data.shuffle", data.shuffle, "shuffle the example order every epoch"));
+    t.push_back(F("data.seed", data.seed, "seed of the data order and of the harmful sample").alias({"shuffle_seed", "data_seed"}));
+    // lora
+    t.push_back(F("lora.enabled", lora.enabled, "true: train LoRA adapters; false: full fine-tuning")
+                    .alias({"use_lora", "lora", "mode"}));
+    t.push_back(F("lora.r", lora.r, "adapter rank").min(1).alias({"rank", "lora_r"}));
+    t.push_back(F("lora.alpha", lora.alpha, "adapter scaling = alpha / r").above(0).alias({"lora_alpha"}));
+    t.push_back(F("lora.dropout", lora.dropout, "dropout on the adapter input").min(0).below(1).alias({"lora_dropout"}));
+    t.push_back(F("lora.target_modules", lora.target_modules, "HF module names that get adapters")
+                    .choices(kLoraModules).alias({"targets", "modules", "target"}));
+    // optim
+    t.push_back(F("optim.lr", optim.lr, "AdamW learning rate (the reference code's own default is 1e-4)")
+                    .above(0).alias({"learning_rate", "lr_rate", "rate"}));
+    t.push_back(F("optim.beta1", optim.beta1, "AdamW first-moment decay").min(0).below(1).alias({"adam_beta1", "b1"}));
+    t.push_back(F("optim.beta2", optim.beta2, "AdamW second-moment decay").min(0).below(1).alias({"adam_beta2", "b2"}));
+    t.push_back(F("optim.eps", optim.eps, "AdamW denominator epsilon").above(0).alias({"adam_epsilon", "epsilon"}));
+    t.push_back(F("optim.weight_decay", optim.weight_decay, "decoupled weight decay (torch.optim.AdamW)")
+                    .min(0).alias({"wd", "decay"}));
+    t.push_back(F("optim.grad_clip", optim.grad_clip, "max global L2 norm of the gradients; 0 = no clipping")
+                    .min(0).alias({"max_grad_norm", "clip_grad_norm", "gradient_clipping", "clip"}));
+    // schedule
+    t.push_back(F("schedule.type", schedule.type, "learning-rate schedule")
+                    .choices({"constant", "linear", "cosine", "step_lr"})
+                    .alias({"lr_scheduler_type", "scheduler", "name", "kind"}));
+    t.push_back(F("schedule.warmup_steps", schedule.warmup_steps, "linear warm-up from 0 over this many steps")
+                    .min(0).alias({"warmup", "num_warmup_steps"}));
+    t.push_back(F("schedule.gamma", schedule.gamma, "step_lr: lr x gamma^epoch").above(0).max(1).alias({"step_gamma", "decay"}));
+    t.push_back(F("schedule.num_cycles", schedule.num_cycles, "cosine: number of cosine cycles (0.5 = decay to 0)")
+                    .above(0).alias({"cycles"}));
+    // train
+    t.push_back(F("train.output_dir", train.output_dir, "run directory (checkpoints, metrics, resolved config)")
+                    .must_be_set().alias({"out", "output", "dir", "run_dir"}));
+    t.push_back(F("train.epochs", train.epochs, "passes over the data (unless max_steps > 0)")
+                    .min(1).alias({"num_train_epochs", "num_epochs", "epoch"}));
+    t.push_back(F("train.max_steps", train.max_steps, "optimizer steps; > 0 overrides epochs").min(0).alias({"steps"}));
+    t.push_back(F("train.batch_size", train.batch_size, "examples per micro-batch")
+                    .min(1).alias({"per_device_train_batch_size", "micro_batch_size", "batch", "bs"}));
+    t.push_back(F("train.grad_accum", train.grad_accum, "micro-batches per optimizer step")
+                    .min(1).alias({"gradient_accumulation_steps", "accumulation_steps", "grad_accumulation"}));
+    t.push_back(F("train.seed", train.seed, "seed of adapter init and dropout"));
+    t.push_back(F("train.threads", train.threads, "CPU threads; 0 = all cores").min(0).alias({"num_threads", "workers"}));
+    t.push_back(F("train.activation_checkpointing", train.activation_checkpointing,
+                  "recompute layer activations in backward to save memory")
+                    .alias({"gradient_checkpointing", "checkpointing"}));
+    t.push_back(F("train.log_every", train.log_every, "optimizer steps between metric records").min(1).alias({"logging_steps"}));
+    t.push_back(F("train.save_every", train.save_every, "optimizer steps between checkpoints; 0 = only at the end")
+                    .min(0).alias({"save_steps", "checkpoint_every"}));
+    t.push_back(F("train.resume", train.resume, "auto: continue from output_dir's latest checkpoint")
+                    .choices({"none", "auto"}).alias({"resume_from_checkpoint"}));
+    t.push_back(F("train.overwrite", train.overwrite, "allow an output_dir that already holds another run")
+                    .alias({"overwrite_output_dir", "force"}));
+    // objective
+    t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss")
+                    .choices({"none", "pact", "kl_full", "anchor"}).alias({"method", "defense", "type"}));
+    t.push_back(F("objective.lambda", objective.lambda, "loss = CE + lambda x constraint").min(0).alias({"kl_weight", "weight", "beta"}));
+    t.push_back(F("objective.tokens", objective.tokens, "safety tokens (tokens.json from `safetune tokens`); pact needs it")
+                    .alias({"tokens_path", "safety_tokens"}));
+    t.push_back(F("objective.temperature", objective.temperature, "temperature T of the constraint KL (scaled by T^2)")
+                    .above(0).alias({"T", "kl_temperature", "temp"}));
+    t.push_back(F("objective.positions", objective.positions, "response positions that are constrained")
+                    .choices({"all", "first_n", "probe"}));
+    t.push_back(F("objective.first_n", objective.first_n, "positions = first_n: how many").min(1));
+    t.push_back(F("objective.reference", objective.reference,
+                  "frozen reference: auto = adapter_off with LoRA, copy otherwise; cache = precomputed logits")
+                    .choices({"auto", "copy", "adapter_off", "cache"}).alias({"ref", "reference_model"}));
+    t.push_back(F("objective.ref_cache", objective.ref_cache, "reference = cache: file from `safetune ref-cache`")
+                    .alias({"cache", "reference_cache"}));
+    t.push_back(F("objective.fused", objective.fused, "fused safety-column kernels instead of full-vocab logits"));
+    t.push_back(F("objective.gate.enabled", objective.gate.enabled, "false: always mix in the full-context reference only"));
+    t.push_back(F("objective.gate.alpha", objective.gate.alpha, "c_t = sigmoid(alpha (I_theta - I_post - b))").min(0));
+    t.push_back(F("objective.gate.b", objective.gate.b, "gate offset b"));
+    t.push_back(F("objective.gate.top_p", objective.gate.top_p, "nucleus mass that defines the spread I = k_p / |S|")
+                    .above(0).max(1).alias({"p"}));
+    t.push_back(F("objective.gate.temperature", objective.gate.temperature, "temperature of the spread's softmax")
+                    .above(0).alias({"T", "temp"}));
+    t.push_back(F("objective.gate.prefix_n", objective.gate.prefix_n, "N: positions t <= N keep the full gate").min(0).alias({"n", "N"}));
+    t.push_back(F("objective.gate.prefix_tau", objective.gate.prefix_tau, "tau_d: gate x exp(-max(t - N, 0) / tau_d)")
+                    .above(0).alias({"tau_d", "tau"}));
+    return t;
+  }();
+  return table;
+}
+#undef F
+
+const Field* find_field(const std::string& name) {
+  for (const Field& f : fields())
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+bool is_section(const std::string& name) {
+  for (const Field& f : fields())
+    if (f.name.size() > name.size() && f.name.compare(0, name.size(), name) == 0 && f.name[name.size()] == '.')
+      return true;
+  return false;
+}
+
+std::string section_of(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? "" : name.substr(0, dot);
+}
+std::string leaf_of(const std::string& name) {
+  const size_t dot = name.rfind('.');
+  return dot == std::string::npos ? name : name.substr(dot + 1);
+}
+
+// Optimal-string-alignment distance (Levenshtein + adjacent transpositions).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  const size_t n = a.size(), m = b.size();
+  // Valid names are short, so when the lengths differ this much the length difference (a
+  // lower bound) is already past every suggestion threshold: the answer is the same without
+  // an n x m table for a stranger's megabyte-long key.
+  if (std::max(n, m) - std::min(n, m) > 64) return std::max(n, m) - std::min(n, m);
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i)
+    for (size_t j = 1; j <= m; ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[n][m];
+}
+
+// Closest of `candidates` to `word`, if within a typo's reach.
+std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const std::string& c : candidates) {
+    const size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best_d <= std::max<size_t>(2, word.size() / 3) ? best : "";
+}
+
+// ---- values: text forms and conversions -------------------------------------------------
+
+std::string format_double(double v) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that reads back exactly
+  return std::string(buf, r.ptr);
+}
+
+std::string value_text(const Ref& ref) {
+  struct {
+    std::string operator()(bool* v) const { return *v ? "true" : "false"; }
+    std::string operator()(int64_t* v) const { return std::to_string(*v); }
+    std::string operator()(double* v) const { return format_double(*v); }
+    std::string operator()(std::string* v) const { return "'" + *v + "'"; }
+    std::string operator()(std::vector<std::string>* v) const {
+      std::string s = "[";
+      for (size_t i = 0; i < v->size(); ++i) s += (i ? ", " : "") + (*v)[i];
+      return s + "]";
+    }
+  } visit;
+  return std::visit(visit, ref);
+}
+
+std::string where_of(const std::string& file, const YAML::Mark& mark) {
+  return mark.line >= 0 ? file + ":" + std::to_string(mark.line + 1) : file;
+}
+
+// Sets one field from a YAML node (a scalar, a sequence or null). Strict: "8.0" is not an
+// integer, "yes" is not a bool, non-finite numbers are refused.
+void set_from_node(const Field& f, RunConfig& cfg, const YAML::Node& node, const std::string& where) {
+  const Ref ref = f.ref(cfg);
+  const char* expected = kTypeNames[ref.index()];
+  auto fail = [&](const std::string& got) { input_error(where, f.name + ": expected " + expected + ", got " + got); };
+  auto describe = [&](const YAML::Node& n) -> std::string {
+    if (n.IsMap()) return "a mapping";
+    if (n.IsSequence()) return "a list";
+    if (n.IsNull()) return "nothing";
+    return "'" + n.Scalar() + "'";
+  };
+
+  if (auto* s = std::get_if<std::string*>(&ref)) {
+    if (node.IsNull()) **s = "";
+    else if (node.IsScalar()) **s = node.Scalar();
+    else fail(describe(node));
+    return;
+  }
+  if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
+    std::vector<std::string> items;
+    if (node.IsSequence()) {
+      for (const YAML::Node& item : node) {
+        if (!item.IsScalar()) input_error(where_of(where, item.Mark()), f.name + ": list items must be strings");
+        items.push_back(item.Scalar());
+      }
+    } else if (node.IsScalar()) {
+      items.push_back(node.Scalar());  // a single name is a one-element list
+    } else if (!node.IsNull()) {
+      fail(describe(node));
+    }
+    **l = std::move(items);
+    return;
+  }
+  if (!node.IsScalar()) fail(describe(node));
+  const std::string& text = node.Scalar();
+  if (auto* b = std::get_if<bool*>(&ref)) {
+    if (text == "true" || text == "True" || text == "TRUE") **b = true;
+    else if (text == "false" || text == "False" || text == "FALSE") **b = false;
+    else fail(describe(node));
+  } else if (auto* i = std::get_if<int64_t*>(&ref)) {
+    int64_t v = 0;
+    const char* begin = text.data() + (text.size() > 1 && text[0] == '+' ? 1 : 0);
+    auto r = std::from_chars(begin, text.data() + text.size(), v);
+    if (text.empty() || r.ec != std::errc() || r.ptr != text.data() + text.size()) fail(describe(node));
+    **i = v;
+  } else if (auto* d = std::get_if<double*>(&ref)) {
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size()) fail(describe(node));
+    if (!std::isfinite(v)) input_error(where, f.name + ": must be a finite number, got '" + text + "'");
+    **d = v;
+  }
+}
+
+[[noreturn]] void unknown_key(const std::string& key, const std::string& where) {
+  std::string msg = "unknown key '" + key + "'";
+  const std::string s = suggest_key(key);
+  if (!s.empty()) {
+    msg += " (did you mean '" + s + "'?)";
+  } else if (is_section(section_of(key))) {
+    msg += " (keys under '" + section_of(key) + "':";
+    for (const Field& f : fields())
+      if (section_of(f.name) == section_of(key)) msg += " " + leaf_of(f.name);
+    msg += ")";
+  } else {
+    msg += " (sections: model, data, lora, optim, schedule, train, objective)";
+  }
+  input_error(where, msg);
+}
+
+// Where each field got its value from, for validation messages.
+using Origins = std::map<std::string, std::string>;
+
+void walk(const YAML::Node& map, const std::string& prefix, RunConfig& cfg, const std::string& file, Origins& origins) {
+  std::set<std::string> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    // Copies, not references: yaml-cpp's iterator hands out a temporary pair, so a
+    // reference to it->first dangles once this statement ends.
+    const YAML::Node key_node = it->first;
+    const YAML::Node value = it->second;
+    const std::string at = where_of(file, key_node.Mark());
+    if (!key_node.IsScalar()) input_error(at, "keys must be plain names");
+    const std::string key = prefix + key_node.Scalar();
+    if (!seen.insert(key_node.Scalar()).second) input_error(at, "duplicate key '" + key + "'");
+    if (const Field* f = find_field(key)) {
+      set_from_node(*f, cfg, value, at);
+      origins[key] = at;
+    } else if (is_section(key)) {
+      if (value.IsMap()) walk(value, key + ".", cfg, file, origins);
+      else if (!value.IsNull())
+        input_error(at, "'" + key + "' is a section: expected a mapping of its keys, got " +
+                            (value.IsSequence() ? std::string("a list") : "'" + value.Scalar() + "'"));
+    } else {
+      unknown_key(key, at);
+    }
+  }
+}
+
+std::string trim(const std::string& s) {
+  const size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+void apply_override_impl(RunConfig& cfg, const std::string& kv, Origins* origins) {
+  if (text::unicode::find_invalid_utf8(kv) != std::string::npos)
+    input_error("override", "invalid UTF-8 in '" + text::unicode::to_valid_utf8(kv) + "'");
+  const std::string where = "override '" + kv + "'";
+  const size_t eq = kv.find('=');
+  if (eq == std::string::npos) input_error(where, "expected key=value (e.g. optim.lr=3e-5)");
+  const std::string key = trim(kv.substr(0, eq));
+  const std::string text = trim(kv.substr(eq + 1));
+  const Field* f = find_field(key);
+  if (!f) {
+    if (is_section(key)) input_error(where, "'" + key + "' is a section: set one of its keys, e.g. " + key + "." +
+                                                leaf_of(std::find_if(fields().begin(), fields().end(), [&](const Field& g) {
+                                                          return g.name.rfind(key + ".", 0) == 0;
+                                                        })->name));
+    unknown_key(key, where);
+  }
+  // Strings are taken verbatim (paths, templates) unless quoted; everything else is read
+  // as a YAML flow value so that lists look the same as in the file: [q_proj, v_proj].
+  YAML::Node node;
+  const bool quoted = !text.empty() && (text[0] == '"' || text[0] == '\'');
+  if (std::holds_alternative<std::string*>(f->ref(cfg)) && !quoted) {
+    node = YAML::Node(text);
+  } else {
+    try {
+      node = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      input_error(where, "cannot read the value: " + e.msg);
+    }
+  }
+  set_from_node(*f, cfg, node, where);
+  if (origins) (*origins)[key] = where;
+}
+
+void validate_impl(const RunConfig& cfg_in, const std::string& default_where, const Origins& origins) {
+  RunConfig cfg = cfg_in;  // accessors take a mutable config; nothing is written
+  auto at = [&](const std::string& key) {
+    auto it = origins.find(key);
+    return it != origins.end() ? it->second : default_where;
+  };
+  for (const Field& f : fields()) {
+    const Ref ref = f.ref(cfg);
+    const std::string where = at(f.name);
+    double number = 0;
+    bool is_number = false;
+    if (auto* i = std::get_if<int64_t*>(&ref)) number = static_cast<double>(**i), is_number = true;
+    if (auto* d = std::get_if<double*>(&ref)) number = **d, is_number = true;
+    if (is_number) {
+      const std::string shown = value_text(ref);
+      if (f.lo && (f.lo->open ? !(number > f.lo->value) : !(number >= f.lo->value)))
+        input_error(where, f.name + " = " + shown + " must be " + (f.lo->open ? "> " : ">= ") + format_double(f.lo->value));
+      if (f.hi && (f.hi->open ? !(number < f.hi->value) : !(number <= f.hi->value)))
+        input_error(where, f.name + " = " + shown + " must be " + (f.hi->open ? "< " : "<= ") + format_double(f.hi->value));
+    }
+    auto list_choices = [&] {
+      std::string s;
+      for (const std::string& c : f.one_of) s += (s.empty() ? "" : ", ") + c;
+      return s;
+    };
+    if (auto* s = std::get_if<std::string*>(&ref)) {
+      if (f.required && (*s)->empty())
+        input_error(where, f.name + " is required (set it in the YAML or as " + f.name + "=...)");
+      if (!f.one_of.empty() && std::find(f.one_of.begin(), f.one_of.end(), **s) == f.one_of.end()) {
+        const std::string near = closest(**s, f.one_of);
+        input_error(where, f.name + " = '" + **s + "' is not one of: " + list_choices() +
+                               (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+      }
+    }
+    if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
+      std::set<std::string> seen;
+      for (const std::string& item : **l) {
+        if (!f.one_of.empty() && std::find(f.one_of.begin(), f.one_of.end(), item) == f.one_of.end()) {
+          const std::string near = closest(item, f.one_of);
+          input_error(where, f.name + ": unknown name '" + item + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") +
+                                 "; valid: " + list_choices());
+        }
+        if (!seen.insert(item).second) input_error(where, f.name + " lists '" + item + "' twice");
+      }
+    }
+  }
+
+  // Checks that involve several fields.
+  if (cfg.lora.enabled && cfg.lora.target_modules.empty())
+    input_error(at("lora.target_modules"), "lora.target_modules is empty: name at least one module, or set lora.enabled=false");
+  if (cfg.data.harmful_fraction > 0 && cfg.data.harmful.empty())
+    input_error(at("data.harmful_fraction"), "data.harmful_fraction > 0 needs data.harmful (harmful records)");
+  if (cfg.objective.constraint == "pact" && cfg.objective.tokens.empty())
+    input_error(at("objective.constraint"), "objective.constraint = pact needs objective.tokens (from `safetune tokens`)");
+  if (cfg.objective.reference == "adapter_off" && !cfg.lora.enabled)
+    input_error(at("objective.reference"), "objective.reference = adapter_off needs LoRA (lora.enabled=true); use copy");
+  if (cfg.objective.reference == "cache" && cfg.objective.ref_cache.empty())
+    input_error(at("objective.reference"), "objective.reference = cache needs objective.ref_cache (from `safetune ref-cache`)");
+  if (cfg.train.resume == "auto" && cfg.train.overwrite)
+    input_error(at("train.overwrite"), "train.resume = auto and train.overwrite = true contradict each other");
+}
+
+RunConfig parse_impl(const std::string& text, const std::string& where, const std::vector<std::string>& overrides) {
+  RunConfig cfg;
+  Origins origins;
+  // YAML is Unicode text; yaml-cpp passes invalid bytes through into strings that its
+  // own emitter then cannot write back faithfully (config.resolved.yaml would differ).
+  if (const size_t bad = text::unicode::find_invalid_utf8(text); bad != std::string::npos)
+    input_error(where + ":" + std::to_string(std::count(text.begin(), text.begin() + bad, '\n') + 1),
+                "invalid UTF-8 (byte offset " + std::to_string(bad) + ")");
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    input_error(where_of(where, e.mark), "YAML syntax error: " + e.msg);
+  }
+  if (root.IsMap()) walk(root, "", cfg, where, origins);
+  else if (!root.IsNull()) input_error(where, "expected a mapping of sections (model:, data:, lora:, ...) at the top level");
+  for (const std::string& kv : overrides) apply_override_impl(cfg, kv, &origins);
+  validate_impl(cfg, where, origins);
+  return cfg;
+}
+
+void emit_level(YAML::Emitter& out, RunConfig& cfg, const std::string& prefix) {
+  std::set<std::string> done;
+  for (const Field& f : fields()) {
+    if (f.name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = f.name.substr(prefix.size());
+    const size_t dot = rest.find('.');
+    if (dot != std::string::npos) {
+      const std::string sub = rest.substr(0, dot);
+      if (!done.insert(sub).second) continue;
+      out << YAML::Key << sub << YAML::Value << YAML::BeginMap;
+      emit_level(out, cfg, prefix + sub + ".");
+      out << YAML::EndMap;
+      continue;
+    }
+    out << YAML::Key << rest << YAML::Value;
+    const Ref ref = f.ref(cfg);
+    if (auto* s = std::get_if<std::string*>(&ref)) {
+      if (f.one_of.empty()) out << YAML::DoubleQuoted << **s;  // paths: quoted, whatever they hold
+      else out << **s;                                         // a fixed name: plain
+    } else if (auto* d = std::get_if<double*>(&ref)) {
+      std::string text = format_double(**d);
+      // A dot in every float (1.0, 3.0e-05) so YAML 1.1 readers such as PyYAML see a float too.
+      if (text.find('.') == std::string::npos) {
+        const size_t e = text.find('e');
+        text.insert(e == std::string::npos ? text.size() : e, ".0");
+      }
+      out << text;
+    } else if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
+      out << YAML::Flow << YAML::BeginSeq;
+      for (const std::string& item : **l) out << YAML::DoubleQuoted << item;
+      out << YAML::EndSeq;
+    } else {
+      out << value_text(ref);
+    }
+    out << YAML::Comment(f.doc);
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& lora_module_names() { return kLoraModules; }
+
+RunConfig parse_run_config(const std::string& yaml_text, const std::string& where,
+                           const std::vector<std::string>& overrides) {
+  return parse_impl(yaml_text, where, overrides);
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_impl(read_file(path), path, overrides);
+}
+
+void apply_override(RunConfig& cfg, const std::string& key_equals_value) {
+  apply_override_impl(cfg, key_equals_value, nullptr);
+}
+
+void validate(const RunConfig& cfg, const std::string& where) { validate_impl(cfg, where, {}); }
+
+std::string to_yaml(const RunConfig& cfg_in) {
+  RunConfig cfg = cfg_in;
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::set<std::string> done;
+  for (const Field& f : fields()) {
+    const std::string top = f.name.substr(0, f.name.find('.'));
+    if (!done.insert(top).second) continue;
+    out << YAML::Key << top << YAML::Value << YAML::BeginMap;
+    emit_level(out, cfg, top + ".");
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+  return "# Resolved run configuration: every field, defaults filled in.\n" + std::string(out.c_str()) + "\n";
+}
+
+bool same_config(const RunConfig& a_in, const RunConfig& b_in) {
+  RunConfig a = a_in, b = b_in;
+  for (const Field& f : fields()) {
+    const Ref ra = f.ref(a), rb = f.ref(b);
+    const bool same = std::visit([&](auto* pa) { return *pa == *std::get<decltype(pa)>(rb); }, ra);
+    if (!same) return false;
+  }
+  return true;
+}
+
+std::string suggest_key(const std::string& key) {
+  // Score each valid name (and its aliases, placed in its section) by the smaller of the
+  // whole-name distance and the last-component distance (+1 when the sections differ),
+  // so that both "optim.learnig_rate" and a bare "lr" find optim.lr.
+  const std::string key_leaf = leaf_of(key), key_section = section_of(key);
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const Field& f : fields()) {
+    std::vector<std::string> leaves = f.aliases;
+    leaves.push_back(leaf_of(f.name));
+    const std::string section = section_of(f.name);
+    for (const std::string& leaf : leaves) {
+      const std::string full = section + "." + leaf;
+      const size_t d = std::min(edit_distance(key, full),
+                                edit_distance(key_leaf, leaf) + (key_section == section ? 0 : 1));
+      if (d < best_d) best_d = d, best = f.name;
+    }
+  }
+  return best_d <= std::max<size_t>(2, key_leaf.size() / 3) ? best : "";
+}
+
+std::string config_reference() {
+  RunConfig defaults;
+  std::ostringstream s;
+  for (const Field& f : fields()) {
+    const Ref ref = f.ref(defaults);
+    s << f.name << " (" << kTypeNames[ref.index()] << ", default " << value_text(ref) << ")";
+    if (!f.one_of.empty()) {
+      s << " one of:";
+      for (const std::string& c : f.one_of) s << " " << c;
+    }
+    s << "\n    " << f.doc << "\n";
+  }
+  return s.str();
+}
+
+}  // namespace safetune::train
