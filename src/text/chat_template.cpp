@@ -268,7 +268,7 @@ ChatTemplate detect_chat_template(const std::string& path_or_dir) {
     nlohmann::json cfg;
     try {
       cfg = nlohmann::json::parse(read_file(config_path));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       input_error(config_path, std::string("invalid JSON: ") + e.what());
     }
     auto it = cfg.is_object() ? cfg.find("chat_template") : cfg.end();
