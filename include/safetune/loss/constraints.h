@@ -1,0 +1,129 @@
+// Safety constraints added to the fine-tuning loss (loss = CE + lambda * constraint):
+//
+//  pact     PACT's step 2: a KL on the safety-token columns S only, towards a reference
+//           that mixes the frozen aligned model's logits on the full context (z_full) and
+//           on a post-only context (assistant header + response prefix, z_post), the mix
+//           chosen per position by a top-p "spread" gate with prefix emphasis:
+//             k_p(z)  = smallest count of tokens whose sorted cumulative probability
+//                       reaches top_p, on softmax(z[S] / T_g); I = k_p / |S|
+//             c_t     = sigmoid(alpha * (I_theta,t - I_post,t - b))
+//                       * exp(-max(t - N, 0) / tau_d)
+//             z_mix,t = (1 - c_t) z_full,t + c_t z_post,t                 (no gradient)
+//             q_t(j)  = softmax(z_mix,t / T)_j * w_j, renormalised over S, w = max(v, 0)
+//             L       = T^2 * mean over valid positions of
+//                       sum_j q_t(j) (log q_t(j) - log softmax(z_theta,t / T)_j)
+//           t counts response positions from 0 (the position predicting the first
+//           response token). The gate carries no gradient (it is computed from detached
+//           z_theta); only log softmax(z_theta / T) is differentiated.
+//  kl_full  forward KL(p_ref || p_theta) over the whole vocabulary at every selected
+//           response position, at temperature T and scaled by T^2 like pact (T = 1 gives
+//           the plain KL): the model-wide baseline.
+//  anchor   mean over selected positions and over j in S of
+//           (log p_theta(j) - log p_ref(j))^2, where log p = log_softmax over the WHOLE
+//           vocabulary at temperature 1, then restricted to S (so moving probability mass
+//           between S and the rest of the vocabulary is penalised too).
+//
+// The reference for kl_full and anchor is the full-context one. These are the plain
+// compositions of torch ops (autograd provides the gradients); inputs may be any float
+// dtype and are computed in fp32 (the gate's spread in fp64).
+//
+// Which response positions are constrained: all (default), the first N (t < N), or
+// "probe" positions, where the full-context reference puts at least probe_tau of its
+// probability on S (computed over the whole vocabulary at temperature 1).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+
+#include "safetune/data/batch.h"
+#include "safetune/train/config.h"
+
+namespace safetune::loss {
+
+struct ConstraintOptions {
+  double temperature = 2.0;  // T of the KL, with the T^2 factor
+
+  // Where pact's reference comes from at each position:
+  //  "gated" (PACT): the gate's c_t mixes z_full and z_post;
+  //  "full": c_t = 0, the full-context reference alone (what GateConfig::enabled = false
+  //          means; also the only choice without a post-only context, and then z_post
+  //          need not be computed);
+  //  "post": c_t = 1, the post-only reference alone (ablation: no mixing).
+  std::string reference_mix = "gated";
+  double gate_alpha = 2.0;
+  double gate_b = 0.0;
+  double gate_top_p = 0.9;
+  double gate_temperature = 1.0;  // T_g
+  bool prefix_decay = true;       // off: c_t without the exp(-max(t - N, 0) / tau_d) factor
+  int64_t prefix_n = 8;           // N
+  double prefix_tau = 8.0;        // tau_d
+
+  std::string positions = "all";  // all | first_n | probe
+  int64_t first_n = 8;
+  double probe_tau = 0.5;  // probe: minimum reference probability mass on S
+};
+
+// From the run config: objective.temperature, objective.positions / first_n, and the gate
+// (gate.enabled = false -> reference_mix "full").
+ConstraintOptions constraint_options(const train::ObjectiveConfig& cfg);
+
+// Checks option values (InputError naming `where`).
+void check_constraint_options(const ConstraintOptions& o, const std::string& where = "objective");
+
+// The result of a constraint: the scalar loss (differentiable w.r.t. the model's logits)
+// and, for pact, the mean gate value c_t over the constrained positions (detached; 0
+// when nothing is constrained or reference_mix is "full").
+struct ConstraintResult {
+  at::Tensor loss;
+  at::Tensor gate_mean;
+};
+
+// I = k_p / |S| for each row of z [N, K] (fp64 [N], no gradient).
+at::Tensor topp_spread(const at::Tensor& z, double top_p, double temperature);
+
+// c_t [N] (fp32, no gradient) for the options' reference_mix: the gate from z_theta and
+// z_post for "gated", zeros for "full", ones for "post".
+at::Tensor gate_values(const at::Tensor& z_theta, const at::Tensor& z_post, const at::Tensor& t,
+                       const ConstraintOptions& o);
+
+// PACT's L_KL. z_theta, z_full, z_post: [N, K] logits on S (z_post may be undefined when
+// reference_mix is "full"); w: [K] weights max(v, 0); t: [N] int64 response index;
+// valid: [N] bool, the positions to constrain (after position selection). Rows that are
+// not valid may hold anything (they are dropped before any arithmetic).
+ConstraintResult pact_loss(const at::Tensor& z_theta, const at::Tensor& z_full, const at::Tensor& z_post,
+                           const at::Tensor& w, const at::Tensor& t, const at::Tensor& valid,
+                           const ConstraintOptions& o);
+
+// T^2 * mean over valid rows of sum_j q(j) (log q(j) - log softmax(z_theta / T)_j),
+// q = softmax(z_ref / T) * w renormalised: pact with a fixed reference.
+at::Tensor weighted_subset_kl(const at::Tensor& z_theta, const at::Tensor& z_ref, const at::Tensor& w,
+                              const at::Tensor& valid, double temperature);
+
+// kl_full: logits over the whole vocabulary [N, V].
+at::Tensor kl_full_loss(const at::Tensor& logits_theta, const at::Tensor& logits_ref, const at::Tensor& valid,
+                        double temperature);
+
+// anchor: logits over the whole vocabulary [N, V]; S: [K] int64 column ids.
+at::Tensor anchor_loss(const at::Tensor& logits_theta, const at::Tensor& logits_ref, const at::Tensor& S,
+                       const at::Tensor& valid);
+
+// Probability mass softmax(logits)[S] summed, per row: [N] fp32, no gradient.
+at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S);
+
+// Which response positions to constrain: `valid` [N] bool restricted by o.positions
+// ("first_n": t < first_n; "probe": ref_mass >= probe_tau, ref_mass from mass_on_subset
+// of the full-context reference; may be undefined for the other modes).
+at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, const at::Tensor& valid,
+                            const at::Tensor& ref_mass = {});
+
+// The response positions of a batch, flattened: the position of the full context whose
+// logits predict response token t (rows/cols into [B, T]), the same prediction in the
+// post-only context (post_cols into [B, P]), and t. Every response token of each row is
+// listed (the end-of-turn tokens too), in row order.
+struct ResponsePositions {
+  at::Tensor rows, cols, post_cols, t;  // [N] int64 each
+};
+ResponsePositions response_positions(const data::Batch& batch);
+
+}  // namespace safetune::loss

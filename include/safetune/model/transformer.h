@@ -1,0 +1,160 @@
+// The decoder-only transformer of Hugging Face's Llama, Mistral and Qwen2 families.
+//
+// Parameter names are exactly HF's ("model.layers.0.self_attn.q_proj.weight", ...), so
+// a checkpoint loads by name without renaming, and a saved model is an HF checkpoint.
+// forward() returns the final hidden states (after the last RMSNorm); the lm_head is
+// applied separately (logits(), or lm_head_weight() for fused losses on top of it).
+//
+// Semantics follow HF's modeling_llama.py / modeling_qwen2.py / modeling_mistral.py:
+// rotate-half RoPE (with "linear" and "llama3" scaling), grouped-query attention,
+// RMSNorm computed in fp32, SiLU-gated MLP, optional q/k/v(/o) bias, a sliding window on
+// the layers ModelConfig::layer_slides() names, and padding masks with positions taken
+// as cumsum(mask) - 1 so that left-padded batches see the same positions as unpadded ones.
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "safetune/io/hf_config.h"
+
+namespace safetune::model {
+
+using io::ModelConfig;
+
+// The dtype policy, in one place: weights stored in bf16/f16/f32 compute in fp32 on CPU
+// (CPU half-precision GEMMs are slow and lose accuracy) and in bf16 on CUDA.
+at::ScalarType compute_dtype_for(const c10::Device& device);
+
+// y = x W^T + b, W stored [out, in] as HF's nn.Linear. A plain module (not
+// torch::nn::Linear) so that LoRA can attach to it: when lora_A [r, in] and lora_B [out, r]
+// are defined and lora_enabled, forward adds lora_scaling * (x A^T) B^T. The adapter code
+// registers and names those tensors; the base model leaves them undefined.
+class Linear : public torch::nn::Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x) const;
+
+  int64_t in_features, out_features;
+  at::Tensor weight, bias;  // bias undefined when absent
+  at::Tensor lora_A, lora_B;
+  double lora_scaling = 0.0;
+  double lora_dropout = 0.0;  // on the adapter's input, only while training with gradients
+  bool lora_enabled = true;
+};
+
+// HF's LlamaRMSNorm: normalise in fp32, cast back to the input dtype, then scale.
+class RMSNorm : public torch::nn::Module {
+ public:
+  RMSNorm(int64_t dim, double eps, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x) const;
+  at::Tensor weight;
+  double eps;
+};
+
+class Embedding : public torch::nn::Module {
+ public:
+  Embedding(int64_t num, int64_t dim, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& ids) const;
+  at::Tensor weight;  // [num, dim]
+};
+
+// Per-layer keys and values of the tokens seen so far, preallocated to max_len slots.
+// Slot s of row b holds the s-th token given to forward() for that row; `valid` says
+// which slots hold real tokens (padding does not), `count` how many real tokens each row
+// has so far (the position of its next token).
+struct KVCache {
+  KVCache(const ModelConfig& cfg, int64_t batch, int64_t max_len, const at::TensorOptions& opts);
+  std::vector<at::Tensor> k, v;  // per layer [B, kv_heads, max_len, head_dim]
+  at::Tensor valid;              // [B, max_len] bool
+  at::Tensor count;              // [B] int64
+  int64_t batch = 0, length = 0, max_len = 0;
+};
+
+// Per-forward inputs shared by every layer (defined in transformer.cpp): which keys each
+// query may see, and the RoPE cos/sin tables.
+struct AttentionMask;
+struct RopeTables;
+
+class Attention : public torch::nn::Module {
+ public:
+  Attention(const ModelConfig& cfg, const at::TensorOptions& opts);
+  // x [B,T,d] -> [B,T,d]. With a cache, this call's keys/values go into layer `layer`'s
+  // slots [past, past+T) and attention reads slots [0, past+T).
+  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const AttentionMask& mask, bool slides,
+                     KVCache* cache, int64_t layer, int64_t past) const;
+  std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
+  int64_t num_heads, num_kv_heads, head_dim;
+};
+
+class MLP : public torch::nn::Module {
+ public:
+  MLP(const ModelConfig& cfg, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x) const;
+  std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
+};
+
+class DecoderLayer : public torch::nn::Module {
+ public:
+  DecoderLayer(const ModelConfig& cfg, int64_t index, const at::TensorOptions& opts);
+  std::shared_ptr<Attention> self_attn;
+  std::shared_ptr<MLP> mlp;
+  std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
+  int64_t index;
+  bool slides;
+};
+
+// HF's LlamaModel: embeddings, layers, final norm (registered as "model").
+class DecoderModel : public torch::nn::Module {
+ public:
+  DecoderModel(const ModelConfig& cfg, const at::TensorOptions& opts);
+  std::shared_ptr<Embedding> embed_tokens;
+  torch::nn::ModuleList layers;
+  std::vector<std::shared_ptr<DecoderLayer>> layer_ptrs;  // typed views of `layers`
+  std::shared_ptr<RMSNorm> norm;
+};
+
+class Transformer : public torch::nn::Module {
+ public:
+  // Parameters are allocated but not initialised: load weights or call init_weights().
+  Transformer(const ModelConfig& cfg, const at::TensorOptions& opts);
+
+  // input_ids [B,T] int64. attention_mask [B,T] of 0/1 for the tokens given here (undefined:
+  // all real); with a cache, earlier calls' tokens are remembered there and this call's
+  // tokens go into the next T slots. Returns the final hidden states [B,T,d].
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
+                     KVCache* cache = nullptr);
+
+  at::Tensor lm_head_weight() const;  // [V,d]; the embedding matrix when tied
+  at::Tensor logits(const at::Tensor& hidden) const;  // hidden [...,d] -> [...,V]
+
+  // HF's _init_weights: normal(0, std) for linears and embeddings (the pad row zeroed),
+  // zero biases, unit norms. Deterministic for a seed, whatever the device. With
+  // `randomise_all`, biases ~ normal(0, std) and norm weights ~ 1 + normal(0, 0.1) too, so
+  // that parity tests exercise them (HF's init leaves them trivial).
+  void init_weights(uint64_t seed, double std = 0.02, bool randomise_all = false);
+
+  const ModelConfig& config() const { return cfg_; }
+  at::ScalarType dtype() const { return model->embed_tokens->weight.scalar_type(); }
+  c10::Device device() const { return model->embed_tokens->weight.device(); }
+  // Number of parameters (tied embeddings counted once).
+  int64_t num_parameters() const;
+
+  std::shared_ptr<DecoderModel> model;
+  std::shared_ptr<Linear> lm_head;  // null when tie_word_embeddings
+  // Training only: keep each layer's input, not its activations, and recompute the layer
+  // during backward (model/checkpoint.h). Used when gradients are on and no cache is given.
+  bool activation_checkpointing = false;
+
+ private:
+  ModelConfig cfg_;
+  at::Tensor inv_freq_;  // [head_dim/2] fp32 on CPU, scaling applied
+};
+
+// RoPE inverse frequencies [head_dim/2] fp32, as HF's ROPE_INIT_FUNCTIONS compute them
+// ("default", "linear", "llama3").
+at::Tensor rope_inv_freq(const ModelConfig& cfg);
+
+}  // namespace safetune::model

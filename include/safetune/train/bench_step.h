@@ -1,0 +1,39 @@
+// `safetune bench step`: the time of one training step (forward, objective, backward,
+// clip, AdamW) of the model and mode a RunConfig describes, on a synthetic batch of
+// train.batch_size x data.max_length random tokens, every position trained.
+//
+// MFU = 6 x N_path x tokens/s / G, with G the fp32 GEMM rate of `bench gemm` and
+// 6 x N_path the training FLOPs per token:
+//   full fine-tuning: 6 x N_matmul + 12 x L x T x (H x head_dim)
+//   LoRA:             4 x N_matmul + 6 x N_lora + 12 x L x T x (H x head_dim)
+// N_matmul = weights used as matmuls (every linear and the lm_head; tied embeddings
+// counted once, as the head); forward 2 FLOPs per weight, the input-gradient backward 2
+// more, the weight-gradient backward 2 more where weights train (frozen under LoRA).
+// Attention: QK^T and PV over the full T x T square, forward 4 x T x H x head_dim per
+// token per layer, backward twice that (PaLM's convention).
+#pragma once
+#include <cstdint>
+#include <functional>
+
+#include "safetune/train/config.h"
+
+namespace safetune::train {
+
+struct BenchStepResult {
+  double step_ms = 0;         // median over the timed steps
+  double step_ms_min = 0;
+  double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // phases of the median step
+  double tokens_per_s = 0;    // batch tokens / median step time
+  double mfu = 0;
+  double peak_rss_mb = 0;     // of the whole process so far
+  double flops_per_token = 0;
+  double gemm_gflops = 0;
+  int64_t tokens_per_step = 0;
+  int64_t trainable = 0;
+  int threads = 0;
+};
+
+// `gemm_gflops` is called once, after the timed steps, for MFU's denominator.
+BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops);
+
+}  // namespace safetune::train

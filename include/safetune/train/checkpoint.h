@@ -1,0 +1,61 @@
+// Training checkpoints: one directory per saved step, written atomically.
+//
+// Layout of a run directory:
+//   config.resolved.yaml      the run's config, every field
+//   metrics.jsonl             one JSON record per logged step
+//   checkpoints/step-00000010/
+//       adapter_config.json + adapter_model.safetensors   (LoRA: a PEFT adapter)
+//       or config.json + model.safetensors                 (full fine-tuning)
+//       optimizer.safetensors   AdamW moments and step counts, by parameter name
+//       rng.safetensors         the torch CPU generator state (dropout)
+//       trainer_state.json      step, epoch, data position, tokens, elapsed time
+//       config.resolved.yaml
+//   latest                    "checkpoints/step-00000010": written last, atomically
+//   adapter/ or model/        the final weights
+//
+// A checkpoint is built in a temporary directory beside its final place and renamed into
+// it; `latest` is replaced after the rename. A crash at any point leaves either the old or
+// the new checkpoint reachable through `latest`, never a partial one.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace safetune::train {
+
+struct TrainerState {
+  int64_t step = 0;           // optimizer steps done
+  int64_t epoch = 0;          // epoch of the next micro-batch
+  int64_t step_in_epoch = 0;  // optimizer steps done within that epoch
+  int64_t micro_step = 0;     // micro-batches done in all
+  int64_t tokens = 0;         // real (non-padding) tokens processed
+  double elapsed_s = 0;       // training time so far, over all sessions
+  int64_t total_steps = 0;
+  int64_t steps_per_epoch = 0;
+  int64_t num_examples = 0;
+};
+
+std::string trainer_state_json(const TrainerState& s);
+// InputError naming `where` for a malformed file.
+TrainerState parse_trainer_state(const std::string& text, const std::string& where);
+
+// "checkpoints/step-00000010" (relative to the run directory).
+std::string checkpoint_relpath(int64_t step);
+
+// A fresh temporary directory for a checkpoint of `step` inside run_dir/checkpoints.
+std::string begin_checkpoint(const std::string& run_dir, int64_t step);
+// Renames the temporary directory into place (replacing an older one of the same step),
+// then points run_dir/latest at it. Returns the checkpoint's path.
+std::string commit_checkpoint(const std::string& run_dir, const std::string& temp_dir, int64_t step);
+
+// The checkpoint `latest` points to, if any (InputError if it points nowhere).
+std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+
+// The torch CPU default generator state (a uint8 tensor), and its restoration.
+at::Tensor cpu_rng_state();
+void set_cpu_rng_state(const at::Tensor& state);
+void seed_cpu_rng(uint64_t seed);
+
+}  // namespace safetune::train

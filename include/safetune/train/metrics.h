@@ -1,0 +1,38 @@
+// metrics.jsonl: one JSON object per logged optimizer step, appended and flushed line by
+// line so that a killed run keeps everything it logged.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace safetune::train {
+
+struct StepMetrics {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  std::vector<std::pair<std::string, double>> loss;  // loss terms: "ce", ..., "total"
+  double lr = 0, grad_norm = 0;
+  int64_t tokens = 0;        // tokens processed so far
+  double tokens_per_s = 0;   // over the steps since the previous record
+  double elapsed_s = 0;
+};
+
+std::string metrics_json(const StepMetrics& m);
+
+class MetricsLog {
+ public:
+  // Opens `path` for appending. With keep_up_to_step >= 0, records of later steps (logged
+  // after the checkpoint a run resumes from) are dropped first; < 0 truncates the file.
+  MetricsLog(const std::string& path, int64_t keep_up_to_step);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const StepMetrics& m);
+
+ private:
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace safetune::train

@@ -1,0 +1,51 @@
+// The training loop: `safetune train CONFIG.yaml key=value ...`.
+//
+//   model + tokenizer + chat template -> records -> examples -> Batcher
+//   for each optimizer step: grad_accum micro-batches of forward -> objective -> backward,
+//   clip by global norm, AdamW at the scheduled lr; metrics, progress, checkpoints.
+//
+// Everything the user can get wrong is checked before the first step (InputError). The
+// run directory is refused when it holds another run, unless train.resume=auto (continue
+// from its latest checkpoint) or train.overwrite=true. A resumed run restores weights,
+// optimizer moments, step/epoch/data position and the RNG, so on CPU it ends bitwise
+// identical to one that never stopped.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "safetune/train/config.h"
+
+namespace safetune::train {
+
+struct TrainOptions {
+  // The command that resumes this run, printed when it is interrupted.
+  std::string resume_command;
+  // Stop as if interrupted after this many optimizer steps in total (0 = never); tests.
+  int64_t stop_after_steps = 0;
+  // Progress display: -1 auto (TTY or not), 0 plain lines, 1 redrawn bar.
+  int progress_tty = -1;
+  // Install SIGINT / SIGTERM handlers (the CLI does; tests in-process may not want to).
+  bool handle_signals = true;
+};
+
+struct TrainResult {
+  int exit_code = 0;          // 0, or kExitNonFinite when the loss or gradients blew up
+  bool interrupted = false;   // stopped early (signal or stop_after_steps), checkpoint saved
+  int64_t steps = 0;          // optimizer steps done, in all
+  int64_t total_steps = 0;
+  double last_loss = 0;       // the last step's loss (total)
+  double first_loss = 0;      // the first step of this session
+  std::string run_dir;
+  std::string checkpoint;     // the last checkpoint written ("" if none)
+  std::string final_dir;      // run_dir/adapter or run_dir/model when the run completed
+};
+
+TrainResult run_training(const RunConfig& cfg, const TrainOptions& options = {});
+
+// Optimizer steps per epoch for `num_examples`, batch size and accumulation (a partial
+// accumulation group at the end of an epoch is a step of its own).
+int64_t steps_per_epoch(int64_t num_examples, int64_t batch_size, int64_t grad_accum);
+
+}  // namespace safetune::train

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Training-step benchmark: safetune against an eager PyTorch loop of the same maths.
+#
+# A ~25M-parameter Llama-shaped model (hidden 512, 8 layers of 8 heads, MLP 1376, vocab
+# 32000, tied embeddings: 25.3M in the layers) made by `safetune init`, full fine-tuning,
+# batch 8 x 256 tokens, AdamW, grad-clip 1.0. The two are run alternately, ROUNDS times
+# each, in one invocation (so that machine load hits both alike); each run reports the
+# median (and fastest) of STEPS timed steps after one warm-up step. MFU is safetune's,
+# against the fp32 GEMM rate `bench step` measures right after its steps (as `bench gemm`
+# does), so that both see the same machine load (formula: `safetune bench step --help`).
+# On a shared machine, compare the fastest steps: load from other processes only adds time.
+#
+#   scripts/bench_train.sh [ROUNDS=3] [STEPS=5]
+# Environment: SAFETUNE_BIN (default build/safetune), THREADS (default: all cores).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(dirname "$here")
+bin=${SAFETUNE_BIN:-$src/build/safetune}
+rounds=${1:-3}
+steps=${2:-5}
+threads=${THREADS:-$(nproc)}
+py=/usr/bin/python3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$bin" init --arch llama --out "$work/model" --vocab 32000 --hidden 512 --layers 8 --heads 8 --kv-heads 8 \
+  --intermediate 1376 --max-pos 2048 --tie --seed 0 > /dev/null
+echo '{"instruction": "unused", "output": "unused"}' > "$work/data.jsonl"
+
+get() { $py -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+ours=() theirs=() mfus=() ours_min=() theirs_min=() gemms=()
+for ((i = 1; i <= rounds; i++)); do
+  s=$("$bin" bench step --config "$src/configs/tiny.yaml" model.path="$work/model" data.train="$work/data.jsonl" \
+    train.output_dir="$work/run" lora.enabled=false train.batch_size=8 data.max_length=256 train.grad_accum=1 \
+    optim.lr=3e-5 train.threads="$threads" --steps "$steps" --warmup 1 --json)
+  p=$($py "$src/tests/reference/train_step_reference.py" --model "$work/model" --batch 8 --seq 256 \
+    --steps "$steps" --warmup 1 --threads "$threads")
+  ours+=("$(get "$s" step_ms)") theirs+=("$(get "$p" step_ms)") mfus+=("$(get "$s" mfu)")
+  ours_min+=("$(get "$s" step_ms_min)") theirs_min+=("$(get "$p" step_ms_min)") gemms+=("$(get "$s" gemm_gflops)")
+  echo "round $i: safetune $s"
+  echo "round $i: PyTorch eager $p"
+done
+$py - "${ours[*]}" "${theirs[*]}" "${mfus[*]}" "${ours_min[*]}" "${theirs_min[*]}" "${gemms[*]}" <<'PY'
+import statistics, sys
+ours, theirs, mfu, ours_min, theirs_min, gemm = ([float(x) for x in a.split()] for a in sys.argv[1:7])
+o, t = statistics.median(ours), statistics.median(theirs)
+om, tm = min(ours_min), min(theirs_min)
+print(f"median step: safetune {o:.0f} ms, PyTorch eager {t:.0f} ms -> {t / o:.2f}x")
+print(f"fastest step: safetune {om:.0f} ms, PyTorch eager {tm:.0f} ms -> {tm / om:.2f}x (target >= 1.2x)")
+print(f"safetune MFU (median step vs gemm measured beside it): median {statistics.median(mfu) * 100:.1f}% "
+      f"(target >= 40%); gemm {min(gemm):.0f}-{max(gemm):.0f} GFLOP/s; {8 * 256 / (om / 1e3):.0f} tokens/s at best")
+PY

@@ -1,0 +1,58 @@
+// safetune logits: teacher-forced logits of one token sequence, written as a safetensors
+// file with one tensor "logits" [T, V] fp32 (for parity checks against other
+// implementations).
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include "command.h"
+#include "model_cli.h"
+#include "safetune/io/tensor_io.h"
+#include "safetune/model/load.h"
+#include "safetune/model/lora.h"
+#include "safetune/text/tokenizer.h"
+
+namespace {
+
+struct Opts {
+  std::string model, ids, text, out, device = "cpu", adapter;
+  bool add_bos = false;
+};
+
+int run(const Opts& o) {
+  using namespace safetune;
+  cli::use_all_cores();
+  if (o.ids.empty() == o.text.empty()) input_error("logits", "give exactly one of --ids and --text");
+  auto loaded = model::load_model(o.model, cli::parse_device(o.device));
+  if (!o.adapter.empty()) model::load_adapter(o.adapter, *loaded.model);  // PEFT LoRA on top
+  std::vector<int64_t> ids;
+  if (!o.ids.empty()) {
+    ids = cli::parse_id_list(o.ids, "--ids");
+  } else {
+    auto tok = text::load_tokenizer(o.model);
+    for (int32_t id : tok->encode(o.text, o.add_bos)) ids.push_back(id);
+    if (ids.empty()) input_error("--text", "encodes to no tokens");
+  }
+  cli::check_ids(ids, loaded.config.vocab_size, o.ids.empty() ? "--text" : "--ids");
+
+  at::NoGradGuard no_grad;
+  at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
+  at::Tensor hidden = loaded.model->forward(input);
+  at::Tensor logits = loaded.model->logits(hidden[0]).to(at::kCPU).to(at::kFloat).contiguous();
+  io::save_tensors(o.out, {{"logits", logits}}, {{"format", "pt"}});
+  return 0;
+}
+
+safetune::cli::Command cmd("logits", "write teacher-forced logits [T, V] (fp32) to a safetensors file",
+                           [](CLI::App& sub) {
+                             auto o = std::make_shared<Opts>();
+                             sub.add_option("--model", o->model, "HF model directory")->required();
+                             sub.add_option("--ids", o->ids, "comma-separated token ids");
+                             sub.add_option("--text", o->text, "text, encoded with the model's tokenizer");
+                             sub.add_flag("--add-bos", o->add_bos, "prepend BOS when encoding --text");
+                             sub.add_option("--out", o->out, "output .safetensors file")->required();
+                             sub.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
+                             sub.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top of --model");
+                             return [o]() { return run(*o); };
+                           });
+
+}  // namespace

@@ -1,0 +1,214 @@
+// The safety constraints (see constraints.h): plain compositions of torch ops.
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "safetune/core/error.h"
+#include "safetune/loss/constraints.h"
+
+namespace safetune::loss {
+
+ConstraintOptions constraint_options(const train::ObjectiveConfig& cfg) {
+  ConstraintOptions o;
+  o.temperature = cfg.temperature;
+  o.reference_mix = cfg.gate.enabled ? "gated" : "full";
+  o.gate_alpha = cfg.gate.alpha;
+  o.gate_b = cfg.gate.b;
+  o.gate_top_p = cfg.gate.top_p;
+  o.gate_temperature = cfg.gate.temperature;
+  o.prefix_n = cfg.gate.prefix_n;
+  o.prefix_tau = cfg.gate.prefix_tau;
+  o.positions = cfg.positions;
+  o.first_n = cfg.first_n;
+  return o;
+}
+
+void check_constraint_options(const ConstraintOptions& o, const std::string& where) {
+  auto positive = [&](double v, const char* name) {
+    if (!(v > 0) || !std::isfinite(v)) input_error(where + "." + name, "must be a positive number");
+  };
+  positive(o.temperature, "temperature");
+  positive(o.gate_temperature, "gate.temperature");
+  positive(o.prefix_tau, "gate.prefix_tau");
+  if (!(o.gate_top_p > 0 && o.gate_top_p <= 1)) input_error(where + ".gate.top_p", "must be in (0, 1]");
+  if (!std::isfinite(o.gate_alpha) || !std::isfinite(o.gate_b)) input_error(where + ".gate", "alpha and b must be finite");
+  if (o.prefix_n < 0) input_error(where + ".gate.prefix_n", "must be >= 0");
+  if (o.reference_mix != "gated" && o.reference_mix != "full" && o.reference_mix != "post")
+    input_error(where + ".reference_mix", "expected gated, full or post, got '" + o.reference_mix + "'");
+  if (o.positions != "all" && o.positions != "first_n" && o.positions != "probe")
+    input_error(where + ".positions", "expected all, first_n or probe, got '" + o.positions + "'");
+  if (o.positions == "first_n" && o.first_n < 1) input_error(where + ".first_n", "must be at least 1");
+  if (o.positions == "probe" && !(o.probe_tau >= 0 && o.probe_tau <= 1))
+    input_error(where + ".probe_tau", "must be in [0, 1]");
+}
+
+namespace {
+
+// Row indices of the valid positions, [n] int64 on `like`'s device.
+at::Tensor valid_rows(const at::Tensor& valid, const at::Tensor& like) {
+  TORCH_CHECK(valid.dim() == 1 && valid.size(0) == like.size(0), "valid must be [N] matching the logits' rows");
+  return valid.to(like.device(), at::kBool).nonzero().view(-1);
+}
+
+// A zero that still belongs to the autograd graph of `x` (so backward gives zeros).
+at::Tensor graph_zero(const at::Tensor& x) { return x.sum().to(at::kFloat) * 0.0; }
+
+}  // namespace
+
+at::Tensor topp_spread(const at::Tensor& z, double top_p, double temperature) {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(z.dim() == 2 && z.size(1) > 0, "topp_spread: expected [N, K] logits");
+  at::Tensor p = at::softmax(z.detach().to(at::kDouble) / temperature, -1);
+  at::Tensor sorted = std::get<0>(p.sort(-1, /*descending=*/true));
+  at::Tensor cum = sorted.cumsum(-1);
+  // The count before the cumulative sum reaches top_p, plus the token that reaches it.
+  at::Tensor k = (cum < top_p).sum(-1).add(1).clamp_max(z.size(1));
+  return k.to(at::kDouble) / double(z.size(1));
+}
+
+at::Tensor gate_values(const at::Tensor& z_theta, const at::Tensor& z_post, const at::Tensor& t,
+                       const ConstraintOptions& o) {
+  at::NoGradGuard no_grad;
+  const int64_t n = z_theta.size(0);
+  auto opts = at::TensorOptions().dtype(at::kFloat).device(z_theta.device());
+  if (o.reference_mix == "full") return at::zeros({n}, opts);
+  if (o.reference_mix == "post") return at::ones({n}, opts);
+  TORCH_CHECK(z_post.defined() && z_post.sizes() == z_theta.sizes(), "gate_values: z_post must match z_theta");
+  at::Tensor I_theta = topp_spread(z_theta, o.gate_top_p, o.gate_temperature);
+  at::Tensor I_post = topp_spread(z_post, o.gate_top_p, o.gate_temperature);
+  at::Tensor c = at::sigmoid(o.gate_alpha * (I_theta - I_post - o.gate_b));
+  if (o.prefix_decay) {
+    at::Tensor over = (t.to(z_theta.device(), at::kDouble) - double(o.prefix_n)).clamp_min(0);
+    c = c * at::exp(-over / o.prefix_tau);
+  }
+  return c.to(at::kFloat);
+}
+
+at::Tensor weighted_subset_kl(const at::Tensor& z_theta, const at::Tensor& z_ref, const at::Tensor& w,
+                              const at::Tensor& valid, double temperature) {
+  TORCH_CHECK(z_theta.dim() == 2 && z_ref.sizes() == z_theta.sizes() && w.dim() == 1 && w.size(0) == z_theta.size(1),
+              "weighted_subset_kl: expected z_theta, z_ref [N, K] and w [K]");
+  at::Tensor idx = valid_rows(valid, z_theta);
+  if (idx.numel() == 0) return graph_zero(z_theta);
+  const double T = temperature;
+  at::Tensor zt = z_theta.index_select(0, idx).to(at::kFloat);
+  at::Tensor q;
+  {
+    at::NoGradGuard no_grad;
+    at::Tensor zr = z_ref.detach().index_select(0, idx).to(at::kFloat);
+    q = at::softmax(zr / T, -1) * w.to(zr.device(), at::kFloat).unsqueeze(0);
+    q = q / q.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
+  }
+  at::Tensor log_p = at::log_softmax(zt / T, -1);
+  // xlogy: 0 * log 0 = 0 on the columns whose weight is 0.
+  at::Tensor kl = (at::xlogy(q, q) - q * log_p).sum(-1);
+  return kl.mean() * (T * T);
+}
+
+ConstraintResult pact_loss(const at::Tensor& z_theta, const at::Tensor& z_full, const at::Tensor& z_post,
+                           const at::Tensor& w, const at::Tensor& t, const at::Tensor& valid,
+                           const ConstraintOptions& o) {
+  TORCH_CHECK(z_theta.dim() == 2 && z_full.sizes() == z_theta.sizes(), "pact_loss: z_theta and z_full must be [N, K]");
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == z_theta.size(0), "pact_loss: t must be [N]");
+  at::Tensor idx = valid_rows(valid, z_theta);
+  ConstraintResult r;
+  if (idx.numel() == 0) {
+    r.loss = graph_zero(z_theta);
+    r.gate_mean = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(z_theta.device()));
+    return r;
+  }
+  at::Tensor zt = z_theta.index_select(0, idx);
+  at::Tensor z_mix, c;
+  {
+    at::NoGradGuard no_grad;
+    at::Tensor zf = z_full.detach().index_select(0, idx).to(at::kFloat);
+    at::Tensor zp = o.reference_mix == "full" ? at::Tensor() : z_post.detach().index_select(0, idx).to(at::kFloat);
+    c = gate_values(zt.detach(), zp, t.to(idx.device()).index_select(0, idx), o);
+    z_mix = o.reference_mix == "full" ? zf : (1 - c).unsqueeze(1) * zf + c.unsqueeze(1) * zp;
+  }
+  at::Tensor all = at::ones({zt.size(0)}, at::TensorOptions().dtype(at::kBool).device(zt.device()));
+  r.loss = weighted_subset_kl(zt, z_mix, w, all, o.temperature);
+  r.gate_mean = c.mean();
+  return r;
+}
+
+at::Tensor kl_full_loss(const at::Tensor& logits_theta, const at::Tensor& logits_ref, const at::Tensor& valid,
+                        double temperature) {
+  TORCH_CHECK(logits_theta.dim() == 2 && logits_ref.sizes() == logits_theta.sizes(),
+              "kl_full_loss: expected [N, V] logits for model and reference");
+  at::Tensor idx = valid_rows(valid, logits_theta);
+  if (idx.numel() == 0) return graph_zero(logits_theta);
+  const double T = temperature;
+  at::Tensor log_p = at::log_softmax(logits_theta.index_select(0, idx).to(at::kFloat) / T, -1);
+  at::Tensor log_r;
+  {
+    at::NoGradGuard no_grad;
+    log_r = at::log_softmax(logits_ref.detach().index_select(0, idx).to(at::kFloat) / T, -1);
+  }
+  at::Tensor kl = (log_r.exp() * (log_r - log_p)).sum(-1);
+  return kl.mean() * (T * T);
+}
+
+at::Tensor anchor_loss(const at::Tensor& logits_theta, const at::Tensor& logits_ref, const at::Tensor& S,
+                       const at::Tensor& valid) {
+  TORCH_CHECK(logits_theta.dim() == 2 && logits_ref.sizes() == logits_theta.sizes() && S.dim() == 1 && S.numel() > 0,
+              "anchor_loss: expected [N, V] logits and [K] ids");
+  at::Tensor idx = valid_rows(valid, logits_theta);
+  if (idx.numel() == 0) return graph_zero(logits_theta);
+  at::Tensor cols = S.to(logits_theta.device(), at::kLong);
+  at::Tensor lp = at::log_softmax(logits_theta.index_select(0, idx).to(at::kFloat), -1).index_select(1, cols);
+  at::Tensor lr;
+  {
+    at::NoGradGuard no_grad;
+    lr = at::log_softmax(logits_ref.detach().index_select(0, idx).to(at::kFloat), -1).index_select(1, cols);
+  }
+  return (lp - lr).pow(2).mean();
+}
+
+at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S) {
+  at::NoGradGuard no_grad;
+  at::Tensor z = logits.detach().to(at::kFloat);
+  at::Tensor cols = S.to(z.device(), at::kLong);
+  return at::exp(at::logsumexp(z.index_select(1, cols), -1) - at::logsumexp(z, -1));
+}
+
+at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, const at::Tensor& valid,
+                            const at::Tensor& ref_mass) {
+  at::Tensor v = valid.to(at::kBool);
+  if (o.positions == "all") return v;
+  if (o.positions == "first_n") return v & (t.to(v.device()) < o.first_n);
+  if (o.positions == "probe") {
+    TORCH_CHECK(ref_mass.defined() && ref_mass.sizes() == v.sizes(), "select_positions: probe needs ref_mass [N]");
+    return v & (ref_mass.to(v.device()) >= o.probe_tau);
+  }
+  input_error("objective.positions", "expected all, first_n or probe, got '" + o.positions + "'");
+}
+
+ResponsePositions response_positions(const data::Batch& batch) {
+  at::Tensor rs = batch.response_start.to(at::kCPU, at::kLong).contiguous();
+  at::Tensor len = batch.lengths.to(at::kCPU, at::kLong).contiguous();
+  at::Tensor prs = batch.post_response_start.to(at::kCPU, at::kLong).contiguous();
+  std::vector<int64_t> rows, cols, post_cols, ts;
+  const int64_t B = rs.size(0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t start = rs[b].item<int64_t>(), n = len[b].item<int64_t>() - start;
+    const int64_t post_start = prs[b].item<int64_t>();
+    // Position p predicts token p + 1: the response tokens [start, start + n) are
+    // predicted at [start - 1, start + n - 1).
+    for (int64_t t = 0; t < n; ++t) {
+      rows.push_back(b);
+      cols.push_back(start - 1 + t);
+      post_cols.push_back(post_start - 1 + t);
+      ts.push_back(t);
+    }
+  }
+  ResponsePositions r;
+  r.rows = at::tensor(rows, at::kLong);
+  r.cols = at::tensor(cols, at::kLong);
+  r.post_cols = at::tensor(post_cols, at::kLong);
+  r.t = at::tensor(ts, at::kLong);
+  return r;
+}
+
+}  // namespace safetune::loss

@@ -1,0 +1,169 @@
+// Fused CPU kernels (see cpu_kernels.h). Plain loops over contiguous rows, split across
+// threads with at::parallel_for; the inner loops are written so the compiler vectorises
+// them.
+#include "safetune/model/cpu_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <dlfcn.h>
+
+#include <cmath>
+
+namespace safetune::model::cpu {
+
+void rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& out) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat && x.stride(3) == 1 &&
+              out.stride(3) == 1 && cos.is_contiguous() && sin.is_contiguous());
+  const int64_t B = x.size(0), T = x.size(1), H = x.size(2), D = x.size(3), half = D / 2;
+  const int64_t xs0 = x.stride(0), xs1 = x.stride(1), xs2 = x.stride(2);
+  const int64_t os0 = out.stride(0), os1 = out.stride(1), os2 = out.stride(2);
+  const float* xp = x.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, B * T, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t bt = begin; bt < end; ++bt) {
+      const int64_t b = bt / T, t = bt % T;
+      const float* __restrict c = cp + bt * half;
+      const float* __restrict s = sp + bt * half;
+      for (int64_t h = 0; h < H; ++h) {
+        const float* __restrict xi = xp + b * xs0 + t * xs1 + h * xs2;
+        float* __restrict o = op + b * os0 + h * os1 + t * os2;
+        // x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1]
+        for (int64_t i = 0; i < half; ++i) {
+          o[i] = xi[i] * c[i] + (-xi[i + half]) * s[i];
+          o[i + half] = xi[i + half] * c[i] + xi[i] * s[i];
+        }
+      }
+    }
+  });
+}
+
+namespace {
+
+// rows of x (+ delta, written back to x when given) -> w * (x * rsqrt(mean(x^2) + eps))
+void rms_norm_rows(float* xp, const float* dp, const float* wp, float* op, int64_t rows, int64_t d, float eps) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* __restrict xi = xp + r * d;
+      float* __restrict o = op + r * d;
+      if (dp) {
+        const float* __restrict di = dp + r * d;
+        for (int64_t j = 0; j < d; ++j) xi[j] += di[j];
+      }
+      // Eight partial sums: vectorisable, and as accurate as ATen's fp32 mean.
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 8 <= d; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] += xi[i + k] * xi[i + k];
+      float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+      for (; i < d; ++i) sum += xi[i] * xi[i];
+      const float inv = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
+      for (int64_t j = 0; j < d; ++j) o[j] = wp[j] * (xi[j] * inv);
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && x.is_contiguous() && w.is_contiguous());
+  at::Tensor out = at::empty_like(x);
+  const int64_t d = x.size(-1);
+  rms_norm_rows(const_cast<float*>(x.data_ptr<float>()), nullptr, w.data_ptr<float>(), out.data_ptr<float>(),
+                x.numel() / d, d, static_cast<float>(eps));
+  return out;
+}
+
+at::Tensor add_rms_norm_(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& w, double eps) {
+  TORCH_CHECK(h.scalar_type() == at::kFloat && delta.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+              h.is_contiguous() && delta.is_contiguous() && w.is_contiguous() && h.sizes() == delta.sizes());
+  at::Tensor out = at::empty_like(h);
+  const int64_t d = h.size(-1);
+  rms_norm_rows(h.data_ptr<float>(), delta.data_ptr<float>(), w.data_ptr<float>(), out.data_ptr<float>(),
+                h.numel() / d, d, static_cast<float>(eps));
+  return out;
+}
+
+void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window) {
+  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.is_contiguous());
+  const int64_t S = scores.size(-1), rows = scores.numel() / S;
+  float* p = scores.data_ptr<float>();
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* __restrict row = p + r * S;
+      const int64_t q = offset + r % T;  // the query's slot
+      const int64_t hi = std::min(q + 1, S);
+      const int64_t lo = window > 0 ? std::max<int64_t>(0, q - window + 1) : 0;
+      float mx = -INFINITY;
+      for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
+      float sum = 0;
+      for (int64_t j = lo; j < hi; ++j) {
+        row[j] = std::exp(row[j] - mx);
+        sum += row[j];
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < lo; ++j) row[j] = 0;
+      for (int64_t j = lo; j < hi; ++j) row[j] *= inv;
+      for (int64_t j = hi; j < S; ++j) row[j] = 0;
+    }
+  });
+}
+
+namespace {
+
+// OpenBLAS (Debian's libblas.so.3 alternative) runs every GEMM on its own thread pool.
+// For many small GEMMs issued from our own parallel loop, one BLAS thread per caller is
+// faster; other BLAS libraries are left alone (MKL already runs single-threaded inside an
+// OpenMP parallel region, the reference BLAS is single-threaded).
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    static auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    static auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (set && get) {
+      set_ = set;
+      prev_ = get();
+      if (prev_ > 1) set(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    if (set_ && prev_ > 1) set_(prev_);
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  void (*set_)(int) = nullptr;
+  int prev_ = 0;
+};
+
+}  // namespace
+
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window) {
+  TORCH_CHECK(q.is_contiguous() && q.scalar_type() == at::kFloat && k.stride(3) == 1 && v.stride(3) == 1);
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
+  at::Tensor out = at::empty({B, T, H * D}, q.options());
+  SingleThreadedBlas single;
+  at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor scores = at::empty({n_rep * T, S}, q.options());
+    for (int64_t bg = begin; bg < end; ++bg) {
+      const int64_t b = bg / Hkv, g = bg % Hkv;
+      // The n_rep query heads sharing key head g, stacked: [n_rep*T, D].
+      at::Tensor qb = q.select(0, b).narrow(0, g * n_rep, n_rep).view({n_rep * T, D});
+      at::Tensor kb = k.select(0, b).select(0, g);  // [S,D]
+      at::Tensor vb = v.select(0, b).select(0, g);  // [S,D]
+      at::mm_out(scores, qb, kb.t());
+      causal_softmax_(scores, T, S - T, window);  // serial here: we are inside parallel_for
+      for (int64_t r = 0; r < n_rep; ++r) {
+        at::Tensor o = out.select(0, b).narrow(1, (g * n_rep + r) * D, D);  // [T,D], row stride H*D
+        at::mm_out(o, scores.narrow(0, r * T, T), vb);
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace safetune::model::cpu

@@ -1,0 +1,491 @@
+// The HF Llama / Mistral / Qwen2 decoder. Read top to bottom: dtype policy, the small
+// modules (Linear, RMSNorm, Embedding), RoPE, masks, attention, MLP, the layer stack.
+//
+// Attention has two implementations of the same maths:
+//  - LibTorch >= 2.0: at::scaled_dot_product_attention (fused kernels on CPU and CUDA);
+//  - older LibTorch: explicit matmul / softmax / matmul. Grouped-query attention is done
+//    without copying keys: the n_rep query heads that share a key head are stacked along
+//    the query axis, so one matmul per key head serves them all.
+// When no gradient is needed on CPU in fp32 (inference, frozen reference models), fused
+// kernels from cpu_kernels.h replace chains of memory-bound ATen ops: RoPE written straight
+// into the [B, heads, T, D] layout (for keys: into the KV cache), residual add + RMSNorm in
+// one pass, and causal attention one (row, key head) block at a time. With gradients the
+// plain ATen ops run; tests check that both give the same result.
+#include "safetune/model/transformer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "safetune/core/error.h"
+#include "safetune/model/checkpoint.h"
+#include "safetune/model/cpu_kernels.h"
+
+#if TORCH_VERSION_MAJOR >= 2
+#define SAFETUNE_HAS_SDPA 1
+#else
+#define SAFETUNE_HAS_SDPA 0
+#endif
+
+namespace safetune::model {
+
+at::ScalarType compute_dtype_for(const c10::Device& device) {
+  return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+}
+
+// ---------------------------------------------------------------------------------------
+// Small modules
+
+Linear::Linear(int64_t in, int64_t out, bool has_bias, const at::TensorOptions& opts)
+    : in_features(in), out_features(out) {
+  weight = register_parameter("weight", at::empty({out, in}, opts));
+  if (has_bias) bias = register_parameter("bias", at::empty({out}, opts));
+}
+
+at::Tensor Linear::forward(const at::Tensor& x) const {
+  at::Tensor y = at::linear(x, weight, bias);
+  if (lora_enabled && lora_A.defined() && lora_B.defined()) {
+    // PEFT: dropout on the adapter's input only, in training (the base path sees x).
+    const bool drop = lora_dropout > 0 && is_training() && at::GradMode::is_enabled();
+    const at::Tensor xa = drop ? at::dropout(x, lora_dropout, /*train=*/true) : x;
+    y = y + at::linear(at::linear(xa, lora_A), lora_B) * lora_scaling;
+  }
+  return y;
+}
+
+RMSNorm::RMSNorm(int64_t dim, double eps_, const at::TensorOptions& opts) : eps(eps_) {
+  weight = register_parameter("weight", at::empty({dim}, opts));
+}
+
+// Whether the fused CPU kernels (cpu_kernels.h) may replace the ATen ops for `t`.
+static bool fused_cpu(const at::Tensor& t) {
+  return !at::GradMode::is_enabled() && t.device().is_cpu() && t.scalar_type() == at::kFloat;
+}
+
+at::Tensor RMSNorm::forward(const at::Tensor& x) const {
+  if (fused_cpu(x) && x.is_contiguous() && weight.scalar_type() == at::kFloat) return cpu::rms_norm(x, weight, eps);
+  // HF: variance in fp32, normalise in fp32, cast back to the input dtype, then scale.
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  at::Tensor normed = xf * at::rsqrt(var + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+Embedding::Embedding(int64_t num, int64_t dim, const at::TensorOptions& opts) {
+  weight = register_parameter("weight", at::empty({num, dim}, opts));
+}
+
+at::Tensor Embedding::forward(const at::Tensor& ids) const { return at::embedding(weight, ids); }
+
+// ---------------------------------------------------------------------------------------
+// RoPE
+
+at::Tensor rope_inv_freq(const ModelConfig& cfg) {
+  // HF _compute_default_rope_parameters, in fp32 as HF does:
+  //   inv_freq = 1 / base ** (arange(0, dim, 2).float() / dim)
+  const int64_t dim = cfg.head_dim;
+  at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+  at::Tensor inv_freq = 1.0 / at::pow(cfg.rope_theta, exponent);
+  const auto& rs = cfg.rope_scaling;
+  if (rs.type == "linear") {
+    inv_freq = inv_freq / rs.factor;
+  } else if (rs.type == "llama3") {
+    // HF _compute_llama3_parameters: keep high frequencies, divide low ones by `factor`,
+    // interpolate smoothly in between.
+    const double low_freq_wavelen = rs.original_max_position_embeddings / rs.low_freq_factor;
+    const double high_freq_wavelen = rs.original_max_position_embeddings / rs.high_freq_factor;
+    at::Tensor wavelen = 2 * M_PI / inv_freq;
+    at::Tensor inv_freq_llama = at::where(wavelen > low_freq_wavelen, inv_freq / rs.factor, inv_freq);
+    at::Tensor smooth = (rs.original_max_position_embeddings / wavelen - rs.low_freq_factor) /
+                        (rs.high_freq_factor - rs.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * inv_freq_llama / rs.factor + smooth * inv_freq_llama;
+    at::Tensor is_medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+    inv_freq = at::where(is_medium, smoothed, inv_freq_llama);
+  } else if (rs.type != "none") {
+    throw std::invalid_argument("unsupported rope_scaling type '" + rs.type + "'");
+  }
+  return inv_freq.contiguous();
+}
+
+namespace {
+
+// Rotate-half RoPE of x [B,T,Hx,D] with c/s [B,1,T,D/2]; returns [B,Hx,T,D].
+// With `out` defined (a [B,Hx,T,D] view, e.g. a cache slice) and no gradient needed, the
+// result is written there directly.
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& c, const at::Tensor& s, at::Tensor out = {}) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor xt = x.transpose(1, 2);  // [B,Hx,T,D] view
+  at::Tensor x1 = xt.narrow(-1, 0, half), x2 = xt.narrow(-1, half, half);
+  if (at::GradMode::is_enabled()) {
+    // x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1].
+    at::Tensor r = at::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+    if (out.defined()) {
+      out.copy_(r);
+      return out;
+    }
+    return r;
+  }
+  if (!out.defined()) out = at::empty({x.size(0), x.size(2), x.size(1), x.size(3)}, x.options());
+  if (fused_cpu(x) && x.stride(3) == 1 && c.scalar_type() == at::kFloat && c.is_contiguous() && s.is_contiguous()) {
+    cpu::rope(x, c, s, out);
+    return out;
+  }
+  at::Tensor o1 = out.narrow(-1, 0, half), o2 = out.narrow(-1, half, half);
+  at::mul_out(o1, x1, c);
+  o1.addcmul_(x2, s, -1);
+  at::mul_out(o2, x2, c);
+  o2.addcmul_(x1, s);
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Masks
+
+struct AttentionMask {
+  // Plain causal attention over this call's tokens (no cache history, no padding): the
+  // fused kernels' is_causal path, or one shared [T,T] additive mask.
+  bool causal = false;
+  at::Tensor allow, allow_window;  // [B,T,S] bool (true = may attend), when !causal
+  at::Tensor add, add_window;      // additive masks for the explicit path
+};
+
+namespace {
+
+#if !SAFETUNE_HAS_SDPA
+at::Tensor additive(const at::Tensor& allow, at::ScalarType dtype) {
+  // [B,T,S] -> [B,1,1,T,S] (broadcast over key heads and the query heads sharing them).
+  at::Tensor m = at::zeros(allow.sizes(), allow.options().dtype(dtype));
+  m.masked_fill_(allow.logical_not(), -std::numeric_limits<double>::infinity());
+  return m.unsqueeze(1).unsqueeze(1);
+}
+#endif
+
+at::Tensor causal_additive(int64_t T, int64_t window, const at::TensorOptions& opts) {
+  // [T,T]: -inf above the diagonal, and (with a window) at distance >= window below it.
+  at::Tensor i = at::arange(T, opts.dtype(at::kLong)).unsqueeze(1);
+  at::Tensor j = at::arange(T, opts.dtype(at::kLong)).unsqueeze(0);
+  at::Tensor blocked = j > i;
+  if (window > 0) blocked = blocked.logical_or(i - j >= window);
+  at::Tensor m = at::zeros({T, T}, opts);
+  return m.masked_fill_(blocked, -std::numeric_limits<double>::infinity());
+}
+
+// Attention over q [B,H,T,D] (already scaled by 1/sqrt(D) when `prescaled`), k/v
+// [B,Hkv,S,D]; returns [B,H,T,D].
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
+                  bool slides, int64_t window) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+  const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
+#if SAFETUNE_HAS_SDPA
+  at::Tensor kk = k, vv = v;
+  if (n_rep > 1) {  // HF repeat_kv: query head h reads key head h / n_rep
+    kk = k.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, H, S, D});
+    vv = v.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, H, S, D});
+  }
+  if (mask.causal && !(slides && T > window))
+    return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
+  at::Tensor m;
+  if (mask.causal) {  // causal within a window: [T,T] bool, true = may attend
+    m = at::isfinite(causal_additive(T, window, q.options().dtype(at::kFloat)));
+  } else {
+    m = (slides ? mask.allow_window : mask.allow).unsqueeze(1);
+  }
+  return at::scaled_dot_product_attention(q, kk, vv, m, 0.0, false);
+#else
+  // Stack the n_rep query heads of each key head along the query axis: one matmul each.
+  at::Tensor qg = q.reshape({B, Hkv, n_rep * T, D});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2));  // [B,Hkv,n_rep*T,S]
+  at::Tensor s5 = scores.view({B, Hkv, n_rep, T, S});
+  const at::Tensor& add = (slides && window > 0) ? mask.add_window : mask.add;
+  if (at::GradMode::is_enabled()) s5 = s5 + add;
+  else s5.add_(add);
+  at::Tensor probs = q.scalar_type() == at::kFloat ? at::softmax(s5, -1)
+                                                   : at::softmax(s5, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = at::matmul(probs.view({B, Hkv, n_rep * T, S}), v);  // [B,Hkv,n_rep*T,D]
+  return out.view({B, H, T, D});
+#endif
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Attention, MLP, layers
+
+Attention::Attention(const ModelConfig& cfg, const at::TensorOptions& opts)
+    : num_heads(cfg.num_attention_heads), num_kv_heads(cfg.num_key_value_heads), head_dim(cfg.head_dim) {
+  const int64_t d = cfg.hidden_size;
+  q_proj = register_module("q_proj", std::make_shared<Linear>(d, num_heads * head_dim, cfg.attention_bias, opts));
+  k_proj = register_module("k_proj", std::make_shared<Linear>(d, num_kv_heads * head_dim, cfg.attention_bias, opts));
+  v_proj = register_module("v_proj", std::make_shared<Linear>(d, num_kv_heads * head_dim, cfg.attention_bias, opts));
+  o_proj = register_module("o_proj", std::make_shared<Linear>(num_heads * head_dim, d, cfg.o_proj_bias(), opts));
+}
+
+struct RopeTables {
+  at::Tensor cos, sin;      // [B,1,T,D/2] in the compute dtype
+  at::Tensor cos_q, sin_q;  // the same times 1/sqrt(D) (explicit path: scale folded into q)
+  int64_t window = 0;
+};
+
+at::Tensor Attention::forward(const at::Tensor& x, const RopeTables& rope, const AttentionMask& mask, bool slides,
+                              KVCache* cache, int64_t layer, int64_t past) const {
+  const Attention& a = *this;
+  const int64_t B = x.size(0), T = x.size(1), D = a.head_dim;
+  at::Tensor q = a.q_proj->forward(x).view({B, T, a.num_heads, D});
+  at::Tensor k = a.k_proj->forward(x).view({B, T, a.num_kv_heads, D});
+  at::Tensor v = a.v_proj->forward(x).view({B, T, a.num_kv_heads, D});
+#if SAFETUNE_HAS_SDPA
+  q = apply_rope(q, rope.cos, rope.sin);
+#else
+  q = apply_rope(q, rope.cos_q, rope.sin_q);  // 1/sqrt(D) folded in
+#endif
+  at::Tensor kall, vall;
+  if (cache) {
+    at::Tensor& kc = cache->k[layer];
+    at::Tensor& vc = cache->v[layer];
+    apply_rope(k, rope.cos, rope.sin, kc.narrow(2, past, T));
+    vc.narrow(2, past, T).copy_(v.transpose(1, 2));
+    kall = kc.narrow(2, 0, past + T);
+    vall = vc.narrow(2, 0, past + T);
+  } else {
+    kall = apply_rope(k, rope.cos, rope.sin);
+    vall = v.transpose(1, 2);
+  }
+#if !SAFETUNE_HAS_SDPA
+  if (mask.causal && fused_cpu(q) && q.is_contiguous())  // the common inference case, fused
+    return a.o_proj->forward(cpu::causal_attention(q, kall, vall, slides ? rope.window : 0));
+#endif
+  at::Tensor out = attend(q, kall, vall, mask, slides, rope.window);  // [B,H,T,D]
+  return a.o_proj->forward(out.transpose(1, 2).reshape({B, T, a.num_heads * D}));
+}
+
+MLP::MLP(const ModelConfig& cfg, const at::TensorOptions& opts) {
+  const int64_t d = cfg.hidden_size, f = cfg.intermediate_size;
+  gate_proj = register_module("gate_proj", std::make_shared<Linear>(d, f, cfg.mlp_bias, opts));
+  up_proj = register_module("up_proj", std::make_shared<Linear>(d, f, cfg.mlp_bias, opts));
+  down_proj = register_module("down_proj", std::make_shared<Linear>(f, d, cfg.mlp_bias, opts));
+}
+
+at::Tensor MLP::forward(const at::Tensor& x) const {
+  at::Tensor g = gate_proj->forward(x);
+  at::Tensor u = up_proj->forward(x);
+  if (at::GradMode::is_enabled()) return down_proj->forward(at::silu(g) * u);
+  at::silu_(g);
+  g.mul_(u);
+  return down_proj->forward(g);
+}
+
+DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t i, const at::TensorOptions& opts)
+    : index(i), slides(cfg.layer_slides(i)) {
+  self_attn = register_module("self_attn", std::make_shared<Attention>(cfg, opts));
+  mlp = register_module("mlp", std::make_shared<MLP>(cfg, opts));
+  input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts));
+}
+
+DecoderModel::DecoderModel(const ModelConfig& cfg, const at::TensorOptions& opts) {
+  embed_tokens = register_module("embed_tokens", std::make_shared<Embedding>(cfg.vocab_size, cfg.hidden_size, opts));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    layer_ptrs.push_back(std::make_shared<DecoderLayer>(cfg, i, opts));
+    layers->push_back(layer_ptrs.back());
+  }
+  norm = register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts));
+}
+
+// ---------------------------------------------------------------------------------------
+// KV cache
+
+KVCache::KVCache(const ModelConfig& cfg, int64_t b, int64_t max_length, const at::TensorOptions& opts)
+    : batch(b), max_len(max_length) {
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    k.push_back(at::zeros({b, cfg.num_key_value_heads, max_length, cfg.head_dim}, opts));
+    v.push_back(at::zeros({b, cfg.num_key_value_heads, max_length, cfg.head_dim}, opts));
+  }
+  valid = at::zeros({b, max_length}, opts.dtype(at::kBool));
+  count = at::zeros({b}, opts.dtype(at::kLong));
+}
+
+// ---------------------------------------------------------------------------------------
+// The model
+
+Transformer::Transformer(const ModelConfig& cfg, const at::TensorOptions& opts) : cfg_(cfg) {
+  if (cfg.hidden_act != "silu")
+    throw InputError("hidden_act '" + cfg.hidden_act + "' is not supported (only silu)");
+  if (cfg.head_dim % 2 != 0 || cfg.num_attention_heads % cfg.num_key_value_heads != 0)
+    throw InputError("head_dim must be even and num_attention_heads a multiple of num_key_value_heads");
+  model = register_module("model", std::make_shared<DecoderModel>(cfg, opts));
+  if (!cfg.tie_word_embeddings)
+    lm_head = register_module("lm_head", std::make_shared<Linear>(cfg.hidden_size, cfg.vocab_size, false, opts));
+  inv_freq_ = rope_inv_freq(cfg);
+}
+
+at::Tensor Transformer::lm_head_weight() const {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+at::Tensor Transformer::logits(const at::Tensor& hidden) const {
+  return lm_head ? lm_head->forward(hidden) : at::linear(hidden, model->embed_tokens->weight);
+}
+
+int64_t Transformer::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+void Transformer::init_weights(uint64_t seed, double std, bool randomise_all) {
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    at::Tensor& p = item.value();
+    const bool is_norm = name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
+    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (is_norm && !randomise_all) {
+      p.fill_(1.0);
+    } else if (is_bias && !randomise_all) {
+      p.zero_();
+    } else if (is_norm) {
+      at::Tensor w = at::empty(p.sizes(), at::TensorOptions().dtype(at::kFloat));
+      p.copy_(w.normal_(1.0, 0.1, gen));
+    } else {
+      at::Tensor w = at::empty(p.sizes(), at::TensorOptions().dtype(at::kFloat));
+      w.normal_(0.0, std, gen);
+      if (name == "model.embed_tokens.weight" && cfg_.pad_token_id && *cfg_.pad_token_id >= 0 &&
+          *cfg_.pad_token_id < cfg_.vocab_size)
+        w[*cfg_.pad_token_id].zero_();
+      p.copy_(w);
+    }
+  }
+}
+
+at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
+  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B,T]");
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const int64_t past = cache ? cache->length : 0, S = past + T;
+  const c10::Device dev = device();
+  const at::ScalarType dt = dtype();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  if (cache) {
+    TORCH_CHECK(cache->batch == B, "KV cache batch ", cache->batch, " != input batch ", B);
+    TORCH_CHECK(S <= cache->max_len, "KV cache holds ", cache->max_len, " tokens; ", S, " needed");
+  }
+  at::Tensor ids = input_ids.to(dev, at::kLong);
+
+  // Which of this call's tokens are real; "no padding" lets attention use plain causal masks.
+  at::Tensor real;
+  if (attention_mask.defined()) {
+    TORCH_CHECK(attention_mask.sizes() == input_ids.sizes(), "attention_mask must match input_ids [B,T]");
+    real = attention_mask.to(dev).to(at::kBool);
+    if (real.all().item<bool>()) real = at::Tensor();
+  }
+
+  // Positions: each row counts only its real tokens (HF: cumsum(mask) - 1), continuing
+  // from what the cache has seen.
+  at::Tensor pos;
+  if (real.defined()) pos = (real.to(at::kLong).cumsum(1) - 1).clamp_min(0);
+  else pos = at::arange(T, long_opts).unsqueeze(0).expand({B, T});
+  if (cache) pos = pos + cache->count.unsqueeze(1);
+
+  // Masks. Slots are this call's and the cache's token slots; within a row, real tokens
+  // are contiguous after left padding, so slot distance equals position distance and the
+  // sliding window can be applied on slots as HF does.
+  const int64_t window = cfg_.sliding_window ? *cfg_.sliding_window : 0;
+  AttentionMask mask;
+  mask.causal = !cache && !real.defined();
+  if (cache) {
+    cache->valid.narrow(1, past, T).copy_(real.defined() ? real : at::ones({B, T}, long_opts.dtype(at::kBool)));
+  }
+  if (mask.causal) {
+#if !SAFETUNE_HAS_SDPA
+    mask.add = causal_additive(T, 0, at::TensorOptions().dtype(dt).device(dev));
+    if (window > 0 && T > window) mask.add_window = causal_additive(T, window, at::TensorOptions().dtype(dt).device(dev));
+    else mask.add_window = mask.add;
+#endif
+  } else {
+    at::Tensor key_valid = cache ? cache->valid.narrow(1, 0, S) : real;  // [B,S]
+    at::Tensor qs = at::arange(past, S, long_opts).unsqueeze(1);  // [T,1]
+    at::Tensor ks = at::arange(0, S, long_opts).unsqueeze(0);     // [1,S]
+    // A query may see earlier real keys; every query also sees itself, so that padding
+    // rows (whose outputs are never used) stay finite instead of 0/0.
+    at::Tensor causal = (ks <= qs).unsqueeze(0);
+    at::Tensor self = (ks == qs).unsqueeze(0);
+    mask.allow = causal.logical_and(key_valid.unsqueeze(1)).logical_or(self);
+    if (window > 0) mask.allow_window = mask.allow.logical_and((qs - ks < window).unsqueeze(0)).logical_or(self);
+    else mask.allow_window = mask.allow;
+#if !SAFETUNE_HAS_SDPA
+    mask.add = additive(mask.allow, dt);
+    mask.add_window = window > 0 ? additive(mask.allow_window, dt) : mask.add;
+#endif
+  }
+
+  // cos/sin of position x inverse frequency, in fp32 (as HF), then the compute dtype.
+  RopeTables rope;
+  rope.window = window;
+  at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq_.to(dev).view({1, 1, -1});  // [B,T,D/2]
+  at::Tensor cosf = freqs.cos().unsqueeze(1), sinf = freqs.sin().unsqueeze(1);                // [B,1,T,D/2]
+  rope.cos = cosf.to(dt);
+  rope.sin = sinf.to(dt);
+#if !SAFETUNE_HAS_SDPA
+  const double scale = 1.0 / std::sqrt(static_cast<double>(cfg_.head_dim));
+  rope.cos_q = (cosf * scale).to(dt);
+  rope.sin_q = (sinf * scale).to(dt);
+#endif
+
+  // Residual stream h; each sub-block reads norm(h) and adds its output back. The add and
+  // the following norm are one fused pass when no gradient is needed on CPU.
+  auto add_norm = [](at::Tensor& h, const at::Tensor& delta, const RMSNorm& norm) -> at::Tensor {
+    if (fused_cpu(h) && h.is_contiguous() && delta.is_contiguous() && norm.weight.scalar_type() == at::kFloat)
+      return cpu::add_rms_norm_(h, delta, norm.weight, norm.eps);
+    if (at::GradMode::is_enabled()) h = h + delta;
+    else h.add_(delta);  // h is this forward's own tensor
+    return norm.forward(h);
+  };
+  at::Tensor h = model->embed_tokens->forward(ids);
+  if (activation_checkpointing && at::GradMode::is_enabled() && !cache) {
+    // One checkpointed block per layer (h -> h + attn(norm h) -> + mlp(norm .)); the
+    // block owns copies of what it reads, since backward runs it again later.
+    for (const auto& layer : model->layer_ptrs) {
+      BlockFn block = [layer, rope, mask, past](const at::Tensor& hin) {
+        at::Tensor a = layer->self_attn->forward(layer->input_layernorm->forward(hin), rope, mask, layer->slides,
+                                                 nullptr, layer->index, past);
+        at::Tensor h1 = hin + a;
+        return h1 + layer->mlp->forward(layer->post_attention_layernorm->forward(h1));
+      };
+      std::vector<at::Tensor> params = layer->parameters();
+      for (const Linear* l : {layer->self_attn->q_proj.get(), layer->self_attn->k_proj.get(),
+                              layer->self_attn->v_proj.get(), layer->self_attn->o_proj.get(),
+                              layer->mlp->gate_proj.get(), layer->mlp->up_proj.get(), layer->mlp->down_proj.get()})
+        if (l->lora_A.defined()) {
+          params.push_back(l->lora_A);
+          params.push_back(l->lora_B);
+        }
+      h = checkpointed(std::move(block), h, params);
+    }
+    return model->norm->forward(h);
+  }
+  const auto& layers = model->layer_ptrs;
+  at::Tensor x = layers.empty() ? model->norm->forward(h) : layers[0]->input_layernorm->forward(h);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const DecoderLayer& layer = *layers[i];
+    at::Tensor a = layer.self_attn->forward(x, rope, mask, layer.slides, cache, layer.index, past);
+    x = add_norm(h, a, *layer.post_attention_layernorm);
+    at::Tensor m = layer.mlp->forward(x);
+    x = add_norm(h, m, i + 1 < layers.size() ? *layers[i + 1]->input_layernorm : *model->norm);
+  }
+  if (cache) {
+    cache->count += real.defined() ? real.to(at::kLong).sum(1) : at::full({B}, T, long_opts);
+    cache->length = S;
+  }
+  return x;
+}
+
+}  // namespace safetune::model

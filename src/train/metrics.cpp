@@ -1,0 +1,60 @@
+// metrics.jsonl writer.
+#include "safetune/train/metrics.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+
+namespace safetune::train {
+using nlohmann::json;
+
+namespace {
+json num(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }  // JSON has no NaN
+}  // namespace
+
+std::string metrics_json(const StepMetrics& m) {
+  json loss = json::object();
+  for (const auto& [k, v] : m.loss) loss[k] = num(v);
+  json j = {{"step", m.step},           {"epoch", m.epoch},           {"loss", loss},
+            {"lr", num(m.lr)},          {"grad_norm", num(m.grad_norm)}, {"tokens", m.tokens},
+            {"tokens_per_s", num(m.tokens_per_s)}, {"elapsed_s", num(m.elapsed_s)}};
+  return j.dump();
+}
+
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_up_to_step) {
+  // A resumed run keeps the records up to its checkpoint (later ones will be logged again);
+  // the kept part is rewritten atomically before appending.
+  std::string kept;
+  if (keep_up_to_step >= 0 && path_exists(path)) {
+    std::istringstream in(read_file(path));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      try {
+        if (json::parse(line).at("step").get<int64_t>() <= keep_up_to_step) kept += line + "\n";
+      } catch (const json::exception&) {
+        // a torn last line of a killed run: dropped
+      }
+    }
+  }
+  write_file_atomic(path, kept);
+  f_ = std::fopen(path.c_str(), "a");
+  if (!f_) input_error(path, "cannot open for appending");
+}
+
+MetricsLog::~MetricsLog() {
+  if (f_) std::fclose(f_);
+}
+
+void MetricsLog::write(const StepMetrics& m) {
+  const std::string line = metrics_json(m) + "\n";
+  std::fwrite(line.data(), 1, line.size(), f_);
+  std::fflush(f_);
+}
+
+}  // namespace safetune::train

@@ -1,0 +1,426 @@
+// The training loop. Read top to bottom: data selection, run-directory policy, checkpoint
+// save/restore, then run_training() itself.
+#include "safetune/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+#include "safetune/data/batch.h"
+#include "safetune/data/records.h"
+#include "safetune/io/tensor_io.h"
+#include "safetune/model/export.h"
+#include "safetune/model/load.h"
+#include "safetune/model/lora.h"
+#include "safetune/text/chat_template.h"
+#include "safetune/text/tokenizer.h"
+#include "safetune/train/checkpoint.h"
+#include "safetune/train/cpu_memory.h"
+#include "safetune/train/metrics.h"
+#include "safetune/train/objective.h"
+#include "safetune/train/optimizer.h"
+#include "safetune/train/progress.h"
+#include "safetune/train/schedule.h"
+#include "safetune/train/signals.h"
+
+namespace safetune::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int64_t steps_per_epoch(int64_t num_examples, int64_t batch_size, int64_t grad_accum) {
+  const int64_t micro = (num_examples + batch_size - 1) / batch_size;
+  return (micro + grad_accum - 1) / grad_accum;
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------- data
+
+// The run's records: all of data.train, or data.num_examples of them with a share
+// data.harmful_fraction drawn from data.harmful. The draw depends only on data.seed.
+std::vector<data::Record> select_records(const DataConfig& d) {
+  if (d.train.empty()) input_error("data.train", "no training data given");
+  if (!fs::is_regular_file(d.train)) input_error("data.train", "'" + d.train + "' does not exist or is not a file");
+  std::vector<data::Record> train = data::read_records(d.train);
+  if (train.empty()) input_error(d.train, "the dataset is empty");
+  if (d.num_examples <= 0 && d.harmful_fraction <= 0) return train;
+  const int64_t n = d.num_examples > 0 ? d.num_examples : static_cast<int64_t>(train.size());
+  const int64_t n_harm = static_cast<int64_t>(std::llround(d.harmful_fraction * n));
+  const int64_t n_benign = n - n_harm;
+  if (n_benign > static_cast<int64_t>(train.size()))
+    input_error("data.num_examples", "asks for " + std::to_string(n_benign) + " benign examples; " + d.train + " has " +
+                                         std::to_string(train.size()));
+  std::vector<data::Record> out;
+  // epoch_order gives a seeded permutation; negative "epochs" keep these draws apart
+  // from the per-epoch batch orders.
+  for (int64_t i : data::epoch_order(static_cast<int64_t>(train.size()), d.seed, -1)) {
+    if (static_cast<int64_t>(out.size()) == n_benign) break;
+    out.push_back(train[i]);
+  }
+  if (n_harm > 0) {
+    if (!fs::is_regular_file(d.harmful)) input_error("data.harmful", "'" + d.harmful + "' does not exist or is not a file");
+    std::vector<data::Record> harmful = data::read_records(d.harmful);
+    if (n_harm > static_cast<int64_t>(harmful.size()))
+      input_error("data.harmful_fraction", "needs " + std::to_string(n_harm) + " harmful examples; " + d.harmful +
+                                               " has " + std::to_string(harmful.size()));
+    int64_t taken = 0;
+    for (int64_t i : data::epoch_order(static_cast<int64_t>(harmful.size()), d.seed, -2)) {
+      if (taken++ == n_harm) break;
+      out.push_back(harmful[i]);
+    }
+  }
+  return out;
+}
+
+text::ChatTemplate chat_template_for(const ModelConfig& m) {
+  // model.chat_template: empty = the model's own (detected), a family name, or a file
+  // holding a template whose family is then detected from its markers.
+  if (m.chat_template.empty()) return text::resolve_chat_template("auto", m.path);
+  const auto& names = text::ChatTemplate::names();
+  if (std::find(names.begin(), names.end(), m.chat_template) != names.end())
+    return text::ChatTemplate::by_name(m.chat_template);
+  if (!fs::is_regular_file(m.chat_template))
+    input_error("model.chat_template", "'" + m.chat_template + "' is neither a template name nor a file");
+  return text::detect_chat_template(m.chat_template);
+}
+
+// ---------------------------------------------------------------------------- run directory
+
+bool holds_run(const std::string& dir) {
+  return fs::exists(fs::path(dir) / "config.resolved.yaml") || fs::exists(fs::path(dir) / "latest") ||
+         fs::exists(fs::path(dir) / "checkpoints");
+}
+
+// Fields that may differ between a run and its resumption: bookkeeping, and the thread
+// count (which can change the last bits of BLAS results, so keep it for exact resumes).
+RunConfig normalised_for_resume(RunConfig c) {
+  c.train.resume = "none";
+  c.train.overwrite = false;
+  c.train.log_every = 0;
+  c.train.save_every = 0;
+  c.train.threads = 0;
+  return c;
+}
+
+void check_resume_config(const RunConfig& now, const std::string& run_dir) {
+  const std::string path = (fs::path(run_dir) / "config.resolved.yaml").string();
+  if (!fs::exists(path)) return;
+  RunConfig before = parse_run_config(read_file(path), path);
+  const std::string a = to_yaml(normalised_for_resume(before)), b = to_yaml(normalised_for_resume(now));
+  if (a == b) return;
+  std::istringstream sa(a), sb(b);
+  std::string la, lb;
+  while (std::getline(sa, la) && std::getline(sb, lb))
+    if (la != lb) break;
+  input_error(path, "train.resume=auto: this config differs from the run's: '" + lb + "' (run has '" + la +
+                        "'); use the same config, or a new train.output_dir");
+}
+
+void clear_run(const std::string& dir) {
+  for (const char* name : {"checkpoints", "latest", "metrics.jsonl", "config.resolved.yaml", "adapter", "model"})
+    fs::remove_all(fs::path(dir) / name);
+}
+
+// ---------------------------------------------------------------------------- checkpoints
+
+struct Run {
+  const RunConfig& cfg;
+  model::Transformer& model;
+  AdamW& opt;
+  bool lora;
+  model::LoraSpec spec;
+  std::vector<std::pair<std::string, at::Tensor>> params;  // trainable, named
+};
+
+std::string save_checkpoint(const Run& r, const TrainerState& st, const std::string& run_dir) {
+  const std::string tmp = begin_checkpoint(run_dir, st.step);
+  const fs::path d(tmp);
+  if (r.lora) model::save_adapter(tmp, r.model, r.spec, r.cfg.model.path);
+  else model::save_model(tmp, r.model, r.model.dtype());
+  std::vector<std::pair<std::string, at::Tensor>> opt_state;
+  for (auto& [name, t] : r.opt.state()) opt_state.emplace_back(name, t.detach().to(at::kCPU).contiguous());
+  io::save_tensors((d / "optimizer.safetensors").string(), opt_state);
+  io::save_tensors((d / "rng.safetensors").string(), {{"torch_cpu_generator", cpu_rng_state()}});
+  write_file_atomic((d / "trainer_state.json").string(), trainer_state_json(st));
+  write_file_atomic((d / "config.resolved.yaml").string(), to_yaml(r.cfg));
+  return commit_checkpoint(run_dir, tmp, st.step);
+}
+
+TrainerState restore_checkpoint(Run& r, const std::string& dir, const TrainerState& expected) {
+  const fs::path d(dir);
+  TrainerState st = parse_trainer_state(read_file((d / "trainer_state.json").string()), (d / "trainer_state.json").string());
+  if (st.total_steps != expected.total_steps || st.steps_per_epoch != expected.steps_per_epoch ||
+      st.num_examples != expected.num_examples)
+    input_error(dir, "checkpoint was made for " + std::to_string(st.num_examples) + " examples, " +
+                         std::to_string(st.total_steps) + " steps; this run has " +
+                         std::to_string(expected.num_examples) + " examples, " + std::to_string(expected.total_steps) +
+                         " steps");
+  const std::string wfile = (d / (r.lora ? "adapter_model.safetensors" : "model.safetensors")).string();
+  std::map<std::string, at::Tensor> w = io::load_tensors(wfile);
+  at::NoGradGuard no_grad;
+  for (auto& [name, p] : r.params) {
+    auto it = w.find(name);
+    if (it == w.end()) input_error(wfile, "missing tensor '" + name + "'");
+    if (it->second.sizes() != p.sizes()) input_error(wfile, "tensor '" + name + "' has the wrong shape");
+    p.copy_(it->second);
+  }
+  std::map<std::string, at::Tensor> o = io::load_tensors((d / "optimizer.safetensors").string());
+  r.opt.load_state(std::vector<std::pair<std::string, at::Tensor>>(o.begin(), o.end()),
+                   (d / "optimizer.safetensors").string());
+  std::map<std::string, at::Tensor> rng = io::load_tensors((d / "rng.safetensors").string());
+  if (!rng.count("torch_cpu_generator")) input_error((d / "rng.safetensors").string(), "missing torch_cpu_generator");
+  set_cpu_rng_state(rng.at("torch_cpu_generator"));
+  return st;
+}
+
+void export_final(const Run& r, const std::string& run_dir, const std::string& out) {
+  if (r.lora) {
+    const std::string tmp = out + ".tmp";
+    fs::remove_all(tmp);
+    model::save_adapter(tmp, r.model, r.spec, r.cfg.model.path);
+    model::replace_dir(tmp, out);
+  } else {
+    at::ScalarType stored = at::kFloat;
+    const std::string& td = r.model.config().torch_dtype;
+    if (!td.empty()) stored = model::parse_torch_dtype(td, r.cfg.model.path + "/config.json");
+    model::write_model_dir(out, r.model, r.cfg.model.path, stored, /*replace=*/true);
+  }
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------- the loop
+
+TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
+  // 1. Everything checkable before anything heavy.
+  validate(cfg);
+  check_objective(cfg.objective);
+  const int threads = cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
+                                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  keep_freed_memory_for_reuse();
+  const std::string run_dir = cfg.train.output_dir;
+  if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))
+    input_error("model.path", "'" + cfg.model.path + "' is not a model directory");
+  std::vector<data::Record> records = select_records(cfg.data);
+  if (fs::exists(run_dir) && !fs::is_directory(run_dir)) input_error("train.output_dir", "'" + run_dir + "' is a file");
+  const bool existing = holds_run(run_dir);
+  std::optional<std::string> resume_from;
+  if (existing) {
+    if (cfg.train.resume == "auto") {
+      check_resume_config(cfg, run_dir);
+      resume_from = latest_checkpoint(run_dir);
+      if (!resume_from) spdlog::warn("{}: no checkpoint to resume from; starting from step 0", run_dir);
+    } else if (!cfg.train.overwrite) {
+      input_error("train.output_dir", "'" + run_dir +
+                                          "' holds another run; continue it with train.resume=auto or replace it "
+                                          "with train.overwrite=true");
+    }
+  }
+
+  // 2. Model, tokenizer, template, examples.
+  std::optional<at::ScalarType> dtype;
+  if (cfg.model.dtype != "auto") dtype = model::parse_torch_dtype(cfg.model.dtype, "model.dtype");
+  model::LoadedModel loaded = model::load_model(cfg.model.path, c10::Device(c10::kCPU), dtype);
+  model::Transformer& m = *loaded.model;
+
+  const bool lora = cfg.lora.enabled;
+  model::LoraSpec spec;
+  std::vector<std::pair<std::string, at::Tensor>> params;  // trainable, named
+  if (lora) {
+    spec.r = cfg.lora.r;
+    spec.alpha = cfg.lora.alpha;
+    spec.dropout = cfg.lora.dropout;
+    spec.target_modules = cfg.lora.target_modules;
+    params = model::attach_lora(m, spec, static_cast<uint64_t>(cfg.train.seed), true, "lora");
+  } else {
+    for (const auto& item : m.named_parameters()) {
+      at::Tensor p = item.value();
+      p.set_requires_grad(true);
+      params.emplace_back(item.key(), p);
+    }
+  }
+  m.train();
+  m.activation_checkpointing = cfg.train.activation_checkpointing;
+  // After the LoRA checks, so that a bad rank or module is the only message printed.
+  std::unique_ptr<text::Tokenizer> tok = text::load_tokenizer(cfg.model.path);
+  const text::ChatTemplate tmpl = chat_template_for(cfg.model);
+  std::vector<data::Example> examples = data::tokenize_records(records, *tok, tmpl, cfg.data.max_length);
+  int64_t n_trainable = 0;
+  for (const auto& [n, p] : params) n_trainable += p.numel();
+
+  // 3. Sizes, optimizer, schedule, state.
+  const int64_t n_examples = static_cast<int64_t>(examples.size());
+  const int64_t bs = cfg.train.batch_size, ga = cfg.train.grad_accum;
+  const int64_t spe = steps_per_epoch(n_examples, bs, ga);
+  const int64_t micro_per_epoch = (n_examples + bs - 1) / bs;
+  const int64_t total = cfg.train.max_steps > 0 ? cfg.train.max_steps : cfg.train.epochs * spe;
+  data::Batcher batcher(examples, bs, static_cast<uint64_t>(cfg.data.seed), cfg.data.shuffle, false,
+                        data::pad_id_for(*tok));
+  AdamWOptions aopts;
+  aopts.lr = cfg.optim.lr;
+  aopts.beta1 = cfg.optim.beta1;
+  aopts.beta2 = cfg.optim.beta2;
+  aopts.eps = cfg.optim.eps;
+  aopts.weight_decay = cfg.optim.weight_decay;
+  std::vector<at::Tensor> ptensors;
+  std::vector<std::string> pnames;
+  for (const auto& [n, p] : params) {
+    pnames.push_back(n);
+    ptensors.push_back(p);
+  }
+  AdamW opt(ptensors, aopts, pnames);
+  Run r{cfg, m, opt, lora, spec, params};
+  Schedule schedule(cfg.schedule, cfg.optim.lr, total);
+
+  TrainerState st;
+  st.total_steps = total;
+  st.steps_per_epoch = spe;
+  st.num_examples = n_examples;
+  seed_cpu_rng(static_cast<uint64_t>(cfg.train.seed));
+  if (resume_from) {
+    st = restore_checkpoint(r, *resume_from, st);
+    spdlog::info("resuming {} from step {} of {}", run_dir, st.step, total);
+  } else if (existing && cfg.train.overwrite) {
+    spdlog::warn("{}: replacing the run there (train.overwrite=true)", run_dir);
+    clear_run(run_dir);
+  }
+
+  // 4. The run directory.
+  ensure_output_dir(run_dir);
+  write_file_atomic((fs::path(run_dir) / "config.resolved.yaml").string(), to_yaml(cfg));
+  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), resume_from ? st.step : -1);
+  spdlog::info("{}: {} parameters, {} trainable ({}), {} examples, {} steps ({} per epoch), {} threads",
+               cfg.model.path, m.num_parameters(), n_trainable, lora ? "LoRA" : "full fine-tuning", n_examples,
+               total, spe, threads);
+
+  std::optional<StopSignals> signals;
+  if (options.handle_signals) signals.emplace();
+  const bool tty = options.progress_tty < 0 ? Progress::stderr_is_tty() : options.progress_tty == 1;
+  Progress progress(total, cfg.train.log_every, tty);
+
+  TrainResult result;
+  result.run_dir = run_dir;
+  result.total_steps = total;
+  const auto session_start = Clock::now();
+  const double elapsed_before = st.elapsed_s;
+  const int64_t start_step = st.step;
+  auto window_start = Clock::now();
+  int64_t window_tokens = 0;
+  bool first = true;
+
+  while (st.step < total) {
+    const int64_t epoch = st.step / spe, sie = st.step % spe;
+    const int64_t m0 = sie * ga, m1 = std::min(m0 + ga, micro_per_epoch);
+    std::vector<data::Batch> batches;
+    int64_t group_tokens = 0, real_tokens = 0;
+    for (int64_t i = m0; i < m1; ++i) {
+      batches.push_back(batcher.batch(epoch, i));
+      group_tokens += trained_tokens(batches.back());
+      real_tokens += batches.back().attention_mask.sum().item<int64_t>();
+    }
+    const double lr = schedule.lr(st.step, epoch);
+    opt.set_lr(lr);
+
+    // Forward/backward per micro-batch, each weighted by its share of the trained tokens,
+    // so that accumulation equals one large batch.
+    std::vector<std::pair<std::string, double>> terms;  // the objective's terms, then "total"
+    for (const data::Batch& b : batches) {
+      const int64_t n = trained_tokens(b);
+      if (n == 0) continue;
+      const double w = static_cast<double>(n) / static_cast<double>(group_tokens);
+      LossTerms lt = compute_objective(cfg.objective, m, b);
+      (lt.total * w).backward();
+      if (terms.empty()) {
+        for (const auto& [k, v] : lt.terms) terms.emplace_back(k, 0.0);
+        terms.emplace_back("total", 0.0);
+      }
+      for (size_t k = 0; k < lt.terms.size(); ++k) terms[k].second += w * lt.terms[k].second.item<double>();
+      terms.back().second += w * lt.total.item<double>();
+    }
+    const double loss = terms.empty() ? 0.0 : terms.back().second;
+    const double grad_norm = clip_grad_norm(ptensors, cfg.optim.grad_clip);
+    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+      progress.finish();
+      spdlog::error("step {}: non-finite loss ({}) or gradient norm ({}); stopping without saving", st.step + 1, loss,
+                    grad_norm);
+      result.exit_code = kExitNonFinite;
+      result.steps = st.step;
+      return result;
+    }
+    opt.step();
+    // Gradients are dropped rather than zeroed (a pass over them saved); every step, a
+    // resumed one included, starts from none, and the first backward writes them.
+    for (auto& p : ptensors) p.mutable_grad() = at::Tensor();
+
+    st.step += 1;
+    st.micro_step += static_cast<int64_t>(batches.size());
+    st.tokens += real_tokens;
+    st.epoch = st.step / spe;
+    st.step_in_epoch = st.step % spe;
+    st.elapsed_s = elapsed_before + seconds_since(session_start);
+    window_tokens += real_tokens;
+    if (first) result.first_loss = loss;
+    first = false;
+    result.last_loss = loss;
+
+    const double session_s = seconds_since(session_start);
+    const double eta = (total - st.step) * session_s / static_cast<double>(st.step - start_step);
+    const double win_s = seconds_since(window_start);
+    const double tok_s = win_s > 0 ? window_tokens / win_s : 0;
+    const bool log_now = cfg.train.log_every > 0 ? (st.step % cfg.train.log_every == 0 || st.step == total)
+                                                 : st.step == total;
+    if (log_now) {
+      StepMetrics sm;
+      sm.step = st.step;
+      sm.epoch = epoch;
+      sm.loss = terms;
+      sm.lr = lr;
+      sm.grad_norm = grad_norm;
+      sm.tokens = st.tokens;
+      sm.tokens_per_s = tok_s;
+      sm.elapsed_s = st.elapsed_s;
+      metrics.write(sm);
+      window_start = Clock::now();
+      window_tokens = 0;
+    }
+    progress.update(st.step, epoch, loss, lr, tok_s, eta);
+
+    const bool stop = (signals && StopSignals::requested()) ||
+                      (options.stop_after_steps > 0 && st.step >= options.stop_after_steps && st.step < total);
+    const bool periodic = cfg.train.save_every > 0 && st.step % cfg.train.save_every == 0;
+    if (periodic || stop || st.step == total) result.checkpoint = save_checkpoint(r, st, run_dir);
+    if (stop) {
+      progress.finish();
+      result.interrupted = true;
+      result.steps = st.step;
+      std::string how = options.resume_command.empty() ? "train.resume=auto with the same config" : options.resume_command;
+      std::fprintf(stderr, "safetune: stopped at step %lld of %lld; checkpoint %s\nresume with: %s\n",
+                   (long long)st.step, (long long)total, result.checkpoint.c_str(), how.c_str());
+      return result;
+    }
+  }
+  progress.finish();
+
+  // 5. Final weights: the adapter (PEFT) or a complete HF model directory.
+  const std::string out = (fs::path(run_dir) / (lora ? "adapter" : "model")).string();
+  export_final(r, run_dir, out);
+  result.final_dir = out;
+  result.steps = st.step;
+  spdlog::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,
+               lora ? "adapter" : "model", out);
+  return result;
+}
+
+}  // namespace safetune::train
