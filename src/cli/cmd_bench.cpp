@@ -190,6 +190,7 @@ struct StepOpts {
   int steps = 5, warmup = 1;
   double gemm = 0;
   int64_t gemm_size = 2048;
+  int64_t prompt = 0;
   bool json = false;
 };
 
@@ -198,7 +199,8 @@ int run_step(const StepOpts& o) {
   if (o.config.empty()) input_error("bench step", "give --config FILE");
   train::RunConfig cfg = train::load_run_config(o.config, o.overrides);
   auto r = train::bench_step(cfg, o.steps, o.warmup,
-                             [&] { return o.gemm > 0 ? o.gemm : gemm_gflops(o.gemm_size, 5, c10::Device(c10::kCPU)); });
+                             [&] { return o.gemm > 0 ? o.gemm : gemm_gflops(o.gemm_size, 5, c10::Device(c10::kCPU)); },
+                             o.prompt);
   if (o.json) {
     std::printf("{\"step_ms\": %.2f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_rss_mb\": %.1f, \"step_ms_min\": %.2f, "
                 "\"tokens_per_step\": %lld, \"flops_per_token\": %.4g, \"gemm_gflops\": %.2f, \"trainable\": %lld, "
@@ -219,10 +221,17 @@ void setup_step(CLI::App& app, std::shared_ptr<StepOpts> o) {
   app.add_option("--warmup", o->warmup, "untimed steps first")->capture_default_str();
   app.add_option("--gemm-gflops", o->gemm, "peak to compare with (default: measure bench gemm here)");
   app.add_option("--gemm-size", o->gemm_size, "matrix size of that gemm measurement")->capture_default_str();
+  app.add_option("--prompt", o->prompt,
+                 "the first N tokens of each row are an untrained prompt (0: every position after the first is trained)")
+      ->capture_default_str();
   app.add_flag("--json", o->json, "one JSON object: step_ms, tokens_per_s, mfu, peak_rss_mb, ...");
   app.footer(
       "One training step (forward, loss, backward, clip, AdamW) on a random batch of train.batch_size x\n"
-      "data.max_length tokens, every position trained.\n"
+      "data.max_length tokens, every position trained (or those after --prompt N tokens).\n"
+      "The objective.* overrides choose the constraint and its reference (objective.constraint=pact\n"
+      "objective.tokens=FILE objective.reference=adapter_off|copy|cache); a safety constraint's\n"
+      "post-only context is a 4-token header followed by the response; reference=cache serves\n"
+      "rows precomputed for the batch from memory, as a cache file does.\n"
       "MFU = 6 x N_path x tokens/s / (bench gemm GFLOP/s), with the training FLOPs per token\n"
       "  full fine-tuning: 6 N_path = 6 N_matmul + 12 L T H d_head\n"
       "  LoRA:             6 N_path = 4 N_matmul + 6 N_lora + 12 L T H d_head\n"

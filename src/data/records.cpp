@@ -51,7 +51,7 @@ std::string get_string(const json& obj, const char* key, const std::string& wher
   return v.get<std::string>();
 }
 
-Record to_record(const json& obj, const std::string& where) {
+Record to_record(const json& obj, const std::string& where, bool response_optional) {
   if (!obj.is_object()) input_error(where, std::string("expected a JSON object, got ") + obj.type_name());
   Record r;
   r.where = where;
@@ -71,10 +71,14 @@ Record to_record(const json& obj, const std::string& where) {
       if (msg.role == "system" && i != 0) input_error(mw, "a system message may only come first");
       r.prompt.push_back(std::move(msg));
     }
-    if (r.prompt.empty() || r.prompt.back().role != "assistant")
-      input_error(where, "no output: the last message must be the assistant response");
-    r.response = r.prompt.back().content;
-    r.prompt.pop_back();
+    if (response_optional && !r.prompt.empty() && r.prompt.back().role == "user") {
+      r.has_response = false;  // a prompt to answer
+    } else {
+      if (r.prompt.empty() || r.prompt.back().role != "assistant")
+        input_error(where, "no output: the last message must be the assistant response");
+      r.response = r.prompt.back().content;
+      r.prompt.pop_back();
+    }
     // The prompt must be what chat templates accept: optional system, then user/assistant
     // alternating, ending with the user turn being answered.
     size_t k = !r.prompt.empty() && r.prompt[0].role == "system" ? 1 : 0;
@@ -90,19 +94,22 @@ Record to_record(const json& obj, const std::string& where) {
                   "two assistant messages in a row: the response must answer a user turn");
     used = {"messages"};
   } else if (obj.contains("instruction") || obj.contains("input") || obj.contains("output")) {
-    if (!obj.contains("output")) input_error(where, "record has no 'output'");
+    if (!obj.contains("output") && !response_optional) input_error(where, "record has no 'output'");
     if (!obj.contains("instruction") && !obj.contains("input"))
       input_error(where, "record has 'output' but neither 'instruction' nor 'input'");
     std::string instruction = obj.contains("instruction") ? get_string(obj, "instruction", where) : "";
     std::string input = obj.contains("input") && !obj["input"].is_null() ? get_string(obj, "input", where) : "";
     r.prompt.push_back({"user", alpaca_prompt(instruction, input)});
-    r.response = get_string(obj, "output", where);
+    if (obj.contains("output")) r.response = get_string(obj, "output", where);
+    else r.has_response = false;
     used = {"instruction", "input", "output"};
   } else if (obj.contains("prompt") || obj.contains("completion")) {
-    if (!obj.contains("completion")) input_error(where, "record has 'prompt' but no 'completion'");
+    if (!obj.contains("completion") && !response_optional)
+      input_error(where, "record has 'prompt' but no 'completion'");
     if (!obj.contains("prompt")) input_error(where, "record has 'completion' but no 'prompt'");
     r.prompt.push_back({"user", get_string(obj, "prompt", where)});
-    r.response = get_string(obj, "completion", where);
+    if (obj.contains("completion")) r.response = get_string(obj, "completion", where);
+    else r.has_response = false;
     used = {"prompt", "completion"};
   } else {
     std::string keys;
@@ -125,7 +132,8 @@ std::string alpaca_prompt(const std::string& instruction, const std::string& inp
   return instruction + "\n\n" + input;
 }
 
-std::vector<Record> parse_records(std::string_view text, const std::string& name) {
+// Shared by parse_records (a response is required) and parse_prompt_records (optional).
+static std::vector<Record> parse_any(std::string_view text, const std::string& name, bool response_optional) {
   if (size_t bad = find_invalid_utf8(text); bad != std::string_view::npos)
     input_error(name + ":" + std::to_string(line_of(text, bad)),
                 "invalid UTF-8 (byte offset " + std::to_string(bad) + ")");
@@ -149,7 +157,7 @@ std::vector<Record> parse_records(std::string_view text, const std::string& name
     } catch (const json::exception& e) {  // out_of_range: a number like 1e999
       input_error(name, std::string("invalid JSON: ") + e.what());
     }
-    for (size_t i = 0; i < arr.size(); ++i) out.push_back(to_record(arr[i], name + ":record " + std::to_string(i + 1)));
+    for (size_t i = 0; i < arr.size(); ++i) out.push_back(to_record(arr[i], name + ":record " + std::to_string(i + 1), response_optional));
   } else {
     // JSONL: one object per non-blank line.
     size_t line_no = 0, pos = 0;
@@ -171,7 +179,7 @@ std::vector<Record> parse_records(std::string_view text, const std::string& name
       } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
         input_error(where, std::string("invalid JSON: ") + e.what());
       }
-      out.push_back(to_record(obj, where));
+      out.push_back(to_record(obj, where, response_optional));
       if (end == text.size()) break;
     }
   }
@@ -179,6 +187,13 @@ std::vector<Record> parse_records(std::string_view text, const std::string& name
   return out;
 }
 
+std::vector<Record> parse_records(std::string_view text, const std::string& name) {
+  return parse_any(text, name, /*response_optional=*/false);
+}
+std::vector<Record> parse_prompt_records(std::string_view text, const std::string& name) {
+  return parse_any(text, name, /*response_optional=*/true);
+}
 std::vector<Record> read_records(const std::string& path) { return parse_records(read_file(path), path); }
+std::vector<Record> read_prompt_records(const std::string& path) { return parse_prompt_records(read_file(path), path); }
 
 }  // namespace safetune::data

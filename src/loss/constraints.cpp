@@ -12,7 +12,8 @@ namespace safetune::loss {
 ConstraintOptions constraint_options(const train::ObjectiveConfig& cfg) {
   ConstraintOptions o;
   o.temperature = cfg.temperature;
-  o.reference_mix = cfg.gate.enabled ? "gated" : "full";
+  // gate.enabled = false means the full-context reference alone, whatever reference_mix says.
+  o.reference_mix = cfg.gate.enabled ? cfg.reference_mix : "full";
   o.gate_alpha = cfg.gate.alpha;
   o.gate_b = cfg.gate.b;
   o.gate_top_p = cfg.gate.top_p;
@@ -21,6 +22,7 @@ ConstraintOptions constraint_options(const train::ObjectiveConfig& cfg) {
   o.prefix_tau = cfg.gate.prefix_tau;
   o.positions = cfg.positions;
   o.first_n = cfg.first_n;
+  o.probe_tau = cfg.probe_tau;
   return o;
 }
 

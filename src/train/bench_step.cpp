@@ -19,10 +19,12 @@
 #include "safetune/model/lora.h"
 #include "safetune/train/objective.h"
 #include "safetune/train/optimizer.h"
+#include "safetune/train/reference.h"
 
 namespace safetune::train {
 
-BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops) {
+BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
+                           int64_t prompt_len) {
   if (steps < 1 || warmup < 0) input_error("bench step", "--steps must be >= 1 and --warmup >= 0");
   check_objective(cfg.objective);
   BenchStepResult r;
@@ -73,6 +75,47 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
   batch.input_ids = at::randint(0, mc.vocab_size, {B, T}, gen, at::kLong);
   batch.attention_mask = at::ones({B, T}, at::kLong);
   batch.labels = batch.input_ids.clone();
+  // Response = every token after the first (the same T - 1 trained positions as before),
+  // and a post-only context of the same length (header = the first token): the
+  // constraint's reference passes are timed at their largest.
+  // Response = the tokens after the prompt (prompt_len 0: every token after the first, the
+  // same T - 1 trained positions as without a response mark). The post-only context is a
+  // 4-token header and the response (with no prompt: the row itself).
+  const int64_t P0 = std::max<int64_t>(1, prompt_len);
+  if (P0 >= T) input_error("bench step", "--prompt must be shorter than data.max_length");
+  batch.labels.narrow(1, 0, P0).fill_(-100);
+  batch.response_start = at::full({B}, P0, at::kLong);
+  batch.lengths = at::full({B}, T, at::kLong);
+  if (prompt_len <= 0) {
+    batch.post_ids = batch.input_ids.clone();
+    batch.post_response_start = at::ones({B}, at::kLong);
+  } else {
+    const int64_t H = 4;
+    batch.post_ids = at::cat({batch.input_ids.narrow(1, 0, H), batch.input_ids.narrow(1, P0, T - P0)}, 1).contiguous();
+    batch.post_response_start = at::full({B}, H, at::kLong);
+  }
+  batch.post_attention_mask = at::ones_like(batch.post_ids);
+  for (int64_t i = 0; i < B; ++i) batch.indices.push_back(i);
+
+  // The constraint exactly as the trainer sets it up. reference = cache: the reference's
+  // rows for this batch are computed once here (base model) and served from memory during
+  // the timed steps, as a cache file would serve them.
+  std::unique_ptr<Constraint> constraint;
+  if (cfg.objective.constraint != "none") {
+    RunConfig c2 = cfg;
+    const bool cached = cfg.objective.reference == "cache";
+    if (cached) c2.objective.reference = cfg.lora.enabled ? "adapter_off" : "copy";
+    constraint = setup_constraint(c2, m, nullptr);
+    if (cached) {
+      ReferenceRequest all = constraint->request;
+      all.post = all.mass = true;
+      const loss::ResponsePositions P = loss::response_positions(batch);
+      ReferenceLogits ref = constraint->reference->compute(batch, P, all);
+      const int64_t R = T - P0;  // response positions per row
+      at::Tensor offsets = at::arange(0, B * R + 1, R, at::kLong);
+      constraint->reference = memory_reference(offsets, ref.z_full, ref.z_post, ref.mass, "bench cache");
+    }
+  }
 
   AdamWOptions ao;
   ao.lr = cfg.optim.lr;
@@ -88,7 +131,7 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
     fwd = bwd = 0;
     for (int64_t i = 0; i < cfg.train.grad_accum; ++i) {
       auto t0 = Clock::now();
-      LossTerms lt = compute_objective(cfg.objective, m, batch);
+      LossTerms lt = compute_objective(cfg.objective, m, batch, constraint.get());
       fwd += ms_since(t0);
       t0 = Clock::now();
       (lt.total / static_cast<double>(cfg.train.grad_accum)).backward();

@@ -148,6 +148,12 @@ const std::vector<Field>& fields() {
     t.push_back(F("objective.positions", objective.positions, "response positions that are constrained")
                     .choices({"all", "first_n", "probe"}));
     t.push_back(F("objective.first_n", objective.first_n, "positions = first_n: how many").min(1));
+    t.push_back(F("objective.probe_tau", objective.probe_tau,
+                  "positions = probe: minimum reference probability mass on the safety tokens")
+                    .min(0).max(1));
+    t.push_back(F("objective.reference_mix", objective.reference_mix,
+                  "pact's reference: gated (full/post-only mix by the gate), full or post only")
+                    .choices({"gated", "full", "post"}));
     t.push_back(F("objective.reference", objective.reference,
                   "frozen reference: auto = adapter_off with LoRA, copy otherwise; cache = precomputed logits")
                     .choices({"auto", "copy", "adapter_off", "cache"}).alias({"ref", "reference_model"}));

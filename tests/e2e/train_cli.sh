@@ -43,7 +43,7 @@ expect_error rank_too_large "r <= 32" bad "$bin" train "${base[@]}" train.output
 expect_error missing_data "nothing.jsonl" bad "$bin" train "${base[@]}" train.output_dir=bad data.train=nothing.jsonl
 expect_error empty_data "empty" bad "$bin" train "${base[@]}" train.output_dir=bad data.train=empty.jsonl
 expect_error key_typo "did you mean" bad "$bin" train "${base[@]}" train.output_dir=bad optim.learning_rat=1e-3
-expect_error constraint "not implemented" bad "$bin" train "${base[@]}" train.output_dir=bad objective.constraint=kl_full
+expect_error constraint "objective.tokens" bad "$bin" train "${base[@]}" train.output_dir=bad objective.constraint=anchor
 
 # A run that never stops.
 run=("${base[@]}" train.max_steps=400 train.save_every=0 train.log_every=1 lora.dropout=0.1 optim.lr=1e-3)

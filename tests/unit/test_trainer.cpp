@@ -201,7 +201,7 @@ TEST_F(TrainerTest, BadInputBeforeTheFirstStep) {
   expect_input_error({"lora.r=17"}, "r <= 16");  // v_proj is 32 -> 16
   expect_input_error({"data.train=" + root_ + "/missing.jsonl"}, "missing.jsonl");
   expect_input_error({"data.train=" + root_ + "/empty.jsonl"}, "empty");
-  expect_input_error({"objective.constraint=kl_full"}, "not implemented");
+  expect_input_error({"objective.constraint=anchor"}, "objective.tokens");
   EXPECT_THROW(config("bad", {"optim.lr=0"}), InputError);
   EXPECT_THROW(config("bad", {"lora.target_modules=[q_proj,qkv]"}), InputError);
 }

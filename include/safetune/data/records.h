@@ -23,6 +23,7 @@ struct Record {
   std::string response;               // the assistant reply to train on
   nlohmann::json extra = nlohmann::json::object();  // fields outside the shape
   std::string where;                  // "file:line" (JSONL) or "file:record N" (JSON array, 1-based)
+  bool has_response = true;           // false only for prompt-only records (read_prompt_records)
 };
 
 // Reads every record of `path`: InputError naming file:line (or record) for broken JSON,
@@ -31,6 +32,13 @@ std::vector<Record> read_records(const std::string& path);
 
 // Same, from text already in memory; `name` is used in error messages.
 std::vector<Record> parse_records(std::string_view text, const std::string& name);
+
+// Prompts for evaluation: the same shapes, but the response is optional, so {"prompt"},
+// {"instruction", "input"?} and {"messages"} ending with a user turn are accepted too
+// (Record::has_response false, response empty). A response present is kept (e.g. as the
+// label of a utility set). Same errors otherwise, an empty file included.
+std::vector<Record> read_prompt_records(const std::string& path);
+std::vector<Record> parse_prompt_records(std::string_view text, const std::string& name);
 
 // Alpaca prompt text: instruction, then "\n\n" + input when input is non-empty.
 std::string alpaca_prompt(const std::string& instruction, const std::string& input);

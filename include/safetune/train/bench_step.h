@@ -1,6 +1,7 @@
 // `safetune bench step`: the time of one training step (forward, objective, backward,
 // clip, AdamW) of the model and mode a RunConfig describes, on a synthetic batch of
-// train.batch_size x data.max_length random tokens, every position trained.
+// train.batch_size x data.max_length random tokens, every position trained (or those
+// after a prompt), with the objective (constraint and reference) the config names.
 //
 // MFU = 6 x N_path x tokens/s / G, with G the fp32 GEMM rate of `bench gemm` and
 // 6 x N_path the training FLOPs per token:
@@ -34,6 +35,13 @@ struct BenchStepResult {
 };
 
 // `gemm_gflops` is called once, after the timed steps, for MFU's denominator.
-BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops);
+// `prompt_len` > 0: the first prompt_len tokens of each row are an untrained prompt
+// (0: every position after the first is trained). With a safety constraint the batch has
+// a post-only context of a 4-token header followed by the response (the whole row after
+// the first token when prompt_len is 0), and the constraint is set up as the trainer does
+// (reference = cache: the reference's rows for the batch are computed once beforehand and
+// served from memory during the timed steps).
+BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
+                           int64_t prompt_len = 0);
 
 }  // namespace safetune::train

@@ -1,0 +1,87 @@
+// Where a safety constraint's frozen reference comes from (objective.reference):
+//
+//  copy         a second Transformer loaded from model.path, frozen, in eval mode (what
+//               the reference implementation does: twice the weights in memory);
+//  adapter_off  LoRA only: the policy itself with every adapter disabled, run under
+//               NoGradGuard in eval mode (no adapter dropout), then re-enabled. With B A
+//               removed the function is exactly the base model's, with no second copy;
+//  cache        logits precomputed by `safetune ref-cache` (ref_cache.h), looked up by
+//               example index, so shuffling and resuming need nothing special;
+//  auto         adapter_off with LoRA, copy otherwise.
+//
+// A reference answers one question per micro-batch: its logits at the batch's response
+// positions (loss::response_positions order), on the safety-token columns S, from the full
+// context and (when asked) from the post-only context; full-vocabulary logits only when
+// the constraint needs them (kl_full, anchor, positions = probe without a cache).
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+
+#include "safetune/data/batch.h"
+#include "safetune/loss/constraints.h"
+#include "safetune/model/transformer.h"
+#include "safetune/train/config.h"
+
+namespace safetune::text {
+class Tokenizer;
+}
+
+namespace safetune::train {
+
+struct ReferenceRequest {
+  bool post = false;        // z_post (pact with reference_mix gated or post)
+  bool full_vocab = false;  // logits over the whole vocabulary, full context
+  bool mass = false;        // softmax mass on S per position (positions = probe)
+};
+
+struct ReferenceLogits {
+  at::Tensor z_full;  // [N, K] fp32, columns S, full context
+  at::Tensor z_post;  // [N, K] fp32, post-only context (undefined unless requested)
+  at::Tensor logits;  // [N, V] full context (undefined unless requested)
+  at::Tensor mass;    // [N] fp32 (undefined unless requested)
+};
+
+class Reference {
+ public:
+  virtual ~Reference() = default;
+  virtual ReferenceLogits compute(const data::Batch& batch, const loss::ResponsePositions& P,
+                                  const ReferenceRequest& req) = 0;
+  virtual std::string name() const = 0;
+};
+
+// Runs a frozen model (eval mode, no gradients) over a batch's full and post-only contexts
+// and returns the logits at the response positions. `S` [K] int64 columns.
+ReferenceLogits reference_pass(model::Transformer& model, const data::Batch& batch, const loss::ResponsePositions& P,
+                               const at::Tensor& S, const ReferenceRequest& req);
+
+// The reference of `cfg.objective.reference` for `policy`. `S` is kept for the passes.
+// InputError for adapter_off without LoRA, a missing/stale cache, kl_full or anchor with
+// a cache (they need the whole vocabulary, which the cache does not hold).
+std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transformer& policy, const at::Tensor& S);
+
+// A reference that serves precomputed rows from memory: row block `offsets[e] ..
+// offsets[e+1]` of z_full / z_post / mass belongs to example e (response positions in
+// order). Used for reference = cache (loaded from the file) and by `bench step`.
+std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass,
+                                            std::string where);
+
+// Everything the objective needs for a constraint, prepared once per run.
+struct Constraint {
+  loss::ConstraintOptions options;
+  at::Tensor S, w;  // [K] int64 safety-token columns, [K] fp32 weights max(v, 0)
+  std::unique_ptr<Reference> reference;
+  ReferenceRequest request;  // what each micro-batch asks the reference for
+};
+
+// nullptr for constraint = none. Reads and validates tokens.json against the model's
+// vocabulary and tokenizer (and the model's hash), checks the options, builds the
+// reference. InputError for any bad input.
+std::unique_ptr<Constraint> setup_constraint(const RunConfig& cfg, model::Transformer& policy,
+                                             const text::Tokenizer* tokenizer);
+
+// The request a constraint config makes of its reference.
+ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o);
+
+}  // namespace safetune::train

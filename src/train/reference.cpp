@@ -1,0 +1,206 @@
+// The constraint's frozen reference: copy, adapter_off, cache (see reference.h).
+#include "safetune/train/reference.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include "safetune/core/error.h"
+#include "safetune/model/load.h"
+#include "safetune/model/lora.h"
+#include "safetune/safety/safety_tokens.h"
+#include "safetune/text/tokenizer.h"
+#include "safetune/train/ref_cache.h"
+
+namespace safetune::train {
+
+namespace {
+
+// Puts a module in eval mode for a scope and restores its training flag afterwards (also
+// when the pass throws).
+struct EvalScope {
+  model::Transformer& m;
+  bool was_training;
+  explicit EvalScope(model::Transformer& model) : m(model), was_training(model.is_training()) { m.eval(); }
+  ~EvalScope() {
+    if (was_training) m.train();
+  }
+};
+
+// Rows of hidden [B, T, d] at (rows[i], cols[i]) -> [N, d].
+at::Tensor gather_rows(const at::Tensor& hidden, const at::Tensor& rows, const at::Tensor& cols) {
+  const int64_t T = hidden.size(1);
+  at::Tensor flat = rows.mul(T).add_(cols).to(hidden.device());
+  return hidden.reshape({-1, hidden.size(-1)}).index_select(0, flat);
+}
+
+}  // namespace
+
+ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, const loss::ResponsePositions& P,
+                               const at::Tensor& S, const ReferenceRequest& req) {
+  at::NoGradGuard no_grad;
+  EvalScope eval(m);
+  ReferenceLogits out;
+  // Only the |S| rows of the lm_head: the reference never forms full-vocabulary logits
+  // unless the constraint needs them.
+  const at::Tensor WS = m.lm_head_weight().index_select(0, S.to(m.device()));
+  {
+    at::Tensor h = m.forward(batch.input_ids, batch.attention_mask);
+    at::Tensor hr = gather_rows(h, P.rows, P.cols);
+    h = at::Tensor();
+    out.z_full = at::matmul(hr, WS.t()).to(at::kFloat);
+    if (req.full_vocab || req.mass) {
+      at::Tensor logits = m.logits(hr).to(at::kFloat);
+      if (req.mass) out.mass = loss::mass_on_subset(logits, S);
+      if (req.full_vocab) out.logits = logits;
+    }
+  }
+  if (req.post) {
+    at::Tensor h = m.forward(batch.post_ids, batch.post_attention_mask);
+    out.z_post = at::matmul(gather_rows(h, P.rows, P.post_cols), WS.t()).to(at::kFloat);
+  }
+  return out;
+}
+
+namespace {
+
+// A second frozen model from the same directory.
+class CopyReference : public Reference {
+ public:
+  CopyReference(const RunConfig& cfg, const model::Transformer& policy, at::Tensor S) : S_(std::move(S)) {
+    loaded_ = model::load_model(cfg.model.path, policy.device(), policy.dtype());
+    for (auto& p : loaded_.model->parameters()) p.set_requires_grad(false);
+    loaded_.model->eval();
+  }
+  ReferenceLogits compute(const data::Batch& b, const loss::ResponsePositions& P, const ReferenceRequest& r) override {
+    return reference_pass(*loaded_.model, b, P, S_, r);
+  }
+  std::string name() const override { return "copy"; }
+
+ private:
+  model::LoadedModel loaded_;
+  at::Tensor S_;
+};
+
+// The policy with its adapters switched off: the base model's function, no second copy.
+class AdapterOffReference : public Reference {
+ public:
+  AdapterOffReference(model::Transformer& policy, at::Tensor S) : m_(policy), S_(std::move(S)) {}
+  ReferenceLogits compute(const data::Batch& b, const loss::ResponsePositions& P, const ReferenceRequest& r) override {
+    struct Off {
+      model::Transformer& m;
+      explicit Off(model::Transformer& x) : m(x) { model::set_lora_enabled(m, false); }
+      ~Off() { model::set_lora_enabled(m, true); }
+    } off(m_);
+    return reference_pass(m_, b, P, S_, r);
+  }
+  std::string name() const override { return "adapter_off"; }
+
+ private:
+  model::Transformer& m_;
+  at::Tensor S_;
+};
+
+class MemoryReference : public Reference {
+ public:
+  MemoryReference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass, std::string where)
+      : offsets_(offsets.to(at::kLong).contiguous()), z_full_(std::move(z_full)), z_post_(std::move(z_post)),
+        mass_(std::move(mass)), where_(std::move(where)) {}
+  ReferenceLogits compute(const data::Batch& b, const loss::ResponsePositions& P, const ReferenceRequest& r) override {
+    if (r.full_vocab)
+      input_error(where_, "the reference cache holds safety-token logits only; this constraint needs the whole "
+                          "vocabulary (use objective.reference=adapter_off or copy)");
+    // The batch's rows are its examples in order, each with its response positions in
+    // order: the same layout as the cache's blocks.
+    const int64_t* off = offsets_.data_ptr<int64_t>();
+    const int64_t E = offsets_.numel() - 1;
+    const at::Tensor rs = b.response_start.to(at::kCPU, at::kLong), len = b.lengths.to(at::kCPU, at::kLong);
+    std::vector<int64_t> idx;
+    idx.reserve(P.t.numel());
+    for (size_t row = 0; row < b.indices.size(); ++row) {
+      const int64_t e = b.indices[row];
+      const int64_t n = len[row].item<int64_t>() - rs[row].item<int64_t>();
+      if (e < 0 || e >= E || off[e + 1] - off[e] != n)
+        input_error(where_, "example " + std::to_string(e) + " does not match the cache (" +
+                                (e >= 0 && e < E ? std::to_string(off[e + 1] - off[e]) : std::string("no")) +
+                                " cached response positions, the batch has " + std::to_string(n) + ")");
+      for (int64_t k = 0; k < n; ++k) idx.push_back(off[e] + k);
+    }
+    const at::Tensor I = at::tensor(idx, at::kLong);
+    ReferenceLogits out;
+    out.z_full = z_full_.index_select(0, I).to(at::kFloat);
+    if (r.post) {
+      if (!z_post_.defined()) input_error(where_, "the cache holds no post-only logits");
+      out.z_post = z_post_.index_select(0, I).to(at::kFloat);
+    }
+    if (r.mass) out.mass = mass_.index_select(0, I).to(at::kFloat);
+    return out;
+  }
+  std::string name() const override { return "cache"; }
+
+ private:
+  at::Tensor offsets_, z_full_, z_post_, mass_;
+  std::string where_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass,
+                                            std::string where) {
+  return std::make_unique<MemoryReference>(std::move(offsets), std::move(z_full), std::move(z_post), std::move(mass),
+                                           std::move(where));
+}
+
+ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o) {
+  ReferenceRequest r;
+  r.post = cfg.constraint == "pact" && o.reference_mix != "full";
+  r.full_vocab = cfg.constraint == "kl_full" || cfg.constraint == "anchor";
+  r.mass = o.positions == "probe";
+  return r;
+}
+
+std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transformer& policy, const at::Tensor& S) {
+  std::string kind = cfg.objective.reference;
+  if (kind == "auto") kind = cfg.lora.enabled ? "adapter_off" : "copy";
+  if (kind == "adapter_off") {
+    if (!cfg.lora.enabled)
+      input_error("objective.reference", "adapter_off needs LoRA (lora.enabled=true); use copy");
+    return std::make_unique<AdapterOffReference>(policy, S);
+  }
+  if (kind == "copy") return std::make_unique<CopyReference>(cfg, policy, S);
+  if (kind == "cache") {
+    if (cfg.objective.constraint == "kl_full" || cfg.objective.constraint == "anchor")
+      input_error("objective.reference", "objective.constraint = " + cfg.objective.constraint +
+                                             " needs the reference's logits over the whole vocabulary, which a "
+                                             "reference cache does not hold; use adapter_off or copy");
+    return load_ref_cache(cfg, S);
+  }
+  input_error("objective.reference", "unknown reference '" + kind + "'");
+}
+
+std::unique_ptr<Constraint> setup_constraint(const RunConfig& cfg, model::Transformer& policy,
+                                             const text::Tokenizer* tokenizer) {
+  const ObjectiveConfig& oc = cfg.objective;
+  if (oc.constraint == "none") return nullptr;
+  auto c = std::make_unique<Constraint>();
+  c->options = loss::constraint_options(oc);
+  loss::check_constraint_options(c->options, "objective");
+  const bool needs_tokens = oc.constraint == "pact" || oc.constraint == "anchor" || c->options.positions == "probe";
+  if (needs_tokens && oc.tokens.empty())
+    input_error("objective.tokens", "objective.constraint = " + oc.constraint +
+                                        (c->options.positions == "probe" ? " with positions = probe" : "") +
+                                        " needs objective.tokens (tokens.json from `safetune tokens`)");
+  if (!oc.tokens.empty()) {
+    safety::SafetyTokens t = safety::read_safety_tokens(oc.tokens);
+    safety::validate_safety_tokens(t, oc.tokens, policy.config().vocab_size, tokenizer, cfg.model.path);
+    c->S = t.ids();
+    c->w = t.weights();
+  } else {
+    c->S = at::empty({0}, at::kLong);
+    c->w = at::empty({0}, at::kFloat);
+  }
+  c->request = reference_request(oc, c->options);
+  c->reference = make_reference(cfg, policy, c->S);
+  return c;
+}
+
+}  // namespace safetune::train

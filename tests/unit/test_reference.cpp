@@ -1,0 +1,334 @@
+// The constraint's reference sources on a tiny LoRA model made by `safetune init`:
+// copy (a second frozen model), adapter_off (the adapters switched off) and cache (a file
+// from build_ref_cache) give the same constraint loss on the same batch; a stale cache is
+// refused naming the hash that differs; adapter_off without LoRA is refused; training
+// with pact logs its terms and resumes exactly.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+#include "safetune/data/batch.h"
+#include "safetune/io/tensor_io.h"
+#include "safetune/model/load.h"
+#include "safetune/model/lora.h"
+#include "safetune/safety/safety_tokens.h"
+#include "safetune/text/tokenizer.h"
+#include "safetune/train/config.h"
+#include "safetune/train/objective.h"
+#include "safetune/train/ref_cache.h"
+#include "safetune/train/reference.h"
+#include "safetune/train/run_data.h"
+#include "safetune/train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace safetune;
+using nlohmann::json;
+
+namespace {
+
+std::string bin() {
+  const char* e = std::getenv("SAFETUNE_BIN");
+  return e ? e : std::string(SAFETUNE_BINARY_DIR) + "/safetune";
+}
+
+class ReferenceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = (fs::temp_directory_path() / ("safetune_reference_" + std::to_string(::getpid()))).string();
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    const std::string cmd = bin() + " init --arch llama --out " + root_ +
+                            "/model --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
+                            " --seed 1 --init-std 0.3 > " + root_ + "/init.log 2>&1";
+    init_ok_ = std::system(cmd.c_str()) == 0;
+    if (!init_ok_) return;
+    std::ofstream f(root_ + "/train.jsonl");
+    const char* answers[] = {"red and blue", "green", "blue sky today", "black"};
+    for (int i = 0; i < 10; ++i)
+      f << json({{"instruction", "Name colour number " + std::to_string(i % 4)}, {"output", answers[i % 4]}}).dump()
+        << "\n";
+    f.close();
+    write_tokens(root_ + "/tokens.json", {5, 17, 42, 99, 123, 250}, 0.0);
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+  void SetUp() override {
+    if (!init_ok_) GTEST_SKIP() << "safetune init failed or the binary is missing (" << bin() << ")";
+  }
+
+  // A tokens.json for this model written by hand: the given ids with their pieces and
+  // weights spread in [-0.2, 1] (one negative: max(v, 0) drops it), shifted by `shift`.
+  static void write_tokens(const std::string& path, const std::vector<int64_t>& ids, double shift) {
+    auto tok = text::load_tokenizer(root_ + "/model");
+    safety::SafetyTokens t;
+    t.aligned_path = t.probe_path = root_ + "/model";
+    t.aligned_hash = t.probe_hash = safety::model_hash(root_ + "/model");
+    t.vocab_size = 300;
+    t.num_examples = 1;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      safety::SafetyToken s;
+      s.id = ids[i];
+      s.piece = tok->id_to_piece(static_cast<int32_t>(ids[i]));
+      s.weight = -0.2 + 1.2 * double(i) / double(ids.size() - 1) + shift;
+      s.p_ref = 1.0 / double(i + 2);
+      t.tokens.push_back(s);
+    }
+    safety::write_safety_tokens(path, t);
+  }
+
+  static train::RunConfig config(const std::string& out, std::vector<std::string> overrides = {}) {
+    std::vector<std::string> o = {"model.path=" + root_ + "/model",     "data.train=" + root_ + "/train.jsonl",
+                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1",
+                                  "objective.constraint=pact",           "objective.tokens=" + root_ + "/tokens.json",
+                                  "objective.ref_cache=" + root_ + "/ref.safetensors"};
+    o.insert(o.end(), overrides.begin(), overrides.end());
+    return train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
+  }
+
+  static train::TrainOptions quiet(int64_t stop_after = 0) {
+    train::TrainOptions t;
+    t.progress_tty = 0;
+    t.handle_signals = false;
+    t.stop_after_steps = stop_after;
+    return t;
+  }
+
+  static std::vector<json> metrics(const std::string& out) {
+    std::istringstream in(read_file(root_ + "/" + out + "/metrics.jsonl"));
+    std::vector<json> v;
+    std::string line;
+    while (std::getline(in, line)) v.push_back(json::parse(line));
+    return v;
+  }
+
+  static std::string root_;
+  static bool init_ok_;
+};
+
+std::string ReferenceTest::root_;
+bool ReferenceTest::init_ok_ = false;
+
+// The InputError message of f(), or "" when it does not throw one.
+template <class F>
+std::string input_error_of(F f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
+  at::set_num_threads(1);
+  train::RunConfig cfg = config("same", {"lora.dropout=0", "train.batch_size=4"});
+  train::build_ref_cache(cfg, cfg.objective.ref_cache);
+
+  // The policy: base + LoRA with random (non-zero) B so that it differs from the reference.
+  model::LoadedModel loaded = model::load_model(cfg.model.path);
+  model::Transformer& m = *loaded.model;
+  model::LoraSpec spec;
+  spec.r = cfg.lora.r;
+  spec.alpha = cfg.lora.alpha;
+  spec.target_modules = {"q_proj", "v_proj", "up_proj"};
+  auto params = model::attach_lora(m, spec, 7);
+  {
+    at::NoGradGuard ng;
+    at::manual_seed(3);
+    for (auto& [name, t] : params)
+      if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.5);
+  }
+  m.train();
+  auto tok = text::load_tokenizer(cfg.model.path);
+  auto examples = data::tokenize_records(train::select_records(cfg.data), *tok, train::chat_template_for(cfg.model),
+                                         cfg.data.max_length);
+  data::Batcher batcher(examples, 4, 42, /*shuffle=*/true, false, data::pad_id_for(*tok));
+  const data::Batch batch = batcher.batch(1, 1);  // shuffled: cache rows are found by example index
+  ASSERT_NE(batch.indices, (std::vector<int64_t>{4, 5, 6, 7}));
+
+  for (const char* mix : {"gated", "full", "post"}) {
+    std::map<std::string, double> term, gate;
+    std::map<std::string, std::vector<at::Tensor>> grads;
+    for (const char* ref : {"copy", "adapter_off", "cache"}) {
+      cfg.objective.reference = ref;
+      cfg.objective.reference_mix = mix;
+      auto c = train::setup_constraint(cfg, m, tok.get());
+      ASSERT_EQ(c->reference->name(), ref);
+      train::LossTerms lt = train::compute_objective(cfg.objective, m, batch, c.get());
+      ASSERT_EQ(lt.terms.size(), 3u);
+      EXPECT_EQ(lt.terms[1].first, "pact");
+      EXPECT_EQ(lt.terms[2].first, "gate");
+      term[ref] = lt.terms[1].second.item<double>();
+      gate[ref] = lt.terms[2].second.item<double>();
+      EXPECT_NEAR(lt.total.item<double>(), lt.terms[0].second.item<double>() + cfg.objective.lambda * term[ref], 1e-6);
+      lt.total.backward();
+      for (auto& [n, p] : params) {
+        grads[ref].push_back(p.grad().clone());
+        p.mutable_grad() = at::Tensor();
+      }
+      // The adapters are back on after the reference pass, and the module in training mode.
+      EXPECT_TRUE(m.is_training());
+    }
+    EXPECT_GT(term["copy"], 1e-4) << mix << ": the policy differs from the reference, so the KL is not 0";
+    for (const char* ref : {"adapter_off", "cache"}) {
+      EXPECT_NEAR(term[ref], term["copy"], 1e-5) << mix << " " << ref;
+      EXPECT_NEAR(gate[ref], gate["copy"], 1e-5) << mix << " " << ref;
+      for (size_t k = 0; k < grads[ref].size(); ++k)
+        EXPECT_LT((grads[ref][k] - grads["copy"][k]).abs().max().item<double>(), 1e-5) << mix << " " << ref;
+    }
+    if (std::string(mix) == "full") {
+      EXPECT_EQ(gate["copy"], 0.0);
+    }
+    if (std::string(mix) == "post") {
+      EXPECT_EQ(gate["copy"], 1.0);
+    }
+  }
+
+  // With the adapters at 0 the policy is the reference: kl_full is 0 from both sources
+  // that can serve it (pact is not: its target q reweights the reference by w).
+  {
+    at::NoGradGuard ng;
+    for (auto& [name, t] : params)
+      if (name.find("lora_B") != std::string::npos) t.zero_();
+  }
+  cfg.objective.constraint = "kl_full";
+  for (const char* ref : {"copy", "adapter_off"}) {
+    cfg.objective.reference = ref;
+    auto c = train::setup_constraint(cfg, m, tok.get());
+    EXPECT_NEAR(train::compute_objective(cfg.objective, m, batch, c.get()).terms.at(1).second.item<double>(), 0.0, 1e-6)
+        << ref;
+  }
+  {
+    at::NoGradGuard ng;
+    at::manual_seed(4);
+    for (auto& [name, t] : params)
+      if (name.find("lora_B") != std::string::npos) t.normal_(0, 0.5);
+  }
+
+  // kl_full and anchor: copy and adapter_off agree; the cache is refused.
+  for (const char* constraint : {"kl_full", "anchor"}) {
+    std::map<std::string, double> term;
+    for (const char* ref : {"copy", "adapter_off"}) {
+      cfg.objective.constraint = constraint;
+      cfg.objective.reference = ref;
+      auto c = train::setup_constraint(cfg, m, tok.get());
+      train::LossTerms lt = train::compute_objective(cfg.objective, m, batch, c.get());
+      term[ref] = lt.terms.at(1).second.item<double>();
+    }
+    EXPECT_GT(term["copy"], 1e-6) << constraint;
+    EXPECT_NEAR(term["adapter_off"], term["copy"], 1e-5) << constraint;
+    cfg.objective.reference = "cache";
+    EXPECT_NE(input_error_of([&] { train::setup_constraint(cfg, m, tok.get()); }).find("whole vocabulary"),
+              std::string::npos)
+        << constraint;
+  }
+}
+
+TEST_F(ReferenceTest, StaleCacheIsRefusedNamingTheHash) {
+  train::RunConfig cfg = config("stale", {"objective.reference=cache"});
+  cfg.objective.ref_cache = root_ + "/stale.safetensors";
+  fs::copy_file(root_ + "/train.jsonl", root_ + "/train_copy.jsonl", fs::copy_options::overwrite_existing);
+  fs::copy_file(root_ + "/tokens.json", root_ + "/tokens_copy.json", fs::copy_options::overwrite_existing);
+  cfg.data.train = root_ + "/train_copy.jsonl";
+  cfg.objective.tokens = root_ + "/tokens_copy.json";
+  train::build_ref_cache(cfg, cfg.objective.ref_cache);
+  model::LoadedModel loaded = model::load_model(cfg.model.path);
+  model::attach_lora(*loaded.model, model::LoraSpec{}, 1);
+  auto tok = text::load_tokenizer(cfg.model.path);
+  // Fresh: accepted.
+  EXPECT_NO_THROW(train::setup_constraint(cfg, *loaded.model, tok.get()));
+  // The dataset changes.
+  std::ofstream(root_ + "/train_copy.jsonl", std::ios::app)
+      << json({{"instruction", "one more"}, {"output", "red"}}).dump() << "\n";
+  std::string e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  EXPECT_NE(e.find("data_hash"), std::string::npos) << e;
+  EXPECT_NE(e.find("stale.safetensors"), std::string::npos) << e;
+  fs::copy_file(root_ + "/train.jsonl", root_ + "/train_copy.jsonl", fs::copy_options::overwrite_existing);
+  EXPECT_NO_THROW(train::setup_constraint(cfg, *loaded.model, tok.get()));
+  // tokens.json changes (other weights, same ids).
+  write_tokens(root_ + "/tokens_copy.json", {5, 17, 42, 99, 123, 250}, 0.1);
+  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  EXPECT_NE(e.find("tokens_hash"), std::string::npos) << e;
+  fs::copy_file(root_ + "/tokens.json", root_ + "/tokens_copy.json", fs::copy_options::overwrite_existing);
+  // max_length changes.
+  cfg.data.max_length += 1;
+  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  EXPECT_NE(e.find("tokenizer_hash"), std::string::npos) << e;
+  cfg.data.max_length -= 1;
+  // A missing cache file.
+  cfg.objective.ref_cache = root_ + "/none.safetensors";
+  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  EXPECT_NE(e.find("none.safetensors"), std::string::npos) << e;
+}
+
+TEST_F(ReferenceTest, AdapterOffWithoutLoraIsRefused) {
+  std::string e = input_error_of([&] { config("nolora", {"lora.enabled=false", "objective.reference=adapter_off"}); });
+  EXPECT_NE(e.find("adapter_off"), std::string::npos) << e;
+  // Also when the config is assembled in code, at set-up.
+  train::RunConfig cfg = config("nolora", {"lora.enabled=false"});
+  cfg.objective.reference = "adapter_off";
+  model::LoadedModel loaded = model::load_model(cfg.model.path);
+  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, nullptr); });
+  EXPECT_NE(e.find("adapter_off needs LoRA"), std::string::npos) << e;
+  // auto without LoRA is a copy.
+  cfg.objective.reference = "auto";
+  EXPECT_EQ(train::setup_constraint(cfg, *loaded.model, nullptr)->reference->name(), "copy");
+}
+
+TEST_F(ReferenceTest, TokensForAnotherVocabularyAreRefused) {
+  safety::SafetyTokens t = safety::read_safety_tokens(root_ + "/tokens.json");
+  t.vocab_size = 512;
+  safety::write_safety_tokens(root_ + "/tokens_other.json", t);
+  train::RunConfig cfg = config("othervocab", {"objective.tokens=" + root_ + "/tokens_other.json"});
+  model::LoadedModel loaded = model::load_model(cfg.model.path);
+  model::attach_lora(*loaded.model, model::LoraSpec{}, 1);
+  std::string e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, nullptr); });
+  EXPECT_NE(e.find("tokens_other.json"), std::string::npos) << e;
+}
+
+TEST_F(ReferenceTest, TrainingWithPactLogsItsTermsAndResumesExactly) {
+  const std::vector<std::string> o = {"train.max_steps=6", "lora.dropout=0.1", "train.batch_size=2",
+                                      "optim.lr=1e-2", "objective.reference=adapter_off", "objective.lambda=0.5"};
+  auto straight = train::run_training(config("pact_straight", o), quiet());
+  ASSERT_EQ(straight.exit_code, 0);
+  ASSERT_EQ(straight.steps, 6);
+  auto ms = metrics("pact_straight");
+  ASSERT_FALSE(ms.empty());
+  for (const auto& m : ms) {
+    for (const char* k : {"ce", "pact", "gate", "total"}) ASSERT_TRUE(m["loss"].contains(k)) << k << " in " << m.dump();
+    EXPECT_NEAR(m["loss"]["total"].get<double>(),
+                m["loss"]["ce"].get<double>() + 0.5 * m["loss"]["pact"].get<double>(), 1e-5);
+    EXPECT_GE(m["loss"]["gate"].get<double>(), 0.0);
+    EXPECT_LE(m["loss"]["gate"].get<double>(), 1.0);
+  }
+  // Even at B = 0 the post-only reference differs from the policy, so pact is not 0.
+  EXPECT_GT(ms.front()["loss"]["pact"].get<double>(), 1e-6);
+
+  ASSERT_TRUE(train::run_training(config("pact_resumed", o), quiet(3)).interrupted);
+  auto with_resume = o;
+  with_resume.push_back("train.resume=auto");
+  ASSERT_EQ(train::run_training(config("pact_resumed", with_resume), quiet()).steps, 6);
+  auto a = io::load_tensors(root_ + "/pact_straight/adapter/adapter_model.safetensors");
+  auto b = io::load_tensors(root_ + "/pact_resumed/adapter/adapter_model.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (auto& [k, v] : a) EXPECT_TRUE(at::equal(v, b.at(k))) << k;
+  auto mr = metrics("pact_resumed");
+  ASSERT_EQ(ms.size(), mr.size());
+  for (size_t i = 0; i < ms.size(); ++i) EXPECT_EQ(ms[i]["loss"], mr[i]["loss"]) << "step " << i + 1;
+
+  // The same run with a cache and with a copy trains (one step each).
+  train::RunConfig cc = config("pact_cache", {"train.max_steps=2", "objective.reference=cache"});
+  train::build_ref_cache(cc, cc.objective.ref_cache);
+  EXPECT_EQ(train::run_training(cc, quiet()).exit_code, 0);
+  EXPECT_EQ(train::run_training(config("pact_copy", {"train.max_steps=2", "objective.reference=copy"}), quiet()).exit_code,
+            0);
+}
