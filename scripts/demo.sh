@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 bin=${BUILD_DIR:-build}/safetune
-if "$bin" demo --help >/dev/null 2>&1; then
+if "$bin" --help | grep -qE "^  demo "; then
   exec "$bin" demo "$@"
 fi
 # Until the full demo lands: build a tiny random Llama in HF layout, read it back,
