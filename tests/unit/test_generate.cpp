@@ -5,27 +5,14 @@
 
 #include "safetune/model/generate.h"
 #include "safetune/model/transformer.h"
+#include "test_util.h"
 
 using namespace safetune;
 using model::ModelConfig;
 
 namespace {
 
-ModelConfig tiny(const std::string& arch) {
-  ModelConfig c;
-  c.arch = arch;
-  c.architecture = arch == "llama" ? "LlamaForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM" : "MistralForCausalLM";
-  c.vocab_size = 300;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.attention_bias = arch == "qwen2";
-  if (arch == "mistral") c.sliding_window = 4;  // shorter than prompt + generation
-  return c;
-}
+ModelConfig tiny(const std::string& arch) { return test_util::tiny_model_config(arch, 4); }
 
 std::shared_ptr<model::Transformer> make(const ModelConfig& c) {
   auto m = std::make_shared<model::Transformer>(c, at::TensorOptions().dtype(at::kFloat));

@@ -27,6 +27,7 @@
 #include "safetune/train/reference.h"
 #include "safetune/train/run_data.h"
 #include "safetune/train/trainer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace safetune;
@@ -92,20 +93,10 @@ class ReferenceTest : public ::testing::Test {
     return train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
   }
 
-  static train::TrainOptions quiet(int64_t stop_after = 0) {
-    train::TrainOptions t;
-    t.progress_tty = 0;
-    t.handle_signals = false;
-    t.stop_after_steps = stop_after;
-    return t;
-  }
+  static train::TrainOptions quiet(int64_t stop_after = 0) { return test_util::quiet_training(stop_after); }
 
   static std::vector<json> metrics(const std::string& out) {
-    std::istringstream in(read_file(root_ + "/" + out + "/metrics.jsonl"));
-    std::vector<json> v;
-    std::string line;
-    while (std::getline(in, line)) v.push_back(json::parse(line));
-    return v;
+    return test_util::read_jsonl(root_ + "/" + out + "/metrics.jsonl");
   }
 
   static std::string root_;

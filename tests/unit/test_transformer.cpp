@@ -10,6 +10,7 @@
 #include "safetune/io/tensor_io.h"
 #include "safetune/model/load.h"
 #include "safetune/model/transformer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace safetune;
@@ -18,18 +19,7 @@ using model::ModelConfig;
 namespace {
 
 ModelConfig tiny(const std::string& arch) {
-  ModelConfig c;
-  c.arch = arch;
-  c.architecture = arch == "llama" ? "LlamaForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM" : "MistralForCausalLM";
-  c.vocab_size = 300;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.attention_bias = arch == "qwen2";
-  if (arch == "mistral") c.sliding_window = 3;
+  ModelConfig c = test_util::tiny_model_config(arch, 3);
   c.eos_token_ids = {257};
   return c;
 }

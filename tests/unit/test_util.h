@@ -1,0 +1,51 @@
+// Small fixtures shared by the unit tests.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "safetune/core/fs.h"
+#include "safetune/io/hf_config.h"
+#include "safetune/train/trainer.h"
+
+namespace safetune::test_util {
+
+// A tiny config of one family: 2 layers, GQA (4 heads over 2), vocab 300; Qwen2 gets its
+// q/k/v bias, Mistral a sliding window of `window` tokens.
+inline io::ModelConfig tiny_model_config(const std::string& arch, int64_t window = 4) {
+  io::ModelConfig c;
+  c.arch = arch;
+  c.architecture = arch == "llama" ? "LlamaForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM" : "MistralForCausalLM";
+  c.vocab_size = 300;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.attention_bias = arch == "qwen2";
+  if (arch == "mistral") c.sliding_window = window;
+  return c;
+}
+
+// Training without a progress bar or signal handlers, optionally stopping after N steps.
+inline train::TrainOptions quiet_training(int64_t stop_after = 0) {
+  train::TrainOptions t;
+  t.progress_tty = 0;
+  t.handle_signals = false;
+  t.stop_after_steps = stop_after;
+  return t;
+}
+
+// One JSON value per line of a JSONL file (metrics.jsonl).
+inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+  std::istringstream in(read_file(path));
+  std::vector<nlohmann::json> v;
+  std::string line;
+  while (std::getline(in, line)) v.push_back(nlohmann::json::parse(line));
+  return v;
+}
+
+}  // namespace safetune::test_util
