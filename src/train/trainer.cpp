@@ -271,7 +271,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   TrainResult result;
   result.run_dir = run_dir;
   result.total_steps = total;
-  const auto session_start = Clock::now();
+  const auto process_start = Clock::now();
   const double elapsed_before = st.elapsed_s;
   const int64_t start_step = st.step;
   auto window_start = Clock::now();
@@ -327,14 +327,14 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     st.tokens += real_tokens;
     st.epoch = st.step / spe;
     st.step_in_epoch = st.step % spe;
-    st.elapsed_s = elapsed_before + seconds_since(session_start);
+    st.elapsed_s = elapsed_before + seconds_since(process_start);
     window_tokens += real_tokens;
     if (first) result.first_loss = loss;
     first = false;
     result.last_loss = loss;
 
-    const double session_s = seconds_since(session_start);
-    const double eta = (total - st.step) * session_s / static_cast<double>(st.step - start_step);
+    const double process_s = seconds_since(process_start);
+    const double eta = (total - st.step) * process_s / static_cast<double>(st.step - start_step);
     const double win_s = seconds_since(window_start);
     const double tok_s = win_s > 0 ? window_tokens / win_s : 0;
     const bool log_now = cfg.train.log_every > 0 ? (st.step % cfg.train.log_every == 0 || st.step == total)

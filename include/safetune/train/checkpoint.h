@@ -31,7 +31,7 @@ struct TrainerState {
   int64_t step_in_epoch = 0;  // optimizer steps done within that epoch
   int64_t micro_step = 0;     // micro-batches done in all
   int64_t tokens = 0;         // real (non-padding) tokens processed
-  double elapsed_s = 0;       // training time so far, over all sessions
+  double elapsed_s = 0;       // training time so far, summed over every process of the run
   int64_t total_steps = 0;
   int64_t steps_per_epoch = 0;
   int64_t num_examples = 0;

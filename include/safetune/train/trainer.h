@@ -36,7 +36,7 @@ struct TrainResult {
   int64_t steps = 0;          // optimizer steps done, in all
   int64_t total_steps = 0;
   double last_loss = 0;       // the last step's loss (total)
-  double first_loss = 0;      // the first step of this session
+  double first_loss = 0;      // the first step of this process
   std::string run_dir;
   std::string checkpoint;     // the last checkpoint written ("" if none)
   std::string final_dir;      // run_dir/adapter or run_dir/model when the run completed
