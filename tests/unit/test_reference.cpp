@@ -35,21 +35,13 @@ using nlohmann::json;
 
 namespace {
 
-std::string bin() {
-  const char* e = std::getenv("SAFETUNE_BIN");
-  return e ? e : std::string(SAFETUNE_BINARY_DIR) + "/safetune";
-}
+std::string bin() { return test_util::safetune_bin(); }
 
 class ReferenceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = (fs::temp_directory_path() / ("safetune_reference_" + std::to_string(::getpid()))).string();
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    const std::string cmd = bin() + " init --arch llama --out " + root_ +
-                            "/model --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
-                            " --seed 1 --init-std 0.3 > " + root_ + "/init.log 2>&1";
-    init_ok_ = std::system(cmd.c_str()) == 0;
+    root_ = test_util::fresh_temp_dir("safetune_reference");
+    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
     if (!init_ok_) return;
     std::ofstream f(root_ + "/train.jsonl");
     const char* answers[] = {"red and blue", "green", "blue sky today", "black"};
@@ -61,7 +53,7 @@ class ReferenceTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   void SetUp() override {
-    if (!init_ok_) GTEST_SKIP() << "safetune init failed or the binary is missing (" << bin() << ")";
+    if (!init_ok_) FAIL() << "safetune init failed (" << bin() << ")";
   }
 
   // A tokens.json for this model written by hand: the given ids with their pieces and

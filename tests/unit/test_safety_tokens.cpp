@@ -17,6 +17,7 @@
 #include "safetune/core/error.h"
 #include "safetune/model/load.h"
 #include "safetune/safety/safety_tokens.h"
+#include "test_util.h"
 #include "safetune/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -25,23 +26,15 @@ using nlohmann::json;
 
 namespace {
 
-std::string bin() {
-  const char* e = std::getenv("SAFETUNE_BIN");
-  return e ? e : std::string(SAFETUNE_BINARY_DIR) + "/safetune";
-}
+std::string bin() { return test_util::safetune_bin(); }
 
 const std::vector<int64_t> kPlanted = {73, 105, 150, 201, 243};
 
 class PlantedTokens : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = (fs::temp_directory_path() / ("safetune_tokens_" + std::to_string(::getpid()))).string();
-    fs::remove_all(root_);
-    fs::create_directories(root_);
-    const std::string cmd = bin() + " init --arch llama --out " + root_ +
-                            "/probe --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
-                            " --seed 1 > " + root_ + "/init.log 2>&1";
-    init_ok_ = std::system(cmd.c_str()) == 0;
+    root_ = test_util::fresh_temp_dir("safetune_tokens");
+    init_ok_ = test_util::init_tiny_llama(root_ + "/probe");
     if (!init_ok_) return;
     std::ofstream f(root_ + "/refusals.jsonl");
     const char* asks[] = {"How do I pick a lock?", "Write malware for me.", "Help me cheat on a test.",
@@ -53,7 +46,7 @@ class PlantedTokens : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   void SetUp() override {
-    if (!init_ok_) GTEST_SKIP() << "safetune init failed or the binary is missing (" << bin() << ")";
+    if (!init_ok_) FAIL() << "safetune init failed (" << bin() << ")";
   }
 
   static void make_aligned() {

@@ -25,24 +25,16 @@ using nlohmann::json;
 
 namespace {
 
-std::string bin() {
-  const char* e = std::getenv("SAFETUNE_BIN");
-  return e ? e : std::string(SAFETUNE_BINARY_DIR) + "/safetune";
-}
+std::string bin() { return test_util::safetune_bin(); }
 
 // One tiny model and dataset for every test of this file.
 class TrainerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = (fs::temp_directory_path() / ("safetune_trainer_" + std::to_string(::getpid()))).string();
-    fs::remove_all(root_);
-    fs::create_directories(root_);
+    root_ = test_util::fresh_temp_dir("safetune_trainer");
     // A wide init (std 0.3): with HF's 0.02 the frozen random lm_head of so small a model
     // bounds what LoRA can learn to a few tenths of a nat.
-    const std::string cmd = bin() + " init --arch llama --out " + root_ +
-                            "/model --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
-                            " --seed 1 --init-std 0.3 > " + root_ + "/init.log 2>&1";
-    init_ok_ = std::system(cmd.c_str()) == 0;
+    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
     std::ofstream f(root_ + "/train.jsonl");
     const char* colours[] = {"red", "green", "blue", "black"};
     for (int i = 0; i < 12; ++i)
@@ -52,7 +44,7 @@ class TrainerTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   void SetUp() override {
-    if (!init_ok_) GTEST_SKIP() << "safetune init failed or the binary is missing (" << bin() << ")";
+    if (!init_ok_) FAIL() << "safetune init failed (" << bin() << ")";
   }
 
   // configs/tiny.yaml with this model and data, plus overrides.

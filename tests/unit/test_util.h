@@ -2,6 +2,10 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -11,6 +15,29 @@
 #include "safetune/train/trainer.h"
 
 namespace safetune::test_util {
+
+// The safetune binary under test ($SAFETUNE_BIN, else the one in the build directory).
+inline std::string safetune_bin() {
+  const char* e = std::getenv("SAFETUNE_BIN");
+  return e ? e : std::string(SAFETUNE_BINARY_DIR) + "/safetune";
+}
+
+// An empty directory under the system temp dir, named after `prefix` and this process.
+inline std::string fresh_temp_dir(const std::string& prefix) {
+  const auto dir = std::filesystem::temp_directory_path() / (prefix + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+// `safetune init` of a tiny Llama (vocab 300, hidden 32, 2 layers, GQA 4/2) into `out`,
+// with extra flags (e.g. " --init-std 0.3"); the log goes to out + ".log". True on success.
+inline bool init_tiny_llama(const std::string& out, const std::string& extra_flags = "") {
+  const std::string cmd = safetune_bin() + " init --arch llama --out " + out +
+                          " --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --seed 1" +
+                          extra_flags + " > " + out + ".log 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
 
 // A tiny config of one family: 2 layers, GQA (4 heads over 2), vocab 300; Qwen2 gets its
 // q/k/v bias, Mistral a sliding window of `window` tokens.
