@@ -11,41 +11,11 @@ gradients to max_norm, sets the lr, takes one AdamW step, and writes param.<k>.<
 total_norm holds the norms clip_grad_norm_ returned. F32 only; safetensors is read and
 written here by hand (the format is a length, a JSON header and raw bytes).
 """
-import json
-import struct
 import sys
 
-import numpy as np
 import torch
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        buf = f.read()
-    n = struct.unpack("<Q", buf[:8])[0]
-    header = json.loads(buf[8:8 + n])
-    data = buf[8 + n:]
-    meta = header.pop("__metadata__", {})
-    tensors = {}
-    for name, info in header.items():
-        assert info["dtype"] == "F32", (name, info["dtype"])
-        b, e = info["data_offsets"]
-        arr = np.frombuffer(data[b:e], dtype="<f4").copy().reshape(info["shape"])
-        tensors[name] = torch.from_numpy(arr)
-    return tensors, meta
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        b = t.detach().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+from safetensors_io import read_safetensors, write_safetensors
 
 
 def main():

@@ -13,29 +13,12 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        buf = bytearray(data[base + b: base + e])
-        t = torch.frombuffer(buf, dtype=dtypes[info["dtype"]]) if e > b else torch.empty(0, dtype=dtypes[info["dtype"]])
-        out[name] = t.reshape(info["shape"]).clone()
-    return out
+from safetensors_io import read_safetensors
 
 
 def read_checkpoint(model_dir):
@@ -45,9 +28,9 @@ def read_checkpoint(model_dir):
             files = sorted(set(json.load(f)["weight_map"].values()))
         out = {}
         for fn in files:
-            out.update(read_safetensors(os.path.join(model_dir, fn)))
+            out.update(read_safetensors(os.path.join(model_dir, fn))[0])
         return out
-    return read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    return read_safetensors(os.path.join(model_dir, "model.safetensors"))[0]
 
 
 def inv_frequencies(cfg, head_dim):
@@ -168,7 +151,7 @@ def main():
     if args.out:
         np.save(args.out, logits.numpy())
     if args.compare:
-        got = read_safetensors(args.compare)["logits"]
+        got = read_safetensors(args.compare)[0]["logits"]
         if tuple(got.shape) != tuple(logits.shape):
             print("shape mismatch: got %s, reference %s" % (tuple(got.shape), tuple(logits.shape)))
             return 1

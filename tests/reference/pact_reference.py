@@ -22,53 +22,12 @@ Safetensors is read and written by hand (an 8-byte length, a JSON header, raw by
 """
 import json
 import math
-import struct
 import sys
 
-import numpy as np
 import torch
 
-DTYPES = {"F32": ("<f4", torch.float32), "F64": ("<f8", torch.float64), "I64": ("<i8", torch.int64)}
+from safetensors_io import read_safetensors, write_safetensors
 
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        buf = f.read()
-    n = struct.unpack("<Q", buf[:8])[0]
-    header = json.loads(buf[8:8 + n])
-    data = buf[8 + n:]
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, info in header.items():
-        np_dtype, _ = DTYPES[info["dtype"]]
-        b, e = info["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[b:e], dtype=np_dtype).copy().reshape(info["shape"]))
-    return out, meta
-
-
-def write_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        t = t.detach()
-        if t.dtype == torch.int64:
-            arr, code = t.numpy().astype("<i8"), "I64"
-        else:
-            arr, code = t.float().numpy().astype("<f4"), "F32"  # computed in float64, stored as F32
-        raw = arr.tobytes()
-        header[name] = {"dtype": code, "shape": list(arr.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for raw in blobs:
-            f.write(raw)
-
-
-# ------------------------------------------------------------------------------------
-# Step 1
 
 
 def step1(inp, meta):

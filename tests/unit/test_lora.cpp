@@ -15,6 +15,7 @@
 #include "safetune/model/lora.h"
 #include "safetune/model/transformer.h"
 #include "safetune/train/optimizer.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace safetune;
@@ -23,16 +24,8 @@ using nlohmann::json;
 namespace {
 
 model::ModelConfig tiny_config() {
-  model::ModelConfig c;
-  c.arch = "llama";
-  c.architecture = "LlamaForCausalLM";
+  model::ModelConfig c = test_util::tiny_model_config("llama");
   c.vocab_size = 200;
-  c.hidden_size = 32;
-  c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
   return c;
 }
 
