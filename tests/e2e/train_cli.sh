@@ -86,9 +86,10 @@ if "$bin" merge --model model --adapter straight/adapter --out merged >merge.log
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import torch
-from hf_forward import read_checkpoint, read_safetensors
+from hf_forward import read_checkpoint
+from safetensors_io import read_safetensors
 base, merged = read_checkpoint("model"), read_checkpoint("merged")
-ad = read_safetensors("straight/adapter/adapter_model.safetensors")
+ad = read_safetensors("straight/adapter/adapter_model.safetensors")[0]
 cfg = json.load(open("straight/adapter/adapter_config.json"))
 scale = cfg["lora_alpha"] / cfg["r"]
 assert cfg["peft_type"] == "LORA" and set(base) == set(merged)
@@ -118,8 +119,8 @@ if "$bin" logits --model merged --ids 5,17,99,3,42,7 --out merged.safetensors 2>
   if $py - "$src/tests/reference" <<'PY'
 import sys
 sys.path.insert(0, sys.argv[1])
-from hf_forward import read_safetensors
-m, a, b = (read_safetensors(f)["logits"] for f in ("merged.safetensors", "adapter.safetensors", "base.safetensors"))
+from safetensors_io import read_safetensors
+m, a, b = (read_safetensors(f)[0]["logits"] for f in ("merged.safetensors", "adapter.safetensors", "base.safetensors"))
 err = (m - a).abs().max().item()
 assert err < 1e-5, err
 assert (a - b).abs().max().item() > 1e-4  # the adapter does change the logits
