@@ -18,10 +18,10 @@ for arch in llama qwen2 mistral; do
   "$py" - "$work/$arch" <<'PY' || status=1
 import sys
 sys.path.insert(0, "tests/reference")
-from hf_forward import read_safetensors
+from safetensors_io import read_safetensors
 d = sys.argv[1]
-a = read_safetensors(d + "/cpu.safetensors")["logits"].double()
-b = read_safetensors(d + "/cuda.safetensors")["logits"].double()
+a = read_safetensors(d + "/cpu.safetensors")[0]["logits"].double()
+b = read_safetensors(d + "/cuda.safetensors")[0]["logits"].double()
 diff, scale = (a - b).abs().max().item(), a.abs().max().item()
 ok = diff <= 0.05 * scale
 print("%s %s: bf16 CUDA vs fp32 CPU max abs diff %.3g (logit scale %.3g)" % ("PASS" if ok else "FAIL", d.rsplit("/", 1)[1], diff, scale))
