@@ -9,8 +9,10 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev googletest
   libsentencepiece-dev
+  libgloo-dev           # headers of the Gloo that libtorch links: data-parallel training (c10d)
   # independent references for the tests: PyTorch and SentencePiece in Debian's python
   python3-torch python3-numpy python3-sentencepiece
+  chromium              # renders the demo's report.html headless in its test
 )
 # Node.js runs the published-tokenizer references (npm packages); most machines here
 # already have a recent one on PATH, and Debian's npm package drags in hundreds of others.

@@ -3,6 +3,8 @@
 //   bench gemm     fp32 square matmul GFLOP/s (the machine's practical peak)
 //   bench forward  model forward tokens/s, achieved GFLOP/s and MFU against bench gemm
 //   bench step     one training step (logic in src/train/bench_step.cpp)
+//   bench loss     fused vs unfused objective from hidden states (src/train/bench_loss.cpp)
+//   bench allreduce  Gloo all-reduce bandwidth between processes (data parallelism)
 //
 // FLOP counting (bench forward), per forward pass of B sequences of T tokens:
 //   2 * P_matmul * B*T                 every weight matrix (q,k,v,o, gate,up,down, lm_head)
@@ -15,15 +17,19 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "command.h"
 #include "model_cli.h"
 #include "safetune/model/load.h"
 #include "safetune/model/transformer.h"
+#include "safetune/train/bench_loss.h"
 #include "safetune/train/bench_step.h"
 #include "safetune/train/config.h"
+#include "safetune/dist/data_parallel.h"
 
 namespace {
 
@@ -202,10 +208,10 @@ int run_step(const StepOpts& o) {
                              [&] { return o.gemm > 0 ? o.gemm : gemm_gflops(o.gemm_size, 5, c10::Device(c10::kCPU)); },
                              o.prompt);
   if (o.json) {
-    std::printf("{\"step_ms\": %.2f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_rss_mb\": %.1f, \"step_ms_min\": %.2f, "
+    std::printf("{\"step_ms\": %.2f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_rss_mb\": %.1f, \"peak_mem_mb\": %.1f, \"step_ms_min\": %.2f, "
                 "\"tokens_per_step\": %lld, \"flops_per_token\": %.4g, \"gemm_gflops\": %.2f, \"trainable\": %lld, "
                 "\"threads\": %d, \"forward_ms\": %.2f, \"backward_ms\": %.2f, \"optimizer_ms\": %.2f}\n",
-                r.step_ms, r.tokens_per_s, r.mfu, r.peak_rss_mb, r.step_ms_min, (long long)r.tokens_per_step,
+                r.step_ms, r.tokens_per_s, r.mfu, r.peak_rss_mb, r.peak_mem_mb, r.step_ms_min, (long long)r.tokens_per_step,
                 r.flops_per_token, r.gemm_gflops, (long long)r.trainable, r.threads, r.forward_ms, r.backward_ms, r.optimizer_ms);
   } else {
     std::printf("train step: %.2f ms (min %.2f), %.1f tokens/s, MFU %.1f%% of %.2f GFLOP/s (gemm), peak RSS %.1f MB\n",
@@ -224,7 +230,7 @@ void setup_step(CLI::App& app, std::shared_ptr<StepOpts> o) {
   app.add_option("--prompt", o->prompt,
                  "the first N tokens of each row are an untrained prompt (0: every position after the first is trained)")
       ->capture_default_str();
-  app.add_flag("--json", o->json, "one JSON object: step_ms, tokens_per_s, mfu, peak_rss_mb, ...");
+  app.add_flag("--json", o->json, "one JSON object: step_ms, tokens_per_s, mfu, peak_rss_mb, peak_mem_mb (the device's), ...");
   app.footer(
       "One training step (forward, loss, backward, clip, AdamW) on a random batch of train.batch_size x\n"
       "data.max_length tokens, every position trained (or those after --prompt N tokens).\n"
@@ -237,6 +243,153 @@ void setup_step(CLI::App& app, std::shared_ptr<StepOpts> o) {
       "  LoRA:             6 N_path = 4 N_matmul + 6 N_lora + 12 L T H d_head\n"
       "N_matmul: weights used as matmuls (linears + lm_head, tied embeddings once), N_lora: adapter\n"
       "weights, L layers, T = data.max_length, H heads (attention over the full T x T square).");
+}
+
+// ---------------------------------------------------------------------------- allreduce
+
+// The gradient all-reduce of data-parallel training, alone: every rank sums a float32
+// buffer of --mb MB with the others (c10d Gloo over TCP), in the trainer's buckets.
+// Run under a launcher that sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT:
+//   scripts/launch.sh -n 2 -- build/safetune bench allreduce
+// Reported by rank 0: algorithm bandwidth = bytes / time, and bus bandwidth = algorithm
+// bandwidth x 2 (W - 1) / W, what each process sends and receives in a ring all-reduce
+// (the NCCL tests' convention, comparable across world sizes).
+struct AllreduceOpts {
+  double mb = 64;
+  double bucket_mb = 25;
+  int iters = 10, warmup = 2;
+  double timeout = 120;
+  bool json = false;
+};
+
+int run_allreduce(const AllreduceOpts& o) {
+  using namespace safetune;
+  if (!(o.mb > 0) || o.mb > 16384) input_error("--mb", "must be in (0, 16384]");
+  if (!(o.bucket_mb > 0)) input_error("--bucket-mb", "must be positive");
+  if (o.iters < 1 || o.warmup < 0) input_error("--iters", "must be >= 1 (and --warmup >= 0)");
+  const dist::Env env = dist::env_from_environment();
+  if (env.world_size < 2)
+    input_error("bench allreduce", "needs WORLD_SIZE >= 2: run it under scripts/launch.sh -n 2 -- safetune bench allreduce");
+  dist::DataParallel dp(env, o.timeout, "cpu", static_cast<int64_t>(o.bucket_mb * (1 << 20)));
+  const int64_t n = static_cast<int64_t>(o.mb * (1 << 20) / 4);
+  std::vector<at::Tensor> t{at::ones({n}, at::kFloat)};
+  std::vector<double> times;
+  for (int i = 0; i < o.warmup + o.iters; ++i) {
+    dp.barrier("bench");
+    const auto t0 = Clock::now();
+    dp.all_reduce_sum(t);
+    if (i >= o.warmup) times.push_back(seconds_since(t0));
+  }
+  // Sums of ones, warmup + iters times over: each element is W^(rounds).
+  const double expect = std::pow(static_cast<double>(env.world_size), o.warmup + o.iters);
+  const double got = t[0][n - 1].item<double>();
+  if (std::abs(got - expect) > 1e-3 * expect) {
+    std::fprintf(stderr, "safetune: bench allreduce: wrong sum %g (expected %g)\n", got, expect);
+    return kExitInternal;
+  }
+  std::sort(times.begin(), times.end());
+  const double med = times[times.size() / 2], best = times.front();
+  const double bytes = 4.0 * n, W = env.world_size;
+  const double algbw = bytes / med / 1e9, busbw = algbw * 2 * (W - 1) / W;
+  if (env.rank == 0) {
+    if (o.json)
+      std::printf("{\"world_size\": %d, \"mb\": %.1f, \"ms\": %.2f, \"ms_min\": %.2f, \"algbw_gbs\": %.3f, "
+                  "\"busbw_gbs\": %.3f}\n",
+                  env.world_size, o.mb, 1e3 * med, 1e3 * best, algbw, busbw);
+    else
+      std::printf("all-reduce of %.1f MB fp32 over %d processes (Gloo, %.0f MB buckets): %.2f ms median (min %.2f), "
+                  "algorithm bandwidth %.3f GB/s, bus bandwidth %.3f GB/s\n",
+                  o.mb, env.world_size, o.bucket_mb, 1e3 * med, 1e3 * best, algbw, busbw);
+  }
+  return 0;
+}
+
+void setup_allreduce(CLI::App& app, std::shared_ptr<AllreduceOpts> o) {
+  app.add_option("--mb", o->mb, "buffer size in MB (float32)")->capture_default_str();
+  app.add_option("--bucket-mb", o->bucket_mb, "all-reduce bucket size in MB, as the trainer's")->capture_default_str();
+  app.add_option("--iters", o->iters, "timed all-reduces (the median is reported)")->capture_default_str();
+  app.add_option("--warmup", o->warmup, "untimed all-reduces first")->capture_default_str();
+  app.add_option("--timeout", o->timeout, "seconds to wait for the other ranks")->capture_default_str();
+  app.add_flag("--json", o->json, "one JSON object: world_size, mb, ms, algbw_gbs, busbw_gbs");
+}
+
+// ---------------------------------------------------------------------------- loss
+
+struct LossOpts {
+  safetune::train::BenchLossOptions b;
+  int threads = 0;  // 0: every core
+  bool json = false;
+};
+
+int run_loss(const LossOpts& lo) {
+  using namespace safetune;
+  const train::BenchLossOptions& o = lo.b;
+  if (lo.threads < 0) input_error("--threads", "must be >= 0");
+  int threads = lo.threads;
+  if (threads > 0) at::set_num_threads(threads);
+  else threads = cli::use_all_cores();
+  cli::keep_freed_memory();  // as the trainer does: both paths reuse freed heap memory
+  const train::BenchLossResult r = train::bench_loss(o);
+  if (lo.json) {
+    // The five fields first, then the context.
+    std::printf(
+        "{\"fused_ms\": %.2f, \"unfused_ms\": %.2f, \"fused_peak_mb\": %.1f, \"unfused_peak_mb\": %.1f, "
+        "\"max_abs_diff\": %.3g, \"fused_cpu_ms\": %.2f, \"unfused_cpu_ms\": %.2f, \"fused_loss\": %.6f, "
+        "\"unfused_loss\": %.6f, \"tokens\": %lld, \"vocab\": %lld, "
+        "\"hidden\": %lld, \"subset\": %lld, \"constraint\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", "
+        "\"chunk\": %lld, \"train_weight\": %s, \"threads\": %d}\n",
+        r.fused_ms, r.unfused_ms, r.fused_peak_mb, r.unfused_peak_mb, r.max_abs_diff, r.fused_cpu_ms, r.unfused_cpu_ms,
+        r.fused_loss, r.unfused_loss,
+        (long long)o.tokens, (long long)o.vocab, (long long)o.hidden, (long long)o.subset, o.constraint.c_str(),
+        o.device.c_str(), o.dtype.c_str(), (long long)r.chunk, o.train_weight ? "true" : "false", threads);
+  } else {
+    std::printf("loss %s, N=%lld V=%lld d=%lld K=%lld, %s %s, chunk %lld, %d threads\n", o.constraint.c_str(),
+                (long long)o.tokens, (long long)o.vocab, (long long)o.hidden, (long long)o.subset, o.device.c_str(),
+                o.dtype.c_str(), (long long)r.chunk, threads);
+    std::printf("fused   %9.2f ms (cpu %9.2f)  peak extra %9.1f MB  loss %.6f\n", r.fused_ms, r.fused_cpu_ms,
+                r.fused_peak_mb, r.fused_loss);
+    std::printf("unfused %9.2f ms (cpu %9.2f)  peak extra %9.1f MB  loss %.6f\n", r.unfused_ms, r.unfused_cpu_ms,
+                r.unfused_peak_mb, r.unfused_loss);
+    std::printf("fused/unfused: time %.3f, memory %.4f; max |diff| %.3g\n", r.fused_ms / r.unfused_ms,
+                r.fused_peak_mb / std::max(r.unfused_peak_mb, 1e-9), r.max_abs_diff);
+  }
+  return 0;
+}
+
+void setup_loss(CLI::App& app, std::shared_ptr<LossOpts> lo) {
+  safetune::train::BenchLossOptions& o = lo->b;
+  app.add_option("--tokens", o.tokens, "N: rows of hidden states")->capture_default_str();
+  app.add_option("--vocab", o.vocab, "V: vocabulary size")->capture_default_str();
+  app.add_option("--hidden", o.hidden, "d: hidden size")->capture_default_str();
+  app.add_option("--subset", o.subset, "K: safety-token columns")->capture_default_str();
+  app.add_option("--constraint", o.constraint, "pact | kl_full | anchor | none")->capture_default_str();
+  app.add_option("--device", o.device, "cpu | cuda")->capture_default_str();
+  app.add_option("--dtype", o.dtype, "fp32 | bf16: storage of H and W (losses in fp32)")->capture_default_str();
+  app.add_option("--chunk", o.chunk, "rows per chunk of the fused op (0: <= 64 MiB of fp32 logits)")
+      ->capture_default_str();
+  app.add_flag("--train-weight", o.train_weight, "W trainable (full fine-tuning): its gradient too");
+  app.add_option("--iters", o.iters, "timed runs of each path (best is kept)")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed runs of each path first")->capture_default_str();
+  app.add_option("--seed", o.seed, "random inputs")->capture_default_str();
+  app.add_option("--threads", lo->threads, "intra-op threads (0: every core)")->capture_default_str();
+  app.add_flag("--json", lo->json,
+               "one JSON object: fused_ms, unfused_ms, fused_peak_mb, unfused_peak_mb, max_abs_diff, then context");
+  app.footer(
+      "Forward + backward of CE + lambda x constraint from hidden states H [N, d] and an lm_head W [V, d],\n"
+      "fused (chunks of rows, gradients written during the forward, no [N, V] logits) against the same\n"
+      "objective composed of torch ops on full logits (autograd). Random inputs: every tenth target\n"
+      "ignored, the constraint on all N rows; pact with its gate (reference logits on S given);\n"
+      "kl_full and anchor from the reference's hidden states and lm_head (the unfused path forms the\n"
+      "reference's [N, V] logits from them, as the unfused trainer does). W is frozen (LoRA) unless\n"
+      "--train-weight.\n"
+      "Peak memory: the largest extra number of bytes live in LibTorch's allocator (c10 CPU allocator,\n"
+      "or the CUDA caching allocator) during one forward + backward, counted from the allocation and\n"
+      "free reports LibTorch sends to a registered c10::MemoryReportingInfoBase hook (the one its\n"
+      "profiler uses), on the calling thread; not process RSS. Time: best wall time of --iters runs,\n"
+      "with that run's process CPU time (fused_cpu_ms, unfused_cpu_ms; steadier on a loaded machine\n"
+      "with --threads 1 and OPENBLAS_NUM_THREADS=1).\n"
+      "max_abs_diff: the largest absolute difference in the total loss and the gradients of H (and W).\n"
+      "--device cuda needs a LibTorch with CUDA.");
 }
 
 // ---------------------------------------------------------------------------- registry
@@ -263,11 +416,14 @@ const std::vector<Bench>& benches() {
       {"gemm", "fp32 square matmul GFLOP/s", bench<GemmOpts>(setup_gemm, run_gemm)},
       {"forward", "model forward tokens/s and MFU", bench<ForwardOpts>(setup_forward, run_forward)},
       {"step", "training step time, tokens/s and MFU", bench<StepOpts>(setup_step, run_step)},
+      {"loss", "fused vs unfused objective: time, peak memory, agreement", bench<LossOpts>(setup_loss, run_loss)},
+      {"allreduce", "data-parallel gradient all-reduce bandwidth (under scripts/launch.sh)",
+       bench<AllreduceOpts>(setup_allreduce, run_allreduce)},
   };
   return list;
 }
 
-safetune::cli::Command cmd("bench", "timed kernels and model passes (gemm, forward, step)", [](CLI::App& sub) {
+safetune::cli::Command cmd("bench", "timed kernels and model passes (gemm, forward, step, loss)", [](CLI::App& sub) {
   sub.require_subcommand(1);
   auto actions = std::make_shared<std::vector<std::pair<CLI::App*, std::function<int()>>>>();
   for (const Bench& b : benches()) {

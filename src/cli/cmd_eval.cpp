@@ -46,12 +46,19 @@ std::string pct(const nlohmann::json& v) {
   return buf;
 }
 
-int run(const Opts& o) {
+int run(Opts o) {
   using namespace safetune;
   cli::use_all_cores();
   cli::keep_freed_memory();
 
   // Flags.
+  if (o.model.empty()) {
+    // As PEFT's AutoPeftModel does: the adapter names its base model.
+    if (o.adapter.empty()) input_error("--model", "give --model DIR, or --adapter DIR whose adapter_config.json names its base");
+    o.model = model::read_adapter_config(o.adapter).base_model;
+    if (o.model.empty())
+      input_error(o.adapter + "/adapter_config.json", "base_model_name_or_path is empty; give --model DIR");
+  }
   if (o.max_new_tokens < 1) input_error("--max-new-tokens", "must be >= 1");
   if (o.batch_size < 1) input_error("--batch-size", "must be >= 1");
   if (o.judge_max_new_tokens < 1) input_error("--judge-max-new-tokens", "must be >= 1");
@@ -100,13 +107,7 @@ int run(const Opts& o) {
   {
     torch::NoGradGuard no_grad;
     for (const auto& set : suite.sets) {
-      std::vector<std::vector<text::Message>> prompts;
-      std::vector<std::string> where;
-      for (const auto& r : set.records) {
-        prompts.push_back(r.prompt);
-        where.push_back(r.where);
-      }
-      responses.push_back(eval::respond(responder, prompts, where, gen, [&](int64_t d, int64_t t) {
+      responses.push_back(eval::respond(responder, set, gen, [&](int64_t d, int64_t t) {
         progress_line("generate " + set.name, d, t);
       }));
     }
@@ -178,7 +179,8 @@ int run(const Opts& o) {
 safetune::cli::Command cmd("eval", "refusal / attack-success rate and task utility on a suite of prompt sets",
                            [](CLI::App& sub) {
   auto o = std::make_shared<Opts>();
-  sub.add_option("--model", o->model, "HF model directory")->required();
+  sub.add_option("--model", o->model,
+                 "HF model directory (default with --adapter: its adapter_config.json's base_model_name_or_path)");
   sub.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top of --model");
   sub.add_option("--suite", o->suite, "suite JSON file (prompt sets and how to score them)")->required();
   sub.add_option("--out", o->out, "results JSON file (written atomically)")->required();

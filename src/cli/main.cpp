@@ -44,8 +44,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int code = app.exit(e);
-    return code == 0 ? 0 : kExitBadInput;
+    // --help / --version end here too (exit code 0): CLI11 prints them.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // A bad flag is bad input like any other: one line, exit 2.
+    std::fprintf(stderr, "safetune: error: %s (see --help)\n", e.what());
+    return kExitBadInput;
   }
 
   try {

@@ -34,6 +34,17 @@ Responder make_responder(model::Transformer& model, const text::Tokenizer& tok, 
   return r;
 }
 
+std::vector<std::string> respond(const Responder& r, const PromptSet& set, const GenerationSettings& g,
+                                 const Progress& progress) {
+  std::vector<std::vector<text::Message>> prompts;
+  std::vector<std::string> where;
+  for (const auto& rec : set.records) {
+    prompts.push_back(rec.prompt);
+    where.push_back(rec.where);
+  }
+  return respond(r, prompts, where, g, progress);
+}
+
 std::vector<std::string> respond(const Responder& r, const std::vector<std::vector<text::Message>>& prompts,
                                  const std::vector<std::string>& where, const GenerationSettings& g,
                                  const Progress& progress) {

@@ -200,6 +200,7 @@ LoraSpec read_adapter_config(const std::string& dir) {
   spec.r = j["r"].get<int64_t>();
   if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number()) input_error(path, "lora_alpha must be a number");
   spec.alpha = j["lora_alpha"].get<double>();
+  spec.base_model = str("base_model_name_or_path");
   spec.dropout = j.contains("lora_dropout") && j["lora_dropout"].is_number() ? j["lora_dropout"].get<double>() : 0.0;
   const json& tm = j.value("target_modules", json());
   spec.target_modules.clear();

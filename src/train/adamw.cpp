@@ -19,6 +19,7 @@ AdamW::AdamW(std::vector<at::Tensor> params, AdamWOptions options, std::vector<s
     // complete from the start and a restore has somewhere to copy into.
     exp_avg_.push_back(at::zeros(p.sizes(), p.options().dtype(at::kFloat)));
     exp_avg_sq_.push_back(at::zeros(p.sizes(), p.options().dtype(at::kFloat)));
+    master_.push_back(p.scalar_type() == at::kFloat ? at::Tensor() : p.detach().to(at::kFloat).contiguous());
     steps_.push_back(0);
   }
 }
@@ -78,8 +79,9 @@ void AdamW::step_one(size_t i) {
     return;
   }
 
-  // Any device / dtype / layout: the reference sequence of ops, in fp32.
-  at::Tensor p32 = param.scalar_type() == at::kFloat ? param : param.to(at::kFloat);
+  // Any device / dtype / layout: the reference sequence of ops, in fp32 (on the master
+  // copy for a non-fp32 parameter).
+  at::Tensor p32 = master_[i].defined() ? master_[i] : param;
   p32.mul_(decay);
   m.mul_(beta1).add_(grad, 1 - beta1);
   v.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
@@ -94,6 +96,7 @@ std::vector<std::pair<std::string, at::Tensor>> AdamW::state() const {
     out.emplace_back(names_[i] + ".exp_avg", exp_avg_[i]);
     out.emplace_back(names_[i] + ".exp_avg_sq", exp_avg_sq_[i]);
     out.emplace_back(names_[i] + ".step", at::full({1}, steps_[i], at::TensorOptions().dtype(at::kLong)));
+    if (master_[i].defined()) out.emplace_back(names_[i] + ".master", master_[i]);
   }
   return out;
 }
@@ -113,6 +116,7 @@ void AdamW::load_state(const std::vector<std::pair<std::string, at::Tensor>>& st
   for (size_t i = 0; i < params_.size(); ++i) {
     check(names_[i] + ".exp_avg", find(names_[i] + ".exp_avg"), exp_avg_[i]);
     check(names_[i] + ".exp_avg_sq", find(names_[i] + ".exp_avg_sq"), exp_avg_sq_[i]);
+    if (master_[i].defined()) check(names_[i] + ".master", find(names_[i] + ".master"), master_[i]);
     const at::Tensor& s = find(names_[i] + ".step");
     if (s.numel() != 1 || s.scalar_type() != at::kLong || s.item<int64_t>() < 0)
       input_error(where, "optimizer state '" + names_[i] + ".step' must be one non-negative int64");
@@ -122,6 +126,7 @@ void AdamW::load_state(const std::vector<std::pair<std::string, at::Tensor>>& st
   for (size_t i = 0; i < params_.size(); ++i) {
     exp_avg_[i].copy_(find(names_[i] + ".exp_avg"));
     exp_avg_sq_[i].copy_(find(names_[i] + ".exp_avg_sq"));
+    if (master_[i].defined()) master_[i].copy_(find(names_[i] + ".master"));
   }
   steps_ = steps;
 }

@@ -17,6 +17,7 @@
 #include "safetune/data/batch.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
+#include "safetune/train/device.h"
 #include "safetune/train/objective.h"
 #include "safetune/train/optimizer.h"
 #include "safetune/train/reference.h"
@@ -32,9 +33,10 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
                                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(r.threads);
   keep_freed_memory_for_reuse();
+  const c10::Device device = resolve_device(cfg.train.device);
   std::optional<at::ScalarType> dtype;
   if (cfg.model.dtype != "auto") dtype = model::parse_torch_dtype(cfg.model.dtype, "model.dtype");
-  model::LoadedModel loaded = model::load_model(cfg.model.path, c10::Device(c10::kCPU), dtype);
+  model::LoadedModel loaded = model::load_model(cfg.model.path, device, dtype);
   model::Transformer& m = *loaded.model;
   const auto& mc = loaded.config;
 
@@ -96,6 +98,7 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
   }
   batch.post_attention_mask = at::ones_like(batch.post_ids);
   for (int64_t i = 0; i < B; ++i) batch.indices.push_back(i);
+  batch = batch_to(batch, device);
 
   // The constraint exactly as the trainer sets it up. reference = cache: the reference's
   // rows for this batch are computed once here (base model) and served from memory during
@@ -132,18 +135,22 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
     for (int64_t i = 0; i < cfg.train.grad_accum; ++i) {
       auto t0 = Clock::now();
       LossTerms lt = compute_objective(cfg.objective, m, batch, constraint.get());
+      synchronize(device);  // CUDA runs asynchronously: time the work, not its launch
       fwd += ms_since(t0);
       t0 = Clock::now();
       (lt.total / static_cast<double>(cfg.train.grad_accum)).backward();
+      synchronize(device);
       bwd += ms_since(t0);
     }
     auto t0 = Clock::now();
     clip_grad_norm(params, cfg.optim.grad_clip);
     opt.step();
     for (auto& p : params) p.mutable_grad() = at::Tensor();  // as the trainer: dropped, not zeroed
+    synchronize(device);
     upd = ms_since(t0);
   };
   for (int i = 0; i < warmup; ++i) step();
+  reset_peak_memory(device);  // the steady state's peak, as PyTorch scripts usually report it
   std::vector<double> ms;
   std::vector<std::array<double, 3>> phases;
   for (int i = 0; i < steps; ++i) {
@@ -169,6 +176,7 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   r.peak_rss_mb = ru.ru_maxrss / 1024.0;  // Linux reports KiB
+  r.peak_mem_mb = peak_memory_mb(device);
   return r;
 }
 

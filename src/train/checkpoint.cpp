@@ -11,6 +11,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <spdlog/spdlog.h>
+#include <vector>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
@@ -60,7 +62,8 @@ std::string checkpoint_relpath(int64_t step) {
 std::string begin_checkpoint(const std::string& run_dir, int64_t step) {
   const fs::path parent = fs::path(run_dir) / "checkpoints";
   fs::create_directories(parent);
-  // Unique per process and attempt: a stale temp dir of a killed run is simply replaced.
+  // One name per step: a temp dir that a killed run left for this step is replaced here,
+  // those of other steps by clean_stale_temporaries() when the run resumes.
   const fs::path tmp = parent / (".tmp-" + fs::path(checkpoint_relpath(step)).filename().string());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
@@ -85,15 +88,74 @@ std::string commit_checkpoint(const std::string& run_dir, const std::string& tem
   return final_path.string();
 }
 
+namespace {
+
+// The checkpoint path a `latest` file holds, without its line end. Only commit_checkpoint
+// writes it; anything else (an edited or foreign file) must not send a resume outside the
+// run directory.
+std::string read_pointer(const fs::path& pointer) {
+  std::string rel = read_file(pointer.string());
+  while (!rel.empty() && (rel.back() == '\n' || rel.back() == '\r' || rel.back() == ' ')) rel.pop_back();
+  const bool ok = rel.size() == 25 && rel.compare(0, 17, "checkpoints/step-") == 0 &&
+                  rel.find_first_not_of("0123456789", 17) == std::string::npos;
+  if (!ok) input_error(pointer.string(), "holds '" + rel + "', expected checkpoints/step-NNNNNNNN");
+  return rel;
+}
+
+// "<base>.tmp", "<base>.tmp.<pid>", "<base>.old", "<base>.old.<pid>": the temporaries of
+// AtomicFile, replace_dir and the final export for `base`.
+bool is_temporary_of(const std::string& name, const std::string& base) {
+  if (name.size() < base.size() + 4 || name.compare(0, base.size(), base) != 0) return false;
+  std::string rest = name.substr(base.size());
+  if (rest.compare(0, 4, ".tmp") != 0 && rest.compare(0, 4, ".old") != 0) return false;
+  rest = rest.substr(4);
+  if (rest.empty()) return true;
+  return rest[0] == '.' && rest.size() > 1 && rest.find_first_not_of("0123456789", 1) == std::string::npos;
+}
+
+}  // namespace
+
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {
   const fs::path pointer = fs::path(run_dir) / "latest";
   if (!fs::exists(pointer)) return std::nullopt;
-  std::string rel = read_file(pointer.string());
-  while (!rel.empty() && (rel.back() == '\n' || rel.back() == '\r' || rel.back() == ' ')) rel.pop_back();
+  const std::string rel = read_pointer(pointer);
   const fs::path dir = fs::path(run_dir) / rel;
-  if (rel.empty() || !fs::is_directory(dir) || !fs::exists(dir / "trainer_state.json"))
+  if (!fs::is_directory(dir) || !fs::exists(dir / "trainer_state.json"))
     input_error(pointer.string(), "points to '" + rel + "', which is not a checkpoint directory");
   return dir.string();
+}
+
+void clean_stale_temporaries(const std::string& run_dir) {
+  std::error_code ec;
+  const fs::path ck = fs::path(run_dir) / "checkpoints";
+  // A kill between commit_checkpoint's two renames leaves step-N.old and no step-N; if
+  // `latest` names step-N, the old copy is the checkpoint: put it back.
+  const fs::path pointer = fs::path(run_dir) / "latest";
+  if (fs::is_regular_file(pointer, ec)) {
+    const std::string rel = read_pointer(pointer);
+    const fs::path dir = fs::path(run_dir) / rel;
+    const fs::path old = dir.string() + ".old";
+    if (!fs::exists(dir, ec) && fs::exists(old / "trainer_state.json", ec)) {
+      spdlog::warn("{}: restoring {} from {}", run_dir, rel, old.filename().string());
+      fs::rename(old, dir);
+    }
+  }
+  std::vector<fs::path> stale;
+  if (fs::is_directory(ck, ec))
+    for (const auto& e : fs::directory_iterator(ck, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind(".tmp-", 0) == 0 || (n.size() > 4 && n.compare(n.size() - 4, 4, ".old") == 0)) stale.push_back(e.path());
+    }
+  if (fs::is_directory(run_dir, ec))
+    for (const auto& e : fs::directory_iterator(run_dir, ec)) {
+      const std::string n = e.path().filename().string();
+      for (const char* base : {"latest", "config.resolved.yaml", "metrics.jsonl", "adapter", "model"})
+        if (is_temporary_of(n, base)) stale.push_back(e.path());
+    }
+  for (const fs::path& p : stale) {
+    spdlog::info("{}: removing {}, left by an interrupted run", run_dir, p.lexically_relative(run_dir).string());
+    fs::remove_all(p, ec);
+  }
 }
 
 at::Tensor cpu_rng_state() {

@@ -19,6 +19,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <set>
@@ -28,6 +29,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/text/unicode.h"
+#include "safetune/train/device.h"
 
 namespace safetune::train {
 namespace {
@@ -127,6 +129,10 @@ const std::vector<Field>& fields() {
                     .min(1).alias({"gradient_accumulation_steps", "accumulation_steps", "grad_accumulation"}));
     t.push_back(F("train.seed", train.seed, "seed of adapter init and dropout"));
     t.push_back(F("train.threads", train.threads, "CPU threads; 0 = all cores").min(0).alias({"num_threads", "workers"}));
+    t.push_back(F("train.device", train.device,
+                  "cpu | cuda | cuda:N | auto (cuda when a GPU is visible, else cpu). On CUDA, model.dtype=auto "
+                  "means bf16 weights, with fp32 master weights and moments in AdamW for the trained parameters")
+                    .alias({"device", "accelerator", "gpu"}));
     t.push_back(F("train.activation_checkpointing", train.activation_checkpointing,
                   "recompute layer activations in backward to save memory")
                     .alias({"gradient_checkpointing", "checkpointing"}));
@@ -137,6 +143,13 @@ const std::vector<Field>& fields() {
                     .choices({"none", "auto"}).alias({"resume_from_checkpoint"}));
     t.push_back(F("train.overwrite", train.overwrite, "allow an output_dir that already holds another run")
                     .alias({"overwrite_output_dir", "force"}));
+    t.push_back(F("train.max_bad_steps", train.max_bad_steps,
+                  "steps in a row with a non-finite loss or gradient (each skipped, no update) before the run "
+                  "stops with exit code 3")
+                    .min(1).alias({"max_nan_steps", "nan_patience", "max_skipped_steps"}));
+    t.push_back(F("train.dist_timeout_s", train.dist_timeout_s,
+                  "multi-process runs: seconds to wait for the other ranks before failing")
+                    .above(0).alias({"ddp_timeout"}));
     // objective
     t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss")
                     .choices({"none", "pact", "kl_full", "anchor"}).alias({"method", "defense", "type"}));
@@ -159,7 +172,7 @@ const std::vector<Field>& fields() {
                     .choices({"auto", "copy", "adapter_off", "cache"}).alias({"ref", "reference_model"}));
     t.push_back(F("objective.ref_cache", objective.ref_cache, "reference = cache: file from `safetune ref-cache`")
                     .alias({"cache", "reference_cache"}));
-    t.push_back(F("objective.fused", objective.fused, "fused safety-column kernels instead of full-vocab logits"));
+    t.push_back(F("objective.fused", objective.fused, "CE + constraint in one chunked op from hidden states (never the full [tokens x vocab] logits); false: the plain composition, for checking"));
     t.push_back(F("objective.gate.enabled", objective.gate.enabled, "false: always mix in the full-context reference only"));
     t.push_back(F("objective.gate.alpha", objective.gate.alpha, "c_t = sigmoid(alpha (I_theta - I_post - b))").min(0));
     t.push_back(F("objective.gate.b", objective.gate.b, "gate offset b"));
@@ -452,8 +465,18 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     input_error(at("objective.reference"), "objective.reference = adapter_off needs LoRA (lora.enabled=true); use copy");
   if (cfg.objective.reference == "cache" && cfg.objective.ref_cache.empty())
     input_error(at("objective.reference"), "objective.reference = cache needs objective.ref_cache (from `safetune ref-cache`)");
+  // Syntax only: whether a GPU is there is checked when the run starts (train/device.h).
+  if (!is_device_name(cfg.train.device))
+    input_error(at("train.device"), "train.device = '" + cfg.train.device + "' is not one of: cpu, cuda, cuda:N, auto");
   if (cfg.train.resume == "auto" && cfg.train.overwrite)
     input_error(at("train.overwrite"), "train.resume = auto and train.overwrite = true contradict each other");
+  // A config may come from someone else: its run directory must not climb out of where it
+  // says it is (an absolute path states plainly where it goes).
+  for (const auto& part : std::filesystem::path(cfg.train.output_dir))
+    if (part == "..")
+      input_error(at("train.output_dir"), "train.output_dir = '" + cfg.train.output_dir +
+                                              "' contains '..'; name the run directory without it (or give an "
+                                              "absolute path)");
 }
 
 RunConfig parse_impl(const std::string& text, const std::string& where, const std::vector<std::string>& overrides) {

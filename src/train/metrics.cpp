@@ -22,7 +22,8 @@ std::string metrics_json(const StepMetrics& m) {
   for (const auto& [k, v] : m.loss) loss[k] = num(v);
   json j = {{"step", m.step},           {"epoch", m.epoch},           {"loss", loss},
             {"lr", num(m.lr)},          {"grad_norm", num(m.grad_norm)}, {"tokens", m.tokens},
-            {"tokens_per_s", num(m.tokens_per_s)}, {"elapsed_s", num(m.elapsed_s)}};
+            {"tokens_per_s", num(m.tokens_per_s)}, {"elapsed_s", num(m.elapsed_s)},
+            {"peak_mem_mb", m.peak_mem_mb >= 0 ? num(m.peak_mem_mb) : json(nullptr)}};
   return j.dump();
 }
 

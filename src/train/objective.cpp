@@ -1,5 +1,6 @@
-// Objective: fused cross-entropy on the response tokens, plus lambda x a safety constraint
-// against a frozen reference (reference.h).
+// Objective: cross-entropy on the response tokens, plus lambda x a safety constraint
+// against a frozen reference (reference.h). objective.fused (default) computes both in one
+// chunked pass over the hidden states; otherwise they are composed of separate ops.
 #include "safetune/train/objective.h"
 
 #include <ATen/ATen.h>
@@ -8,6 +9,7 @@
 #include "safetune/core/error.h"
 #include "safetune/loss/constraints.h"
 #include "safetune/loss/cross_entropy.h"
+#include "safetune/loss/fused_objective.h"
 #include "safetune/train/reference.h"
 
 namespace safetune::train {
@@ -36,6 +38,64 @@ int64_t trained_tokens(const data::Batch& batch) {
   return batch.labels.narrow(1, 1, T - 1).ne(loss::kIgnoreIndex).sum().item<int64_t>();
 }
 
+namespace {
+
+// fused = true: one chunked op computes CE and the constraint from the hidden states
+// (loss/fused_objective.h). Its rows are the union of the trained positions (CE) and the
+// response positions P (the constraint), usually the same set; FusedConstraint::rows maps
+// P into them. kl_full and anchor take the reference's hidden states and lm_head weight
+// instead of its [N, V] logits.
+LossTerms fused_terms(const ObjectiveConfig& cfg, model::Transformer& model, const data::Batch& batch,
+                      Constraint* constraint, const loss::ResponsePositions& P, const ReferenceLogits& ref) {
+  const bool constrained = constraint && cfg.constraint != "none";
+  at::Tensor hidden = model.forward(batch.input_ids, batch.attention_mask);  // [B,T,d]
+  const int64_t T = hidden.size(1);
+  at::Tensor h = hidden.reshape({-1, hidden.size(-1)});
+  at::Tensor t = shift_labels(batch.labels).reshape({-1});
+  // Row bookkeeping on the CPU: which flat positions [B*T] the op sees.
+  at::Tensor keep = t.to(at::kCPU).ne(loss::kIgnoreIndex);
+  at::Tensor flat_p;
+  if (constrained) {
+    flat_p = P.rows.mul(T).add(P.cols).to(at::kCPU, at::kLong);
+    keep.index_fill_(0, flat_p, true);
+  }
+  const at::Tensor union_rows = keep.nonzero().squeeze(1);  // increasing
+  loss::FusedConstraint fc;
+  if (union_rows.numel() < t.numel()) {
+    // Prompt and padding rows would cost a [rows x vocab] GEMM for nothing.
+    h = h.index_select(0, union_rows.to(h.device()));
+    t = t.index_select(0, union_rows.to(t.device()));
+  }
+  if (constrained) {
+    const loss::ConstraintOptions& o = constraint->options;
+    // Position of each flat index in the union: the rank among the kept ones.
+    const at::Tensor rank = keep.to(at::kLong).cumsum(0).sub_(1);
+    fc.kind = cfg.constraint;
+    fc.lambda = cfg.lambda;
+    fc.options = o;
+    fc.rows = rank.index_select(0, flat_p);
+    fc.valid = loss::select_positions(o, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
+    fc.S = constraint->S;
+    fc.w = constraint->w;
+    fc.t = P.t;
+    fc.z_full = ref.z_full;
+    fc.z_post = ref.z_post;
+    fc.ref_hidden = ref.hidden;
+    fc.ref_weight = ref.weight;
+    fc.ref_logits = ref.logits;
+  }
+  loss::ObjectiveValues v = loss::fused_objective(h, model.lm_head_weight(), t, fc);
+  LossTerms out;
+  out.total = v.total;
+  out.terms.emplace_back("ce", v.ce);
+  if (!constrained) return out;
+  out.terms.emplace_back(cfg.constraint, v.constraint);
+  if (cfg.constraint == "pact") out.terms.emplace_back("gate", v.gate_mean);
+  return out;
+}
+
+}  // namespace
+
 LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& model, const data::Batch& batch,
                             Constraint* constraint) {
   if (cfg.constraint != "none" && !constraint)
@@ -48,6 +108,9 @@ LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& mode
     P = loss::response_positions(batch);
     ref = constraint->reference->compute(batch, P, constraint->request);
   }
+  if (cfg.fused) return fused_terms(cfg, model, batch, constraint, P, ref);
+  // fused = false: the plain composition (CE over full logits, then the constraint on
+  // full logits from the reference's full logits), kept for checking.
   at::Tensor hidden = model.forward(batch.input_ids, batch.attention_mask);  // [B,T,d]
   // Only the trained positions go through the lm_head: prompt and padding rows would cost
   // a [rows x vocab] GEMM forward and two backward for nothing.
@@ -58,7 +121,7 @@ LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& mode
     h = h.index_select(0, keep);
     t = t.index_select(0, keep);
   }
-  at::Tensor ce = loss::fused_linear_cross_entropy(h, model.lm_head_weight(), t);
+  at::Tensor ce = loss::linear_cross_entropy(h, model.lm_head_weight(), t);
   LossTerms out;
   out.total = ce;
   out.terms.emplace_back("ce", ce);

@@ -16,6 +16,7 @@
 #include "safetune/model/load.h"
 #include "safetune/safety/safety_tokens.h"
 #include "safetune/text/tokenizer.h"
+#include "safetune/train/device.h"
 #include "safetune/train/reference.h"
 #include "safetune/train/run_data.h"
 
@@ -38,7 +39,11 @@ RefCacheHashes ref_cache_hashes(const RunConfig& cfg) {
   RefCacheHashes h;
   // Each hash is the sha256 of a small text listing its inputs (file hashes and settings),
   // so that any one of them changing changes it.
-  h.model = safety::sha256_hex("model " + safety::model_hash(cfg.model.path) + "\ndtype " + cfg.model.dtype + "\n");
+  // A GPU computes in other precisions (bf16 with model.dtype = auto): its cache is not the
+  // CPU's. (CPU runs keep the hash they always had.)
+  const bool gpu = resolve_device(cfg.train.device).is_cuda();
+  h.model = safety::sha256_hex("model " + safety::model_hash(cfg.model.path) + "\ndtype " + cfg.model.dtype + "\n" +
+                               (gpu ? "device cuda\n" : ""));
   const DataConfig& d = cfg.data;
   if (d.train.empty() || !fs::is_regular_file(d.train))
     input_error("data.train", "'" + d.train + "' does not exist or is not a file");
@@ -73,12 +78,13 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
     input_error("model.path", "'" + cfg.model.path + "' is not a model directory");
   if (cfg.objective.tokens.empty())
     input_error("objective.tokens", "ref-cache needs objective.tokens (tokens.json from `safetune tokens`)");
+  const c10::Device device = resolve_device(cfg.train.device);  // before anything heavy
   const RefCacheHashes hashes = ref_cache_hashes(cfg);
   std::vector<data::Record> records = select_records(cfg.data);
 
   std::optional<at::ScalarType> dtype;
   if (cfg.model.dtype != "auto") dtype = model::parse_torch_dtype(cfg.model.dtype, "model.dtype");
-  model::LoadedModel loaded = model::load_model(cfg.model.path, c10::Device(c10::kCPU), dtype);
+  model::LoadedModel loaded = model::load_model(cfg.model.path, device, dtype);
   model::Transformer& m = *loaded.model;
   for (auto& p : m.parameters()) p.set_requires_grad(false);
   std::unique_ptr<text::Tokenizer> tok = text::load_tokenizer(cfg.model.path);
@@ -99,13 +105,13 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
   for (int64_t i0 = 0; i0 < E; i0 += bs) {
     std::vector<const data::Example*> rows;
     for (int64_t i = i0; i < std::min(E, i0 + bs); ++i) rows.push_back(&examples[i]);
-    data::Batch b = data::collate(rows, pad);
+    data::Batch b = batch_to(data::collate(rows, pad), device);
     const loss::ResponsePositions P = loss::response_positions(b);
     ReferenceLogits r = reference_pass(m, b, P, S, req);
-    zf.push_back(r.z_full);
-    zp.push_back(r.z_post);
-    ms.push_back(r.mass);
-    const at::Tensor rs = b.response_start.to(at::kLong), len = b.lengths.to(at::kLong);
+    zf.push_back(r.z_full.to(at::kCPU));
+    zp.push_back(r.z_post.to(at::kCPU));
+    ms.push_back(r.mass.to(at::kCPU));
+    const at::Tensor rs = b.response_start.to(at::kCPU, at::kLong), len = b.lengths.to(at::kCPU, at::kLong);
     for (size_t k = 0; k < rows.size(); ++k)
       offsets.push_back(offsets.back() + len[k].item<int64_t>() - rs[k].item<int64_t>());
     if (progress) progress(std::min(E, i0 + bs), E);

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "safetune/core/error.h"
+#include "safetune/loss/fused_objective.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
 #include "safetune/safety/safety_tokens.h"
@@ -48,10 +49,21 @@ ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, 
     at::Tensor hr = gather_rows(h, P.rows, P.cols);
     h = at::Tensor();
     out.z_full = at::matmul(hr, WS.t()).to(at::kFloat);
-    if (req.full_vocab || req.mass) {
+    if (req.full_vocab) {
       at::Tensor logits = m.logits(hr).to(at::kFloat);
       if (req.mass) out.mass = loss::mass_on_subset(logits, S);
-      if (req.full_vocab) out.logits = logits;
+      out.logits = logits;
+    } else if (req.mass) {
+      // Row chunks: the mass needs each row's logsumexp, not [N, V] logits at once.
+      const int64_t n = hr.size(0), chunk = loss::default_chunk_tokens(m.config().vocab_size);
+      std::vector<at::Tensor> parts;
+      for (int64_t s = 0; s < n; s += chunk)
+        parts.push_back(loss::mass_on_subset(m.logits(hr.slice(0, s, std::min(n, s + chunk))), S));
+      out.mass = parts.empty() ? at::zeros({0}, hr.options().dtype(at::kFloat)) : at::cat(parts);
+    }
+    if (req.hidden) {
+      out.hidden = hr;
+      out.weight = m.lm_head_weight().detach();
     }
   }
   if (req.post) {
@@ -106,7 +118,7 @@ class MemoryReference : public Reference {
       : offsets_(offsets.to(at::kLong).contiguous()), z_full_(std::move(z_full)), z_post_(std::move(z_post)),
         mass_(std::move(mass)), where_(std::move(where)) {}
   ReferenceLogits compute(const data::Batch& b, const loss::ResponsePositions& P, const ReferenceRequest& r) override {
-    if (r.full_vocab)
+    if (r.full_vocab || r.hidden)
       input_error(where_, "the reference cache holds safety-token logits only; this constraint needs the whole "
                           "vocabulary (use objective.reference=adapter_off or copy)");
     // The batch's rows are its examples in order, each with its response positions in
@@ -125,7 +137,7 @@ class MemoryReference : public Reference {
                                 " cached response positions, the batch has " + std::to_string(n) + ")");
       for (int64_t k = 0; k < n; ++k) idx.push_back(off[e] + k);
     }
-    const at::Tensor I = at::tensor(idx, at::kLong);
+    const at::Tensor I = at::tensor(idx, at::kLong).to(z_full_.device());  // rows may live on a GPU (bench step)
     ReferenceLogits out;
     out.z_full = z_full_.index_select(0, I).to(at::kFloat);
     if (r.post) {
@@ -153,7 +165,9 @@ std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_ful
 ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o) {
   ReferenceRequest r;
   r.post = cfg.constraint == "pact" && o.reference_mix != "full";
-  r.full_vocab = cfg.constraint == "kl_full" || cfg.constraint == "anchor";
+  const bool whole_vocab = cfg.constraint == "kl_full" || cfg.constraint == "anchor";
+  r.full_vocab = whole_vocab && !cfg.fused;
+  r.hidden = whole_vocab && cfg.fused;
   r.mass = o.positions == "probe";
   return r;
 }

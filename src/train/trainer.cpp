@@ -3,6 +3,7 @@
 #include "safetune/train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -17,6 +18,7 @@
 #include "safetune/core/fs.h"
 #include "safetune/data/batch.h"
 #include "safetune/data/records.h"
+#include "safetune/dist/data_parallel.h"
 #include "safetune/io/tensor_io.h"
 #include "safetune/model/export.h"
 #include "safetune/model/load.h"
@@ -25,6 +27,7 @@
 #include "safetune/text/tokenizer.h"
 #include "safetune/train/checkpoint.h"
 #include "safetune/train/cpu_memory.h"
+#include "safetune/train/device.h"
 #include "safetune/train/metrics.h"
 #include "safetune/train/objective.h"
 #include "safetune/train/optimizer.h"
@@ -60,6 +63,8 @@ RunConfig normalised_for_resume(RunConfig c) {
   c.train.log_every = 0;
   c.train.save_every = 0;
   c.train.threads = 0;
+  c.train.dist_timeout_s = 0;
+  c.train.max_bad_steps = 0;  // a run stopped by non-finite steps may resume with more patience
   return c;
 }
 
@@ -80,6 +85,7 @@ void check_resume_config(const RunConfig& now, const std::string& run_dir) {
 void clear_run(const std::string& dir) {
   for (const char* name : {"checkpoints", "latest", "metrics.jsonl", "config.resolved.yaml", "adapter", "model"})
     fs::remove_all(fs::path(dir) / name);
+  clean_stale_temporaries(dir);
 }
 
 // ---------------------------------------------------------------------------- checkpoints
@@ -148,6 +154,26 @@ void export_final(const Run& r, const std::string& run_dir, const std::string& o
   }
 }
 
+// "ce (nan), gradient norm (inf)": the loss terms and the gradient norm that are not
+// finite; "" when all are.
+std::string non_finite_terms(const std::vector<std::pair<std::string, double>>& terms, double grad_norm) {
+  std::string out;
+  auto add = [&out](const std::string& name, double v) {
+    if (!std::isfinite(v)) out += (out.empty() ? "" : ", ") + name + " (" + fmt::format("{}", v) + ")";
+  };
+  for (const auto& [name, v] : terms)
+    if (name != "total") add(name, v);
+  if (out.empty() && !terms.empty()) add("total loss", terms.back().second);  // finite terms, overflowing sum
+  add("gradient norm", grad_norm);
+  return out;
+}
+
+bool all_finite(const std::vector<at::Tensor>& tensors) {
+  for (const at::Tensor& t : tensors)
+    if (!at::isfinite(t.detach()).all().item<bool>()) return false;
+  return true;
+}
+
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 }  // namespace
@@ -158,10 +184,27 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   // 1. Everything checkable before anything heavy.
   validate(cfg);
   check_objective(cfg.objective);
-  const int threads = cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
-                                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Data parallelism (WORLD_SIZE > 1, see dist/data_parallel.h): the global batch stays
+  // batch_size x grad_accum; micro-batch i of a step runs on rank i mod WORLD_SIZE.
+  const dist::Env denv = dist::env_from_environment();
+  if (cfg.train.grad_accum % denv.world_size != 0)
+    input_error("train.grad_accum", std::to_string(cfg.train.grad_accum) + " micro-batches per step cannot be split over " +
+                                        std::to_string(denv.world_size) + " processes; use a multiple of " +
+                                        std::to_string(denv.world_size));
+  // The device (train.device): a GPU that is not there fails here, before anything is
+  // loaded. In a multi-process run a bare "cuda" is cuda:LOCAL_RANK, and the process
+  // group is NCCL's for CUDA tensors, Gloo's for CPU ones.
+  const c10::Device device =
+      resolve_device(cfg.train.device, "train.device", denv.world_size > 1 ? denv.local_rank : -1);
+  // Processes on one machine share its cores.
+  const int threads = cfg.train.threads > 0
+                          ? static_cast<int>(cfg.train.threads)
+                          : std::max(1, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) /
+                                            denv.local_world_size);
   at::set_num_threads(threads);
   keep_freed_memory_for_reuse();
+  if (denv.rank != 0) spdlog::set_level(spdlog::level::err);  // rank 0 alone logs
+  dist::DataParallel dp(denv, cfg.train.dist_timeout_s, device.is_cuda() ? "cuda" : "cpu");
   const std::string run_dir = cfg.train.output_dir;
   if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))
     input_error("model.path", "'" + cfg.model.path + "' is not a model directory");
@@ -172,6 +215,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   if (existing) {
     if (cfg.train.resume == "auto") {
       check_resume_config(cfg, run_dir);
+      if (dp.is_main()) clean_stale_temporaries(run_dir);  // what a killed process left behind
       resume_from = latest_checkpoint(run_dir);
       if (!resume_from) spdlog::warn("{}: no checkpoint to resume from; starting from step 0", run_dir);
     } else if (!cfg.train.overwrite) {
@@ -180,11 +224,14 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
                                           "with train.overwrite=true");
     }
   }
+  dp.barrier("run directory check");  // every rank decided before rank 0 writes there
 
-  // 2. Model, tokenizer, template, examples.
+  // 2. Model, tokenizer, template, examples. model.dtype = auto: fp32 on CPU, bf16 on CUDA
+  // (model::compute_dtype_for); non-fp32 trained parameters get fp32 master weights in
+  // AdamW (optimizer.h), so bf16 full fine-tuning and bf16 adapters both train in fp32.
   std::optional<at::ScalarType> dtype;
   if (cfg.model.dtype != "auto") dtype = model::parse_torch_dtype(cfg.model.dtype, "model.dtype");
-  model::LoadedModel loaded = model::load_model(cfg.model.path, c10::Device(c10::kCPU), dtype);
+  model::LoadedModel loaded = model::load_model(cfg.model.path, device, dtype);
   model::Transformer& m = *loaded.model;
 
   const bool lora = cfg.lora.enabled;
@@ -249,16 +296,32 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     spdlog::info("resuming {} from step {} of {}", run_dir, st.step, total);
   } else if (existing && cfg.train.overwrite) {
     spdlog::warn("{}: replacing the run there (train.overwrite=true)", run_dir);
-    clear_run(run_dir);
+    if (dp.is_main()) clear_run(run_dir);
   }
+  // Every rank starts from rank 0's weights; dropout streams differ between ranks.
+  dp.broadcast(ptensors);
+  if (dp.rank() > 0) seed_cpu_rng(static_cast<uint64_t>(cfg.train.seed) * 1000003u + dp.rank() * 7919u + st.step);
+  // Dropout on a GPU draws from the CUDA generator: seeded per rank too, but not part of
+  // the checkpoint, so a resumed CUDA run with dropout is not bitwise the uninterrupted one.
+  if (device.is_cuda())
+    torch::cuda::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003u + dp.rank() * 7919u + st.step);
 
   // 4. The run directory.
-  ensure_output_dir(run_dir);
-  write_file_atomic((fs::path(run_dir) / "config.resolved.yaml").string(), to_yaml(cfg));
-  MetricsLog metrics((fs::path(run_dir) / "metrics.jsonl").string(), resume_from ? st.step : -1);
-  spdlog::info("{}: {} parameters, {} trainable ({}), {} examples, {} steps ({} per epoch), {} threads",
+  std::optional<MetricsLog> metrics;  // rank 0's
+  if (dp.is_main()) {
+    ensure_output_dir(run_dir);
+    // Also a run killed before its first checkpoint (or its first config write) may have
+    // left temporaries; they are stale here whether or not this is a resume.
+    clean_stale_temporaries(run_dir);
+    write_file_atomic((fs::path(run_dir) / "config.resolved.yaml").string(), to_yaml(cfg));
+    metrics.emplace((fs::path(run_dir) / "metrics.jsonl").string(), resume_from ? st.step : -1);
+  }
+  if (dp.active())
+    spdlog::info("data parallel: {} processes, {} x {} examples per step, micro-batch i on rank i mod {}",
+                 dp.world_size(), ga, bs, dp.world_size());
+  spdlog::info("{}: {} parameters, {} trainable ({}), {} examples, {} steps ({} per epoch), {} threads, {} {}",
                cfg.model.path, m.num_parameters(), n_trainable, lora ? "LoRA" : "full fine-tuning", n_examples,
-               total, spe, threads);
+               total, spe, threads, device.str(), c10::toString(m.dtype()));
   if (constraint)
     spdlog::info("constraint {} (lambda {}) on {} safety tokens, reference {}", cfg.objective.constraint,
                  cfg.objective.lambda, constraint->S.numel(), constraint->reference->name());
@@ -277,6 +340,11 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   auto window_start = Clock::now();
   int64_t window_tokens = 0;
   bool first = true;
+  // Non-finite steps: how many in a row, and the state (with its RNG) after the last good
+  // update, which is what a run stopped by them saves.
+  int64_t bad_in_a_row = 0;
+  TrainerState last_good = st;
+  at::Tensor last_good_rng = cpu_rng_state();
 
   while (st.step < total) {
     const int64_t epoch = st.step / spe, sie = st.step % spe;
@@ -284,7 +352,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     std::vector<data::Batch> batches;
     int64_t group_tokens = 0, real_tokens = 0;
     for (int64_t i = m0; i < m1; ++i) {
-      batches.push_back(batcher.batch(epoch, i));
+      batches.push_back(batch_to(batcher.batch(epoch, i), device));  // no copy on CPU
       group_tokens += trained_tokens(batches.back());
       real_tokens += batches.back().attention_mask.sum().item<int64_t>();
     }
@@ -295,6 +363,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     // so that accumulation equals one large batch.
     std::vector<std::pair<std::string, double>> terms;  // the objective's terms, then "total"
     for (const data::Batch& b : batches) {
+      if (!dp.owns(&b - batches.data())) continue;
       const int64_t n = trained_tokens(b);
       if (n == 0) continue;
       const double w = static_cast<double>(n) / static_cast<double>(group_tokens);
@@ -307,17 +376,50 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
       for (size_t k = 0; k < lt.terms.size(); ++k) terms[k].second += w * lt.terms[k].second.item<double>();
       terms.back().second += w * lt.total.item<double>();
     }
+    // Sum the weighted gradients and loss terms of all ranks (no-op on one process).
+    const dist::StepSync synced = dp.sync_step(ptensors, terms, signals && StopSignals::requested());
     const double loss = terms.empty() ? 0.0 : terms.back().second;
     const double grad_norm = clip_grad_norm(ptensors, cfg.optim.grad_clip);
-    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
-      progress.finish();
-      spdlog::error("step {}: non-finite loss ({}) or gradient norm ({}); stopping without saving", st.step + 1, loss,
-                    grad_norm);
-      result.exit_code = kExitNonFinite;
-      result.steps = st.step;
-      return result;
+    if (options.on_loss_terms) options.on_loss_terms(st.step + 1, terms);
+    // A non-finite loss term or gradient norm skips the step: no update (weights, AdamW
+    // moments and AdamW's own step count stay as they were), the gradients are dropped. The
+    // batch counts as consumed: the step counter, data position and lr schedule move on as
+    // if the step had run, and its metrics record shows the bad values as null. After
+    // train.max_bad_steps such steps in a row the run stops with exit code 3 and a
+    // checkpoint of the state after the last good update (its step, data position and RNG
+    // included), so that a resume retries the failed steps.
+    const std::string bad = non_finite_terms(terms, grad_norm);
+    const bool skip = !bad.empty();
+    if (skip) {
+      ++bad_in_a_row;
+      spdlog::warn("step {}: non-finite {}; step skipped, no update ({} in a row, train.max_bad_steps {})",
+                   st.step + 1, bad, bad_in_a_row, cfg.train.max_bad_steps);
+      // An update that overflowed the weights makes every later step bad: skipping cannot
+      // help, and the state after that update is no state to keep (nor was it saved).
+      const bool weights_broken = !all_finite(ptensors);
+      if (weights_broken || bad_in_a_row >= cfg.train.max_bad_steps) {
+        progress.finish();
+        if (weights_broken) {
+          spdlog::error("the weights are no longer finite (the update of step {} overflowed); stopped. Last "
+                        "checkpoint with finite weights: {}",
+                        last_good.step, latest_checkpoint(run_dir).value_or("none"));
+        } else {
+          if (dp.is_main()) {
+            set_cpu_rng_state(last_good_rng);
+            result.checkpoint = save_checkpoint(r, last_good, run_dir);
+          }
+          dp.barrier("checkpoint of the last good step");
+          spdlog::error("{} steps in a row had a non-finite loss or gradient; stopped. Last good state (step {}): {}",
+                        bad_in_a_row, last_good.step, result.checkpoint);
+        }
+        result.exit_code = kExitNonFinite;
+        result.steps = last_good.step;
+        return result;
+      }
+    } else {
+      bad_in_a_row = 0;
+      opt.step();
     }
-    opt.step();
     // Gradients are dropped rather than zeroed (a pass over them saved); every step, a
     // resumed one included, starts from none, and the first backward writes them.
     for (auto& p : ptensors) p.mutable_grad() = at::Tensor();
@@ -329,9 +431,13 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     st.step_in_epoch = st.step % spe;
     st.elapsed_s = elapsed_before + seconds_since(process_start);
     window_tokens += real_tokens;
-    if (first) result.first_loss = loss;
-    first = false;
-    result.last_loss = loss;
+    if (!skip) {
+      if (first) result.first_loss = loss;
+      first = false;
+      result.last_loss = loss;
+      last_good = st;
+      last_good_rng = cpu_rng_state();
+    }
 
     const double process_s = seconds_since(process_start);
     const double eta = (total - st.step) * process_s / static_cast<double>(st.step - start_step);
@@ -349,22 +455,29 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
       sm.tokens = st.tokens;
       sm.tokens_per_s = tok_s;
       sm.elapsed_s = st.elapsed_s;
-      metrics.write(sm);
+      sm.peak_mem_mb = peak_memory_mb(device);
+      if (metrics) metrics->write(sm);
       window_start = Clock::now();
       window_tokens = 0;
     }
-    progress.update(st.step, epoch, loss, lr, tok_s, eta);
+    if (dp.is_main()) progress.update(st.step, epoch, loss, lr, tok_s, eta);
 
-    const bool stop = (signals && StopSignals::requested()) ||
+    const bool stop = (dp.active() ? synced.stop : signals && StopSignals::requested()) ||
                       (options.stop_after_steps > 0 && st.step >= options.stop_after_steps && st.step < total);
     const bool periodic = cfg.train.save_every > 0 && st.step % cfg.train.save_every == 0;
-    if (periodic || stop || st.step == total) result.checkpoint = save_checkpoint(r, st, run_dir);
+    if (periodic || stop || st.step == total) {
+      // Never a checkpoint of weights that an update overflowed (the next step stops the run).
+      if (!all_finite(ptensors)) spdlog::warn("step {}: the weights are not finite; no checkpoint saved", st.step);
+      else if (dp.is_main()) result.checkpoint = save_checkpoint(r, st, run_dir);
+      dp.barrier("checkpoint of step " + std::to_string(st.step));  // the others wait for rank 0's write
+    }
     if (stop) {
       progress.finish();
       result.interrupted = true;
       result.steps = st.step;
       std::string how = options.resume_command.empty() ? "train.resume=auto with the same config" : options.resume_command;
-      std::fprintf(stderr, "safetune: stopped at step %lld of %lld; checkpoint %s\nresume with: %s\n",
+      if (dp.is_main())
+        std::fprintf(stderr, "safetune: stopped at step %lld of %lld; checkpoint %s\nresume with: %s\n",
                    (long long)st.step, (long long)total, result.checkpoint.c_str(), how.c_str());
       return result;
     }
@@ -373,7 +486,8 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
 
   // 5. Final weights: the adapter (PEFT) or a complete HF model directory.
   const std::string out = (fs::path(run_dir) / (lora ? "adapter" : "model")).string();
-  export_final(r, run_dir, out);
+  if (dp.is_main()) export_final(r, run_dir, out);
+  dp.barrier("final export");
   result.final_dir = out;
   result.steps = st.step;
   spdlog::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,

@@ -56,24 +56,8 @@ class ReferenceTest : public ::testing::Test {
     if (!init_ok_) FAIL() << "safetune init failed (" << bin() << ")";
   }
 
-  // A tokens.json for this model written by hand: the given ids with their pieces and
-  // weights spread in [-0.2, 1] (one negative: max(v, 0) drops it), shifted by `shift`.
   static void write_tokens(const std::string& path, const std::vector<int64_t>& ids, double shift) {
-    auto tok = text::load_tokenizer(root_ + "/model");
-    safety::SafetyTokens t;
-    t.aligned_path = t.probe_path = root_ + "/model";
-    t.aligned_hash = t.probe_hash = safety::model_hash(root_ + "/model");
-    t.vocab_size = 300;
-    t.num_examples = 1;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      safety::SafetyToken s;
-      s.id = ids[i];
-      s.piece = tok->id_to_piece(static_cast<int32_t>(ids[i]));
-      s.weight = -0.2 + 1.2 * double(i) / double(ids.size() - 1) + shift;
-      s.p_ref = 1.0 / double(i + 2);
-      t.tokens.push_back(s);
-    }
-    safety::write_safety_tokens(path, t);
+    test_util::write_hand_tokens(root_ + "/model", path, ids, shift);
   }
 
   static train::RunConfig config(const std::string& out, std::vector<std::string> overrides = {}) {

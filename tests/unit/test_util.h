@@ -6,12 +6,15 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "safetune/core/fs.h"
 #include "safetune/io/hf_config.h"
+#include "safetune/safety/safety_tokens.h"
+#include "safetune/text/tokenizer.h"
 #include "safetune/train/trainer.h"
 
 namespace safetune::test_util {
@@ -37,6 +40,39 @@ inline bool init_tiny_llama(const std::string& out, const std::string& extra_fla
                           " --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 --seed 1" +
                           extra_flags + " > " + out + ".log 2>&1";
   return std::system(cmd.c_str()) == 0;
+}
+
+// `n` records "Name colour number i" -> red / green / blue / black (i mod 4), JSONL: a task
+// a tiny model learns in a few dozen steps.
+inline void write_colour_records(const std::string& path, int n = 12) {
+  std::ofstream f(path);
+  const char* colours[] = {"red", "green", "blue", "black"};
+  for (int i = 0; i < n; ++i)
+    f << nlohmann::json({{"instruction", "Name colour number " + std::to_string(i % 4)}, {"output", colours[i % 4]}})
+             .dump()
+      << "\n";
+}
+
+// A tokens.json for the model in `model_dir` written by hand: the given ids with their
+// pieces and weights spread in [-0.2, 1] (the first negative, so max(v, 0) drops it),
+// shifted by `shift`.
+inline void write_hand_tokens(const std::string& model_dir, const std::string& path, const std::vector<int64_t>& ids,
+                              double shift = 0.0) {
+  auto tok = text::load_tokenizer(model_dir);
+  safety::SafetyTokens t;
+  t.aligned_path = t.probe_path = model_dir;
+  t.aligned_hash = t.probe_hash = safety::model_hash(model_dir);
+  t.vocab_size = io::load_hf_config(model_dir).vocab_size;
+  t.num_examples = 1;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    safety::SafetyToken s;
+    s.id = ids[i];
+    s.piece = tok->id_to_piece(static_cast<int32_t>(ids[i]));
+    s.weight = -0.2 + 1.2 * double(i) / double(ids.size() - 1) + shift;
+    s.p_ref = 1.0 / double(i + 2);
+    t.tokens.push_back(s);
+  }
+  safety::write_safety_tokens(path, t);
 }
 
 // A tiny config of one family: 2 layers, GQA (4 heads over 2), vocab 300; Qwen2 gets its

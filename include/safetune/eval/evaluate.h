@@ -55,6 +55,10 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
                                  const std::vector<std::string>& where, const GenerationSettings& g,
                                  const Progress& progress = nullptr);
 
+// The answers to every prompt of a set.
+std::vector<std::string> respond(const Responder& r, const PromptSet& set, const GenerationSettings& g,
+                                 const Progress& progress = nullptr);
+
 // Scores one set from its responses. `unsafe` (safety sets with a model judge): the
 // judge's verdict per item, with the judge's raw answers in `judge_answers`; empty for
 // the keyword judge, whose verdict is "not refused". Returns {"name", "kind", "path",

@@ -31,6 +31,7 @@ struct LoraSpec {
   double alpha = 32;  // scaling = alpha / r
   double dropout = 0.0;
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+  std::string base_model;  // base_model_name_or_path as read from adapter_config.json ("" if absent)
   double scaling() const { return alpha / static_cast<double>(r); }
 };
 

@@ -27,6 +27,8 @@ struct BenchStepResult {
   double tokens_per_s = 0;    // batch tokens / median step time
   double mfu = 0;
   double peak_rss_mb = 0;     // of the whole process so far
+  double peak_mem_mb = 0;     // train.device's peak: the CUDA allocator's over the timed steps
+                              // (-1: not readable in this build), the process's RSS on CPU
   double flops_per_token = 0;
   double gemm_gflops = 0;
   int64_t tokens_per_step = 0;

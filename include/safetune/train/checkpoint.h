@@ -53,6 +53,11 @@ std::string commit_checkpoint(const std::string& run_dir, const std::string& tem
 // The checkpoint `latest` points to, if any (InputError if it points nowhere).
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 
+// Before resuming: removes what a killed process left in run_dir (temporary checkpoint
+// directories, *.old copies, temporaries of atomic writes and of the final export), and
+// puts back a checkpoint that a kill left renamed aside.
+void clean_stale_temporaries(const std::string& run_dir);
+
 // The torch CPU default generator state (a uint8 tensor), and its restoration.
 at::Tensor cpu_rng_state();
 void set_cpu_rng_state(const at::Tensor& state);

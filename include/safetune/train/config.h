@@ -69,11 +69,14 @@ struct TrainConfig {
   int64_t grad_accum = 1;  // micro-batches per optimizer step
   int64_t seed = 42;       // weight init of adapters, dropout
   int64_t threads = 0;     // 0 = all cores
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto (cuda when a GPU is visible); see device.h
   bool activation_checkpointing = false;
   int64_t log_every = 10;   // optimizer steps between metric lines
   int64_t save_every = 0;   // optimizer steps between checkpoints; 0 = only at the end
   std::string resume = "none";  // none | auto (continue from output_dir's latest checkpoint)
   bool overwrite = false;   // allow an output_dir that holds another run
+  int64_t max_bad_steps = 5;  // non-finite steps in a row (each skipped, no update) before the run stops
+  double dist_timeout_s = 300;  // multi-process runs: a rank silent this long is taken as dead
 };
 
 struct GateConfig {

@@ -17,6 +17,9 @@ struct StepMetrics {
   int64_t tokens = 0;        // tokens processed so far
   double tokens_per_s = 0;   // over the steps since the previous record
   double elapsed_s = 0;
+  // Peak memory so far in MiB: CUDA caching allocator's peak allocation on a GPU, the
+  // process's peak RSS on CPU; < 0 = unknown (written as null).
+  double peak_mem_mb = -1;
 };
 
 std::string metrics_json(const StepMetrics& m);

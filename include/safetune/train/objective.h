@@ -39,6 +39,9 @@ int64_t trained_tokens(const data::Batch& batch);
 // (from setup_constraint) must be given when cfg.constraint is not none. The constraint
 // reuses the policy's one forward pass: its hidden states at the response positions go
 // through the lm_head rows of S only (pact), or the whole lm_head (kl_full, anchor).
+// cfg.fused (default): CE and the constraint come from one chunked pass over the hidden
+// states (loss/fused_objective.h), no [tokens x vocab] logits; the terms are then detached
+// values and only `total` carries the gradient. cfg.fused = false: the separate ops.
 LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& model, const data::Batch& batch,
                             Constraint* constraint = nullptr);
 

@@ -7,9 +7,12 @@
 //   m  <- beta1 m + (1 - beta1) g
 //   v  <- beta2 v + (1 - beta2) g^2
 //   p  <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// Moments are fp32 whatever the parameter dtype. The state is exposed as named tensors
-// ("<name>.exp_avg", "<name>.exp_avg_sq", "<name>.step") so that a checkpoint can store
-// it and restore it bit for bit.
+// Moments are fp32 whatever the parameter dtype. A parameter that is not fp32 (bf16 weights
+// on CUDA, or model.dtype = bf16) gets an fp32 master copy: the update is applied to the
+// master and the parameter receives its rounding, so that updates smaller than half a
+// bf16 ulp accumulate instead of being lost. The state is exposed as named tensors
+// ("<name>.exp_avg", "<name>.exp_avg_sq", "<name>.step", and "<name>.master" for
+// non-fp32 parameters) so that a checkpoint can store it and restore it bit for bit.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -58,6 +61,7 @@ class AdamW {
   std::vector<at::Tensor> params_;
   std::vector<std::string> names_;
   std::vector<at::Tensor> exp_avg_, exp_avg_sq_;  // fp32, same shape as the parameter
+  std::vector<at::Tensor> master_;  // fp32 copy of a non-fp32 parameter; undefined for fp32 ones
   std::vector<int64_t> steps_;
   AdamWOptions options_;
 };

@@ -12,7 +12,8 @@
 // A reference answers one question per micro-batch: its logits at the batch's response
 // positions (loss::response_positions order), on the safety-token columns S, from the full
 // context and (when asked) from the post-only context; full-vocabulary logits only when
-// the constraint needs them (kl_full, anchor, positions = probe without a cache).
+// the unfused objective needs them (kl_full, anchor); the fused one takes the final hidden
+// states and the lm_head weight instead, from which it computes logits chunk by chunk.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -33,6 +34,8 @@ namespace safetune::train {
 struct ReferenceRequest {
   bool post = false;        // z_post (pact with reference_mix gated or post)
   bool full_vocab = false;  // logits over the whole vocabulary, full context
+  bool hidden = false;      // final hidden states (full context) + lm_head weight instead:
+                            // what the fused objective needs for kl_full and anchor
   bool mass = false;        // softmax mass on S per position (positions = probe)
 };
 
@@ -41,6 +44,8 @@ struct ReferenceLogits {
   at::Tensor z_post;  // [N, K] fp32, post-only context (undefined unless requested)
   at::Tensor logits;  // [N, V] full context (undefined unless requested)
   at::Tensor mass;    // [N] fp32 (undefined unless requested)
+  at::Tensor hidden;  // [N, d] full-context final hidden states (undefined unless requested)
+  at::Tensor weight;  // [V, d] the reference's lm_head weight (with `hidden`)
 };
 
 class Reference {

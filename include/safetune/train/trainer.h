@@ -11,6 +11,7 @@
 // identical to one that never stopped.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +29,9 @@ struct TrainOptions {
   int progress_tty = -1;
   // Install SIGINT / SIGTERM handlers (the CLI does; tests in-process may not want to).
   bool handle_signals = true;
+  // Tests: sees (and may change) each step's loss terms ("ce", the constraint, ..., then
+  // "total") before they are checked for non-finite values; `step` counts from 1.
+  std::function<void(int64_t step, std::vector<std::pair<std::string, double>>& terms)> on_loss_terms;
 };
 
 struct TrainResult {

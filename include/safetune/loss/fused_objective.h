@@ -1,0 +1,85 @@
+// The whole training objective, CE + lambda x constraint, straight from final hidden
+// states, without ever holding the [tokens x vocab] logits.
+//
+// fused_objective walks the hidden rows in chunks. For each chunk it computes the chunk's
+// logits once, then from them: the cross-entropy of the rows with a target, the
+// constraint of the rows the constraint applies to, and the gradient of
+// ce + lambda x constraint with respect to those logits, written over the logits in place
+// (softmax minus one-hot for CE; the constraint's analytic gradient added on top). Two
+// GEMMs turn it into the chunk's gradient for the hidden states (and, when the lm_head
+// weight trains, its contribution to the weight's gradient); then the chunk is dropped.
+// Backward only scales the stored gradients by the incoming one. Peak memory is a few
+// [chunk x vocab] buffers instead of several [tokens x vocab] ones.
+//
+// Semantics are exactly those of constraints.h (pact with its gate, kl_full, anchor) and
+// of the mean cross-entropy over targets != ignore_index; unfused_objective is the same
+// objective as a plain composition of those torch ops (autograd), for checking.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+
+#include "safetune/loss/constraints.h"
+#include "safetune/loss/cross_entropy.h"
+
+namespace safetune::loss {
+
+// The active constraint and its inputs. The constraint applies to a row set of its own
+// (the response positions), given as indices into the hidden rows; CE applies to the rows
+// whose target is not ignore_index. The hidden rows are normally the union of the two.
+struct FusedConstraint {
+  std::string kind = "none";  // none | pact | kl_full | anchor
+  double lambda = 1.0;        // total = ce + lambda * constraint
+  ConstraintOptions options;  // temperature; pact's reference_mix and gate
+
+  at::Tensor rows;   // [M] int64, strictly increasing indices into the hidden rows
+  at::Tensor valid;  // [M] bool: the rows constrained (after select_positions)
+
+  at::Tensor S;       // [K] int64 safety-token columns (pact, anchor)
+  at::Tensor w;       // [K] fp32 weights max(v, 0) (pact)
+  at::Tensor t;       // [M] int64 response index (pact's gate)
+  at::Tensor z_full;  // [M, K] reference logits on S, full context (pact)
+  at::Tensor z_post;  // [M, K] post-only context (pact; undefined for reference_mix "full")
+
+  // kl_full and anchor need the full-context reference over the whole vocabulary. Either
+  // its final hidden states at the rows and its lm_head weight, from which the op computes
+  // reference logit chunks on the fly, or its logits. The first is what saves memory:
+  // [M, d] (plus a weight the reference holds anyway) instead of [M, V], e.g. 32x less at
+  // d = 1024, V = 32000; the GEMM it costs is the one the reference would otherwise run
+  // to produce the logits. ref_logits is used when ref_hidden is undefined.
+  at::Tensor ref_hidden;  // [M, d]
+  at::Tensor ref_weight;  // [V, d]
+  at::Tensor ref_logits;  // [M, V]
+};
+
+struct FusedObjectiveOptions {
+  int64_t chunk_tokens = 0;  // hidden rows per chunk; 0: default_chunk_tokens(V)
+  int64_t ignore_index = kIgnoreIndex;
+};
+
+// A chunk whose fp32 logits take at most about 64 MiB, in rows a multiple of 64 when
+// that is at least 64 (at least 16 rows, at most 4096): 512 at V = 32000.
+int64_t default_chunk_tokens(int64_t vocab);
+
+struct ObjectiveValues {
+  at::Tensor total;       // scalar ce + lambda * constraint: what backward() is called on
+  at::Tensor ce;          // scalar mean CE over the rows with a target
+  at::Tensor constraint;  // scalar constraint term (0 for none or no valid row)
+  at::Tensor gate_mean;   // pact: mean gate value c_t over the valid rows (else 0); no gradient
+};
+
+// hidden [N, d] (its gradient is computed when it requires grad), weight [V, d] (gradient
+// computed only when it requires grad: frozen under LoRA), targets [N] int64.
+// In the result only `total` carries a gradient; ce, constraint and gate_mean are
+// detached values (for metrics).
+ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                const FusedConstraint& c, const FusedObjectiveOptions& options = {});
+
+// The same objective composed of torch ops on full logits (linear_cross_entropy,
+// pact_loss, kl_full_loss, anchor_loss), differentiated by autograd. Every output but
+// gate_mean carries a gradient.
+ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
+                                  const FusedConstraint& c, int64_t ignore_index = kIgnoreIndex);
+
+}  // namespace safetune::loss

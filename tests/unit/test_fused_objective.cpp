@@ -1,0 +1,297 @@
+// The fused objective (CE + lambda x constraint in chunks from hidden states) against the
+// plain composition of torch ops on full logits (linear_cross_entropy, pact_loss,
+// kl_full_loss, anchor_loss), differentiated by autograd: values and gradients for the
+// hidden states and the lm_head weight, for every constraint, the gate on and off, tied
+// (trainable) and frozen weights, chunk sizes that do not divide N, N smaller than one
+// chunk, constraint rows that differ from the CE rows, and no valid row at all. Then the
+// trainer: a few steps with objective.fused = true and false log the same losses.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "safetune/loss/fused_objective.h"
+#include "safetune/safety/safety_tokens.h"
+#include "safetune/text/tokenizer.h"
+#include "safetune/train/config.h"
+#include "safetune/train/trainer.h"
+#include "test_util.h"
+
+using namespace safetune;
+
+namespace {
+
+struct Case {
+  std::string kind;         // none | pact | kl_full | anchor
+  std::string mix = "gated";  // pact: gated (gate on) | full (gate off) | post
+  bool tied = false;        // hidden states made from W itself, W trainable
+  bool frozen = true;       // W without gradient (LoRA); ignored when tied
+  bool ref_logits = false;  // kl_full / anchor: reference as [M, V] logits, not hidden + weight
+  int64_t n = 45, chunk = 7;
+  bool nothing_valid = false;
+};
+
+std::string name(const Case& c) {
+  return c.kind + "/" + c.mix + (c.tied ? "/tied" : c.frozen ? "/frozen" : "/trainable") +
+         (c.ref_logits ? "/ref_logits" : "") + "/n" + std::to_string(c.n) + "/chunk" + std::to_string(c.chunk) +
+         (c.nothing_valid ? "/none_valid" : "");
+}
+
+double rel_diff(const at::Tensor& a, const at::Tensor& b) {
+  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
+}
+
+// Random inputs: hidden rows, some without a target (ignore index) and some outside the
+// constraint's row set; the constraint's rows partly invalid; logits spread like a
+// trained model's (std ~2); reference logits on S near the model's.
+void check(const Case& c) {
+  SCOPED_TRACE(name(c));
+  torch::manual_seed(17 + c.n + c.chunk);
+  const int64_t d = 12, V = 40, K = 6, N = c.n;
+  const at::Tensor W0 = torch::randn({V, d}) * 0.6;
+  const at::Tensor A = torch::randn({d, d}) * 0.5;        // tied: H = tanh(W[ids] A)
+  const at::Tensor ids = torch::randint(V, {N}, torch::kLong);
+  const at::Tensor H0 = torch::randn({N, d}) * 1.2;
+  at::Tensor targets = torch::randint(V, {N}, torch::kLong);
+  targets.masked_fill_(torch::rand({N}) < 0.25, loss::kIgnoreIndex);
+  // The constraint's rows: every row but a few (increasing), a few of them not valid.
+  const at::Tensor rows = (torch::rand({N}) < 0.8).nonzero().squeeze(1);
+  const int64_t M = rows.numel();
+  at::Tensor valid = torch::rand({M}) < 0.85;
+  if (c.nothing_valid) {
+    targets.fill_(loss::kIgnoreIndex);
+    valid.fill_(false);
+  }
+
+  loss::FusedConstraint fc;
+  fc.kind = c.kind;
+  fc.lambda = 0.7;
+  fc.rows = rows;
+  fc.valid = valid;
+  fc.options.reference_mix = c.mix;
+  fc.options.temperature = c.kind == "kl_full" ? 1.5 : 2.0;
+  fc.S = torch::randperm(V, torch::kLong).narrow(0, 0, K);
+  fc.w = (torch::rand({K}) - 0.2).clamp_min(0);  // some weights 0
+  fc.t = torch::randint(20, {M}, torch::kLong);  // beyond prefix_n too: the decay matters
+  const at::Tensor zS = at::matmul(H0.index_select(0, rows), W0.index_select(0, fc.S).t());
+  fc.z_full = zS + torch::randn({M, K});
+  fc.z_post = zS * 0.5 + torch::randn({M, K}) * 2;
+  const at::Tensor ref_h = H0.index_select(0, rows) + torch::randn({M, d}) * 0.4;
+  const at::Tensor ref_w = W0 + torch::randn({V, d}) * 0.1;
+  if (c.ref_logits) {
+    fc.ref_logits = at::matmul(ref_h, ref_w.t());
+  } else {
+    fc.ref_hidden = ref_h;
+    fc.ref_weight = ref_w;
+  }
+
+  // One run of either path with fresh leaves; returns the values and the gradients.
+  struct Out {
+    loss::ObjectiveValues v;
+    at::Tensor gH, gW;
+  };
+  auto run = [&](bool fused) {
+    Out o;
+    at::Tensor W = W0.clone().requires_grad_(c.tied || !c.frozen);
+    at::Tensor H = c.tied ? at::matmul(W.index_select(0, ids), A).tanh() : H0.clone().requires_grad_(true);
+    if (c.tied) H.retain_grad();
+    o.v = fused ? loss::fused_objective(H, W, targets, fc, {c.chunk, loss::kIgnoreIndex})
+                : loss::unfused_objective(H, W, targets, fc);
+    (o.v.total * 1.3).backward();
+    o.gH = H.grad();
+    o.gW = W.grad();
+    return o;
+  };
+  const Out f = run(true), u = run(false);
+
+  auto near = [](const at::Tensor& a, const at::Tensor& b, const char* what) {
+    const double x = a.item<double>(), y = b.item<double>();
+    EXPECT_NEAR(x, y, 1e-5 * std::max(1.0, std::abs(y))) << what;
+  };
+  near(f.v.total, u.v.total, "total");
+  near(f.v.ce, u.v.ce, "ce");
+  near(f.v.constraint, u.v.constraint, "constraint");
+  near(f.v.gate_mean, u.v.gate_mean, "gate_mean");
+  EXPECT_FALSE(f.v.ce.requires_grad() || f.v.constraint.requires_grad() || f.v.gate_mean.requires_grad());
+  ASSERT_TRUE(f.gH.defined() && u.gH.defined());
+  if (c.nothing_valid) {
+    EXPECT_EQ(f.v.total.item<double>(), 0.0);
+    EXPECT_EQ(f.gH.abs().max().item<double>(), 0.0);
+    EXPECT_EQ(u.gH.abs().max().item<double>(), 0.0);
+  } else {
+    EXPECT_GT(u.gH.abs().max().item<double>(), 0.0);
+    EXPECT_LT(rel_diff(f.gH, u.gH), 1e-5) << "grad H";
+    if (c.kind != "none") {
+      EXPECT_GT(u.v.constraint.item<double>(), 1e-6) << "the constraint must be active";
+    }
+  }
+  if (c.tied || !c.frozen) {
+    ASSERT_TRUE(f.gW.defined() && u.gW.defined());
+    if (!c.nothing_valid) {
+      EXPECT_LT(rel_diff(f.gW, u.gW), 1e-5) << "grad W";
+    }
+  } else {
+    EXPECT_FALSE(f.gW.defined());
+    EXPECT_FALSE(u.gW.defined());
+  }
+}
+
+TEST(FusedObjective, MatchesUnfusedForEveryConstraint) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+    for (int w = 0; w < 3; ++w) {  // frozen W, trainable W, tied (trainable) W
+      Case c;
+      c.kind = kind;
+      c.frozen = w == 0;
+      c.tied = w == 2;
+      check(c);
+    }
+  }
+}
+
+TEST(FusedObjective, PactGateOnOffAndPost) {
+  for (const char* mix : {"gated", "full", "post"}) {
+    for (bool tied : {false, true}) {
+      Case c;
+      c.kind = "pact";
+      c.mix = mix;
+      c.tied = tied;
+      check(c);
+    }
+  }
+}
+
+TEST(FusedObjective, ReferenceAsLogits) {
+  for (const char* kind : {"kl_full", "anchor"}) {
+    Case c;
+    c.kind = kind;
+    c.ref_logits = true;
+    c.frozen = false;
+    check(c);
+  }
+}
+
+TEST(FusedObjective, ChunkSizes) {
+  for (const char* kind : {"pact", "kl_full", "anchor"}) {
+    for (int64_t chunk : {1, 4, 16, 45, 64, 0}) {  // 64 > N; 0 = the default
+      Case c;
+      c.kind = kind;
+      c.chunk = chunk;
+      c.frozen = false;
+      check(c);
+    }
+    Case small;  // N smaller than one chunk
+    small.kind = kind;
+    small.n = 5;
+    small.chunk = 64;
+    small.tied = true;
+    check(small);
+  }
+}
+
+TEST(FusedObjective, NothingValid) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+    Case c;
+    c.kind = kind;
+    c.nothing_valid = true;
+    c.frozen = false;
+    check(c);
+  }
+}
+
+TEST(FusedObjective, RejectsBadRows) {
+  loss::FusedConstraint fc;
+  fc.kind = "kl_full";
+  fc.rows = torch::tensor({2, 1}, torch::kLong);  // not increasing
+  fc.valid = torch::ones({2}, torch::kBool);
+  fc.ref_logits = torch::randn({2, 8});
+  at::Tensor H = torch::randn({4, 3}), W = torch::randn({8, 3});
+  at::Tensor t = torch::zeros({4}, torch::kLong);
+  EXPECT_THROW(loss::fused_objective(H, W, t, fc), c10::Error);
+}
+
+// ------------------------------------------------------------------ trainer
+
+class FusedTrainerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = test_util::fresh_temp_dir("safetune_fused_objective");
+    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
+    if (!init_ok_) return;
+    std::ofstream f(root_ + "/train.jsonl");
+    const char* answers[] = {"red and blue", "green", "blue sky today", "black"};
+    for (int i = 0; i < 8; ++i)
+      f << nlohmann::json({{"instruction", "Name colour number " + std::to_string(i % 4)}, {"output", answers[i % 4]}})
+               .dump()
+        << "\n";
+    f.close();
+    test_util::write_hand_tokens(root_ + "/model", root_ + "/tokens.json", {5, 17, 42, 99, 123, 250});
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(root_); }
+  void SetUp() override {
+    if (!init_ok_) FAIL() << "safetune init failed (" << test_util::safetune_bin() << ")";
+  }
+
+  // Per-step loss terms of a short run of configs/tiny.yaml with these overrides.
+  static std::vector<nlohmann::json> losses(const std::string& out, std::vector<std::string> overrides) {
+    std::vector<std::string> o = {"model.path=" + root_ + "/model", "data.train=" + root_ + "/train.jsonl",
+                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1", "train.max_steps=3",
+                                  "train.batch_size=2", "optim.lr=1e-2", "objective.lambda=0.5",
+                                  "objective.tokens=" + root_ + "/tokens.json"};
+    o.insert(o.end(), overrides.begin(), overrides.end());
+    auto cfg = train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
+    auto r = train::run_training(cfg, test_util::quiet_training());
+    EXPECT_EQ(r.exit_code, 0) << out;
+    std::vector<nlohmann::json> v;
+    for (const auto& m : test_util::read_jsonl(root_ + "/" + out + "/metrics.jsonl")) v.push_back(m["loss"]);
+    return v;
+  }
+
+  static std::string root_;
+  static bool init_ok_;
+};
+
+std::string FusedTrainerTest::root_;
+bool FusedTrainerTest::init_ok_ = false;
+
+TEST_F(FusedTrainerTest, FusedAndUnfusedTrainTheSame) {
+  const std::vector<std::vector<std::string>> setups = {
+      {"objective.constraint=none"},
+      {"objective.constraint=pact", "objective.reference=adapter_off"},
+      {"objective.constraint=pact", "objective.reference=adapter_off", "objective.gate.enabled=false"},
+      {"objective.constraint=kl_full", "objective.reference=adapter_off"},
+      {"objective.constraint=anchor", "objective.reference=adapter_off"},
+      // Full fine-tuning: the lm_head trains, the reference is a frozen copy.
+      {"objective.constraint=kl_full", "lora.enabled=false", "objective.reference=copy"},
+      {"objective.constraint=pact", "lora.enabled=false", "objective.reference=copy"},
+  };
+  int k = 0;
+  for (const auto& s : setups) {
+    std::string what;
+    for (const auto& x : s) what += x + " ";
+    SCOPED_TRACE(what);
+    auto with = [&](const char* fused) {
+      auto o = s;
+      o.push_back(std::string("objective.fused=") + fused);
+      return o;
+    };
+    const std::string id = std::to_string(k++);
+    const auto a = losses("fused_" + id, with("true")), b = losses("unfused_" + id, with("false"));
+    ASSERT_EQ(a.size(), 3u);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].size(), b[i].size()) << a[i].dump() << " vs " << b[i].dump();
+      for (auto it = b[i].begin(); it != b[i].end(); ++it) {
+        ASSERT_TRUE(a[i].contains(it.key())) << it.key();
+        const double x = a[i][it.key()].get<double>(), y = it.value().get<double>();
+        EXPECT_NEAR(x, y, 1e-5 * std::max(1.0, std::abs(y))) << "step " << i + 1 << " " << it.key();
+      }
+    }
+    if (s[0] != "objective.constraint=none") {
+      EXPECT_GT(a[0].size(), 2u) << "the constraint's term is logged";
+    }
+  }
+}
+
+}  // namespace
