@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -86,6 +87,21 @@ std::string commit_checkpoint(const std::string& run_dir, const std::string& tem
   }
   write_file_atomic((fs::path(run_dir) / "latest").string(), rel + "\n");
   return final_path.string();
+}
+
+void prune_checkpoints(const std::string& run_dir, int64_t keep) {
+  if (keep <= 0) return;
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(dir)) return;
+  std::vector<std::string> steps;  // zero-padded names sort by step
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.size() == 13 && name.compare(0, 5, "step-") == 0 &&
+        name.find_first_not_of("0123456789", 5) == std::string::npos)
+      steps.push_back(name);
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + keep < steps.size(); ++i) fs::remove_all(dir / steps[i]);
 }
 
 namespace {

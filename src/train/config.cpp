@@ -139,6 +139,9 @@ const std::vector<Field>& fields() {
     t.push_back(F("train.log_every", train.log_every, "optimizer steps between metric records").min(1).alias({"logging_steps"}));
     t.push_back(F("train.save_every", train.save_every, "optimizer steps between checkpoints; 0 = only at the end")
                     .min(0).alias({"save_steps", "checkpoint_every"}));
+    t.push_back(F("train.keep_checkpoints", train.keep_checkpoints,
+                  "newest checkpoints kept on disk (older ones deleted after each save); 0 = all")
+                    .min(0).alias({"save_total_limit"}));
     t.push_back(F("train.resume", train.resume, "auto: continue from output_dir's latest checkpoint")
                     .choices({"none", "auto"}).alias({"resume_from_checkpoint"}));
     t.push_back(F("train.overwrite", train.overwrite, "allow an output_dir that already holds another run")

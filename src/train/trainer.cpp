@@ -62,6 +62,7 @@ RunConfig normalised_for_resume(RunConfig c) {
   c.train.overwrite = false;
   c.train.log_every = 0;
   c.train.save_every = 0;
+  c.train.keep_checkpoints = 0;
   c.train.threads = 0;
   c.train.dist_timeout_s = 0;
   c.train.max_bad_steps = 0;  // a run stopped by non-finite steps may resume with more patience
@@ -110,7 +111,9 @@ std::string save_checkpoint(const Run& r, const TrainerState& st, const std::str
   io::save_tensors((d / "rng.safetensors").string(), {{"torch_cpu_generator", cpu_rng_state()}});
   write_file_atomic((d / "trainer_state.json").string(), trainer_state_json(st));
   write_file_atomic((d / "config.resolved.yaml").string(), to_yaml(r.cfg));
-  return commit_checkpoint(run_dir, tmp, st.step);
+  const std::string path = commit_checkpoint(run_dir, tmp, st.step);
+  prune_checkpoints(run_dir, r.cfg.train.keep_checkpoints);
+  return path;
 }
 
 TrainerState restore_checkpoint(Run& r, const std::string& dir, const TrainerState& expected) {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -169,6 +170,24 @@ TEST_F(TrainerTest, OverwriteReplacesTheRun) {
   EXPECT_EQ(r.steps, 3);
   EXPECT_FALSE(fs::exists(root_ + "/over/checkpoints/step-00000002"));
   EXPECT_EQ(metrics("over").size(), 3u);
+}
+
+TEST_F(TrainerTest, KeepCheckpointsPrunesTheOldestAndResumesFromTheNewest) {
+  const std::vector<std::string> o = {"train.max_steps=5", "train.save_every=1", "train.keep_checkpoints=2"};
+  ASSERT_TRUE(train::run_training(config("keep", o), quiet(4)).interrupted);
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(root_ + "/keep/checkpoints")) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"step-00000003", "step-00000004"}));
+  // A resume may change how many are kept; it continues from step 4.
+  auto with_resume = o;
+  with_resume.back() = "train.keep_checkpoints=1";
+  with_resume.push_back("train.resume=auto");
+  auto r = train::run_training(config("keep", with_resume), quiet());
+  EXPECT_EQ(r.steps, 5);
+  left.clear();
+  for (const auto& e : fs::directory_iterator(root_ + "/keep/checkpoints")) left.push_back(e.path().filename().string());
+  EXPECT_EQ(left, (std::vector<std::string>{"step-00000005"}));
 }
 
 TEST_F(TrainerTest, BadInputBeforeTheFirstStep) {

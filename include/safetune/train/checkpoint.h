@@ -50,6 +50,11 @@ std::string begin_checkpoint(const std::string& run_dir, int64_t step);
 // then points run_dir/latest at it. Returns the checkpoint's path.
 std::string commit_checkpoint(const std::string& run_dir, const std::string& temp_dir, int64_t step);
 
+// Removes the oldest checkpoints/step-N directories so that at most `keep` remain (0:
+// keep all). Called after commit_checkpoint, so `latest` already names the newest one,
+// which is never removed.
+void prune_checkpoints(const std::string& run_dir, int64_t keep);
+
 // The checkpoint `latest` points to, if any (InputError if it points nowhere).
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
 

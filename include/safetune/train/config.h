@@ -73,6 +73,7 @@ struct TrainConfig {
   bool activation_checkpointing = false;
   int64_t log_every = 10;   // optimizer steps between metric lines
   int64_t save_every = 0;   // optimizer steps between checkpoints; 0 = only at the end
+  int64_t keep_checkpoints = 0;  // newest checkpoints kept on disk; 0 = all
   std::string resume = "none";  // none | auto (continue from output_dir's latest checkpoint)
   bool overwrite = false;   // allow an output_dir that holds another run
   int64_t max_bad_steps = 5;  // non-finite steps in a row (each skipped, no update) before the run stops
