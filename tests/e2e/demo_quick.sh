@@ -5,13 +5,8 @@
 # screenshot is not blank and the console is clean. Without Chromium everything else is
 # checked and the test ends as skipped (77).
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3
+. "$(dirname "$0")/lib/common.sh"
 [ -x "$py" ] || { echo "SKIP: $py not found"; exit 77; }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 t0=$(date +%s)
 "$bin" demo --quick --out "$work/demo" >"$work/run1.out" 2>"$work/run1.err" || {

@@ -6,14 +6,9 @@
 # another model, a judge model without a chat template) exiting 2 with one line and no
 # results file.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3
+. "$(dirname "$0")/lib/common.sh"
 [ -x "$py" ] || { echo "SKIP: $py not found"; exit 77; }
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
 
 "$bin" init --arch llama --out m --init-std 0.3 --seed 3 >/dev/null || fail "init"
 

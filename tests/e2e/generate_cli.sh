@@ -3,11 +3,7 @@
 # different lengths equals that of each prompt alone; sampling is reproducible for a seed
 # and changes with it; text prompts go through the model directory's tokenizer.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/lib/common.sh"
 
 "$bin" init --arch llama --out "$work/m" --kv-heads 2 --init-std 0.3 --seed 3 >/dev/null || fail "init"
 batch=$("$bin" generate --model "$work/m" --ids 5,9,200,3,4,6,7 --ids 11 --ids 100,101,102 --max-new-tokens 10) ||

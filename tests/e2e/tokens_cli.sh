@@ -4,12 +4,7 @@
 # empty output, a tokens.json checked against a model with another vocabulary. Each bad
 # input must exit 2 with one "safetune: error:" line.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/lib/common.sh"
 
 small="--vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
 "$bin" init --arch llama --out "$work/aligned" $small --seed 1 >/dev/null || fail "init aligned"

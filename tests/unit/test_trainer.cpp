@@ -36,11 +36,7 @@ class TrainerTest : public ::testing::Test {
     // A wide init (std 0.3): with HF's 0.02 the frozen random lm_head of so small a model
     // bounds what LoRA can learn to a few tenths of a nat.
     init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
-    std::ofstream f(root_ + "/train.jsonl");
-    const char* colours[] = {"red", "green", "blue", "black"};
-    for (int i = 0; i < 12; ++i)
-      f << json({{"instruction", "Name colour number " + std::to_string(i % 4)}, {"output", colours[i % 4]}}).dump()
-        << "\n";
+    test_util::write_colour_records(root_ + "/train.jsonl", 12);
     std::ofstream(root_ + "/empty.jsonl") << "";
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
