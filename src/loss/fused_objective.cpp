@@ -1,14 +1,21 @@
 // CE + lambda x constraint from hidden states, chunked over rows (see fused_objective.h).
 //
-// Per chunk of rows [start, end), with z = the chunk's fp32 logits [C, V]:
-//   1. the constraint's rows in the chunk (valid ones only: the others add nothing) take
-//      their loss and their gradient for z from z itself, before z is overwritten:
-//        pact     z[:, S] -> gate, q, KL on S; d/dz[:, S] = T/n (softmax(z_S / T) sum(q) - q)
-//        kl_full  reference chunk zr; d/dz = T/n (softmax(z / T) - softmax(zr / T))
-//        anchor   reference chunk zr; with a = 2 (lp_S - lr_S) / (n K):
-//                 d/dz = a on the columns S - softmax(z) sum(a)
-//   2. CE turns z in place into its gradient, (softmax - onehot) / n_ce on rows with a
-//      target, 0 elsewhere; the constraint's gradient, times lambda, is added on its rows;
+// Per chunk of rows [start, end), with z = the chunk's logits [C, V]:
+//   1. from z, before it is overwritten, what the constraint needs on its valid rows in the
+//      chunk (the others add nothing):
+//        pact     the model's logits on S; the gate from them, and the reference it mixes
+//                 (z_ref = (1 - c) z_full + c z_post on S)
+//        anchor   the model's logits on S; the reference's log-probabilities on S (lr_S)
+//        kl_full  the whole term: its loss, and its gradient for those rows,
+//                 lambda T/n (softmax(z / T) - softmax(zr / T)), from a reference chunk zr
+//   2. the row terms turn z in place into dLoss/dz:
+//        CE       (softmax - onehot) / n_ce on rows with a target, 0 elsewhere
+//        pact     + lambda T/n (softmax(z_S / T) sum(q) - q) on the columns S
+//        anchor   with a = 2 lambda (lp_S - lr_S) / (n K): + a on the columns S and
+//                 - sum(a) softmax(z) on the whole row (a coefficient on CE's softmax)
+//        kl_full  + its gradient from step 1
+//      either with torch ops on fp32 logits, or through the row entry points of
+//      cuda/loss_dispatch.h, which are the CUDA kernels on bf16 logits (RowOps);
 //   3. grad_hidden[start:end] = G W, grad_W += G^T hidden[start:end].
 // The reference's rows for kl_full and anchor are computed chunk by chunk as well, from
 // its hidden states and lm_head weight, so neither model's [N, V] logits ever exist.
@@ -22,13 +29,14 @@
 #include <vector>
 
 #include "safetune/core/error.h"
+#include "safetune/cuda/loss_dispatch.h"
 
 namespace safetune::loss {
 
 int64_t default_chunk_tokens(int64_t vocab) {
-  // Bytes of one fp32 [chunk x vocab] buffer. Smaller chunks save little more (a few such
-  // buffers are alive at once) but cost GEMM efficiency: on CPU, at V = 32000, d = 1024,
-  // 262-row chunks took ~20% more time than 512-row ones, which match whole-matrix GEMMs.
+  // Bytes of one fp32 [chunk x vocab] buffer: the logits, the only such buffer of CE and
+  // pact (anchor holds two, kl_full three). Smaller chunks cost GEMM efficiency: on CPU at
+  // V = 32000, d = 1024, 256-row chunks took 2-4% more time than 512-row ones.
   const int64_t budget = int64_t(64) << 20;
   int64_t rows = budget / (4 * std::max<int64_t>(vocab, 1));
   if (rows >= 64) rows -= rows % 64;  // whole GEMM blocks
@@ -82,10 +90,56 @@ at::Tensor reference_rows(const FusedConstraint& c, const at::Tensor& ci) {
   return c.ref_logits.index_select(0, ci.to(c.ref_logits.device())).to(at::kFloat);
 }
 
+// x [n, V] fp32 becomes exp(x - rowmax) in place; returns the row sums of that and the
+// rows' logsumexp, both [n, 1]. This is logsumexp without its [n, V] temporary exp(x - max),
+// which at one chunk of logits is as large as the chunk itself, and it leaves the
+// exponentials where the softmax needs them.
+struct RowExp {
+  at::Tensor sum, lse;
+};
+RowExp exp_rows_(const at::Tensor& x) {
+  const at::Tensor m = x.amax(1, /*keepdim=*/true);
+  x.sub_(m).exp_();
+  RowExp r;
+  r.sum = x.sum(1, /*keepdim=*/true);
+  r.lse = r.sum.log().add_(m);
+  return r;
+}
+
+// The constraint's valid rows inside one chunk: idx (their indices into M), local (their
+// rows in the chunk) and, when they are consecutive (the usual case), first = the first
+// local row, so that their rows of a [C, ...] tensor are a view instead of a copy.
+struct ChunkRows {
+  int64_t n = 0, first = -1;
+  at::Tensor idx, local;
+  at::Tensor of(const at::Tensor& x) const { return first >= 0 ? x.narrow(0, first, n) : x.index_select(0, local); }
+};
+
+// kl_full on the chunk's constraint rows: adds their T^2 KL(r || p) to con_sum and returns
+// its gradient for those rows times `scale`, T (p - r) scale as [n, V] fp32, where
+// p = softmax(z / T) and r = softmax(zr / T). Two [n, V] buffers besides z: the reference's
+// log r (later the scratch, then p and the gradient) and r. The KL is summed as
+// sum r log r - sum r z / T + lse(z / T) sum r, so that log p is never stored.
+at::Tensor kl_full_rows(const FusedConstraint& c, const ChunkRows& rows, const at::Tensor& z, double T, double scale,
+                        at::Tensor& con_sum) {
+  const at::Tensor zrow = rows.of(z);  // any float dtype, read only
+  at::Tensor log_r = reference_rows(c, rows.idx).div_(T);
+  const at::Tensor r = log_r.clone();
+  const RowExp er = exp_rows_(r);
+  r.div_(er.sum);
+  log_r.sub_(er.lse);
+  const at::Tensor r_log_r = log_r.mul_(r).sum(1, /*keepdim=*/true);
+  const at::Tensor r_z = at::mul_out(log_r, r, zrow).sum(1, /*keepdim=*/true);
+  const at::Tensor p = log_r.copy_(zrow).div_(T);
+  const RowExp ep = exp_rows_(p);
+  con_sum.add_(((r_log_r - r_z / T + ep.lse * r.sum(1, /*keepdim=*/true)) * (T * T)).sum().to(at::kDouble));
+  return p.div_(ep.sum).sub_(r).mul_(scale * T);
+}
+
 struct FusedObjective : torch::autograd::Function<FusedObjective> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
                                const at::Tensor& targets, const FusedConstraint* cp, int64_t chunk,
-                               int64_t ignore_index) {
+                               int64_t ignore_index, RowOps row_ops) {
     at::NoGradGuard no_grad;
     const FusedConstraint& c = *cp;
     const at::Tensor h = hidden.detach();
@@ -126,10 +180,12 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
     const at::Tensor tt = kind == "pact" ? c.t.to(dev, at::kLong) : at::Tensor();
 
     const double ce_scale = n_ce > 0 ? 1.0 / double(n_ce) : 0.0;
-    // The constraint's value is con_sum * con_scale; its gradient for the logits is
-    // lambda * con_scale * d(con_sum)/dz, folded into the per-row formulas below.
+    // con_sum adds up the row losses (pact, kl_full: T^2 KL; anchor: sum over S of the
+    // squared differences); the constraint is their mean, con_sum * con_scale, and its
+    // gradient for the logits lambda * con_scale * d(row loss)/dz.
     double con_scale = 0.0;
-    if (n_con > 0) con_scale = kind == "anchor" ? 1.0 / (double(n_con) * double(K)) : T * T / double(n_con);
+    if (n_con > 0) con_scale = 1.0 / (double(n_con) * (kind == "anchor" ? double(K) : 1.0));
+    const double grad_scale = lambda * con_scale;
 
     auto dopt = at::TensorOptions().dtype(at::kDouble).device(dev);
     at::Tensor ce_sum = at::zeros({}, dopt), con_sum = at::zeros({}, dopt), gate_sum = at::zeros({}, dopt);
@@ -137,85 +193,107 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
     at::Tensor grad_w = weight_grad ? at::zeros(W.sizes(), W.options().dtype(at::kFloat)) : at::Tensor();
 
     for (int64_t start = 0; start < N; start += chunk) {
-      const int64_t end = std::min(N, start + chunk);
+      const int64_t end = std::min(N, start + chunk), C = end - start;
       const int64_t a = std::lower_bound(crow.begin(), crow.end(), start) - crow.begin();
       const int64_t b = std::lower_bound(crow.begin(), crow.end(), end) - crow.begin();
       if (ce_prefix[end] == ce_prefix[start] && a == b) continue;  // nothing to learn here
 
       const at::Tensor hc = h.slice(0, start, end);
-      at::Tensor z = at::mm(hc, W.t()).to(at::kFloat);  // [C, V], fp32 whatever the storage
-      const at::Tensor lse = z.logsumexp(1, /*keepdim=*/true);
+      at::Tensor z = at::mm(hc, W.t());  // [C, V] in the weight's dtype
+      // The kernels read the logits as they come out of the GEMM (bf16); the torch ops work
+      // on fp32 logits whatever the storage.
+      const bool dispatch =
+          row_ops == RowOps::dispatch || (row_ops == RowOps::automatic && cuda::kernels_apply(z));
+      if (!dispatch) z = z.to(at::kFloat);
 
-      // 1. The constraint on its rows of this chunk: loss and gradient for those rows.
-      const int64_t nc = b - a;
-      at::Tensor ci, rl;          // constraint indices, local rows
-      int64_t r0 = -1;            // first local row when the rows are contiguous (the usual case)
-      at::Tensor g_cols, g_rows;  // gradient on [rows, S] (pact, anchor) / [rows, V] (kl_full, anchor)
-      if (nc > 0) {
-        ci = cidx_t.slice(0, a, b);
-        rl = crow_t.slice(0, a, b) - start;
-        if (crow[b - 1] - crow[a] == nc - 1) r0 = crow[a] - start;
-        const at::Tensor zrow = r0 >= 0 ? z.narrow(0, r0, nc) : z.index_select(0, rl);
+      // 1. What the constraint needs from z before it is overwritten.
+      ChunkRows rows;
+      at::Tensor zS, z_ref, lr_S, g_rows;  // [n, K] fp32 on S; kl_full's [n, V] gradient
+      if (b > a) {
+        rows.n = b - a;
+        rows.idx = cidx_t.slice(0, a, b);
+        rows.local = crow_t.slice(0, a, b) - start;
+        if (crow[b - 1] - crow[a] == rows.n - 1) rows.first = crow[a] - start;
+        if (K > 0) zS = rows.of(z.index_select(1, S)).to(at::kFloat);
         if (kind == "pact") {
-          // As pact_loss: gate from the detached logits on S, mix, weighted target q.
-          const at::Tensor zt = zrow.index_select(1, S);
-          const at::Tensor zf = c.z_full.index_select(0, ci.to(c.z_full.device())).to(dev, at::kFloat);
+          // As pact_loss: the gate from the (detached) model logits on S mixes the contexts.
           const bool full = c.options.reference_mix == "full";
+          const at::Tensor zf = c.z_full.index_select(0, rows.idx.to(c.z_full.device())).to(dev, at::kFloat);
           const at::Tensor zp =
-              full ? at::Tensor() : c.z_post.index_select(0, ci.to(c.z_post.device())).to(dev, at::kFloat);
-          const at::Tensor gate = gate_values(zt, zp, tt.index_select(0, ci), c.options);
-          const at::Tensor z_mix = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
-          at::Tensor q = at::softmax(z_mix / T, -1) * w.unsqueeze(0);
-          q = q / q.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
-          const at::Tensor log_p = at::log_softmax(zt / T, -1);
-          con_sum.add_((at::xlogy(q, q) - q * log_p).sum().to(at::kDouble));
+              full ? at::Tensor() : c.z_post.index_select(0, rows.idx.to(c.z_post.device())).to(dev, at::kFloat);
+          const at::Tensor gate = gate_values(zS, zp, tt.index_select(0, rows.idx), c.options);
           gate_sum.add_(gate.sum().to(at::kDouble));
-          // d/dzt of -sum_j q_j log_p_j = (softmax(zt / T) sum(q) - q) / T; times T^2 / n.
-          g_cols = (log_p.exp() * q.sum(-1, /*keepdim=*/true) - q).mul_(lambda * T / double(n_con));
-        } else if (kind == "kl_full") {
-          at::Tensor log_r = reference_rows(c, ci).div_(T);  // [nc, V]
-          log_r.sub_(log_r.logsumexp(1, /*keepdim=*/true));
-          at::Tensor p = zrow / T;  // becomes log p, then p, then the gradient
-          const at::Tensor lse_p = p.logsumexp(1, /*keepdim=*/true);
-          p.sub_(lse_p);
-          const at::Tensor r = log_r.exp();
-          // sum_j r_j (log r_j - log p_j), with p's buffer as scratch.
-          p.neg_().add_(log_r).mul_(r);
-          con_sum.add_(p.sum().to(at::kDouble));
-          log_r = at::Tensor();
-          p.copy_(zrow).div_(T).sub_(lse_p).exp_();
-          g_rows = p.sub_(r).mul_(lambda * T / double(n_con));
+          z_ref = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
         } else if (kind == "anchor") {
-          at::Tensor zr = reference_rows(c, ci);
-          const at::Tensor lr_S = zr.index_select(1, S) - zr.logsumexp(1, /*keepdim=*/true);
-          zr = at::Tensor();
-          const at::Tensor lse_z = r0 >= 0 ? lse.narrow(0, r0, nc) : lse.index_select(0, rl);
-          const at::Tensor diff = zrow.index_select(1, S) - lse_z - lr_S;  // [nc, K]
-          con_sum.add_(diff.pow(2).sum().to(at::kDouble));
-          const at::Tensor ag = diff * (2.0 * lambda * con_scale);  // lambda x d/d(lp_S)
-          g_rows = (zrow - lse_z).exp_().mul_(-ag.sum(1, /*keepdim=*/true));
-          g_cols = ag;
+          const at::Tensor zr = reference_rows(c, rows.idx);  // scratch for its exponentials
+          const at::Tensor zr_S = zr.index_select(1, S);
+          lr_S = zr_S - exp_rows_(zr).lse;
+        } else if (kind == "kl_full") {
+          g_rows = kl_full_rows(c, rows, z, T, grad_scale, con_sum);
         }
       }
 
-      // 2. CE in place: z becomes (softmax - onehot) * [has target] / n_ce.
-      const at::Tensor tc = tg.slice(0, start, end).clamp_min(0).unsqueeze(1);  // ignored rows: any id
-      const at::Tensor vf = ce_valid.slice(0, start, end).to(at::kFloat).unsqueeze(1);
-      ce_sum.add_(((lse - z.gather(1, tc)) * vf).sum().to(at::kDouble));
-      z.sub_(lse).exp_();
-      z.scatter_add_(1, tc, at::full_like(vf, -1.0));
-      z.mul_(vf * ce_scale);
-      // ... plus the constraint's gradient on its rows.
-      if (g_rows.defined()) {
-        if (r0 >= 0) z.narrow(0, r0, nc).add_(g_rows);
-        else z.index_add_(0, rl, g_rows);
+      // 2. The row terms: z becomes dLoss/dz.
+      const at::Tensor tgt = tg.slice(0, start, end);
+      const at::Tensor vf = ce_valid.slice(0, start, end).to(at::kFloat).unsqueeze(1);  // [C, 1]: has a target
+      if (!dispatch) {
+        // In place on fp32 z, no [C, V] temporary, one exp per logit: z turns into
+        // exp(z - max), then into softmax(z) times each row's coefficient, to which the
+        // sparse parts are added.
+        const at::Tensor tc = tgt.clamp_min(0).unsqueeze(1);  // ignored rows: any id, weight 0
+        const at::Tensor z_t = z.gather(1, tc);
+        const RowExp e = exp_rows_(z);
+        ce_sum.add_(((e.lse - z_t) * vf).sum().to(at::kDouble));
+        at::Tensor coef = vf * ce_scale;  // [C, 1] on softmax(z)
+        at::Tensor g_cols;                // [n, K] on the columns S
+        if (kind == "pact" && rows.n > 0) {
+          at::Tensor q = at::softmax(z_ref / T, -1) * w.unsqueeze(0);
+          q = q / q.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
+          const at::Tensor log_p = at::log_softmax(zS / T, -1);
+          con_sum.add_(((at::xlogy(q, q) - q * log_p).sum() * (T * T)).to(at::kDouble));
+          // d/dzS of T^2 KL = T (softmax(zS / T) sum(q) - q).
+          g_cols = (log_p.exp() * q.sum(-1, /*keepdim=*/true) - q).mul_(grad_scale * T);
+        } else if (kind == "anchor" && rows.n > 0) {
+          const at::Tensor diff = zS - rows.of(e.lse) - lr_S;  // lp_S - lr_S
+          con_sum.add_(diff.pow(2).sum().to(at::kDouble));
+          g_cols = diff * (2.0 * grad_scale);
+          coef.index_add_(0, rows.local, -g_cols.sum(1, /*keepdim=*/true));
+        }
+        z.mul_(coef / e.sum);
+        z.scatter_add_(1, tc, vf * -ce_scale);
+        if (g_cols.defined()) z.index_put_({rows.local.unsqueeze(1), S.unsqueeze(0)}, g_cols, /*accumulate=*/true);
+      } else {
+        // The same through cuda/loss_dispatch.h, in the order of loss_kernels.h. Its entry
+        // points take all C rows, the constraint's as a mask, so no row of z is copied.
+        const auto f32 = z.options().dtype(at::kFloat);
+        cuda::SubsetTermResult con;
+        at::Tensor lse;  // anchor: the rows' logsumexp, read once and used twice
+        if (rows.n > 0 && (kind == "pact" || kind == "anchor")) {
+          const at::Tensor mask = at::zeros({C}, f32.dtype(at::kBool)).index_fill_(0, rows.local, true);
+          auto all_rows = [&](const at::Tensor& x) { return at::zeros({C, K}, f32).index_copy_(0, rows.local, x); };
+          if (kind == "pact") {
+            con = cuda::subset_kl_rows(z, S, all_rows(z_ref), w, mask, T, grad_scale);
+          } else {
+            lse = cuda::cross_entropy_rows_(z, tgt, ce_scale, ignore_index, {}, {}, /*write_grad=*/false).lse;
+            con = cuda::anchor_rows(z, S, lse, all_rows(lr_S), mask, grad_scale);
+          }
+          con_sum.add_(con.losses.sum().to(at::kDouble));
+        }
+        const auto ce = cuda::cross_entropy_rows_(z, tgt, ce_scale, ignore_index, lse, con.row_coef);
+        ce_sum.add_(ce.losses.sum().to(at::kDouble));
+        if (con.grad.defined()) cuda::add_subset_grad_(z, S, con.grad);
       }
-      if (g_cols.defined()) z.index_put_({rl.unsqueeze(1), S.unsqueeze(0)}, g_cols, /*accumulate=*/true);
-      g_rows = g_cols = at::Tensor();
+      if (g_rows.defined()) {  // kl_full, either way
+        if (rows.first >= 0) z.narrow(0, rows.first, rows.n).add_(g_rows);
+        else z.index_add_(0, rows.local, g_rows.to(z.scalar_type()));
+      }
+      g_rows = at::Tensor();
 
-      // 3. Back through the lm_head.
-      grad_h.slice(0, start, end).copy_(at::mm(z.to(W.scalar_type()), W));
-      if (weight_grad) grad_w.addmm_(z.t(), hc.to(at::kFloat));
+      // 3. Back through the lm_head, the first GEMM straight into grad_hidden's rows. A bf16
+      // z is widened for grad_W, which accumulates over the chunks in fp32.
+      at::Tensor grad_hc = grad_h.slice(0, start, end);
+      at::mm_out(grad_hc, z.to(W.scalar_type()), W);
+      if (weight_grad) grad_w.addmm_(z.t().to(at::kFloat), hc.to(at::kFloat));
     }
 
     const at::Tensor ce = (ce_sum * ce_scale).to(at::kFloat);
@@ -243,7 +321,8 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       grad_h.mul_(g.to(grad_h.scalar_type()));
       if (grad_w.defined()) grad_w.mul_(g.to(grad_w.scalar_type()));
     }
-    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    // One entry per argument of forward: hidden, weight, then five without a gradient.
+    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -254,7 +333,8 @@ ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weig
   check_inputs(hidden, weight, targets, c);
   TORCH_CHECK(options.chunk_tokens >= 0, "fused_objective: chunk_tokens must be >= 0");
   const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_tokens(weight.size(0));
-  variable_list out = FusedObjective::apply(hidden, weight, targets, &c, chunk, options.ignore_index);
+  variable_list out =
+      FusedObjective::apply(hidden, weight, targets, &c, chunk, options.ignore_index, options.row_ops);
   return {out[0], out[1], out[2], out[3]};
 }
 

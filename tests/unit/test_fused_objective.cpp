@@ -3,12 +3,17 @@
 // kl_full_loss, anchor_loss), differentiated by autograd: values and gradients for the
 // hidden states and the lm_head weight, for every constraint, the gate on and off, tied
 // (trainable) and frozen weights, chunk sizes that do not divide N, N smaller than one
-// chunk, constraint rows that differ from the CE rows, and no valid row at all. Then the
-// trainer: a few steps with objective.fused = true and false log the same losses.
+// chunk, constraint rows that differ from the CE rows, and no valid row at all. Each case
+// runs the fused op twice: with its default row ops (torch ops on this CPU) and with the
+// row ops of cuda/loss_dispatch.h forced (their torch fallbacks here: the composition the
+// CUDA kernels run on a GPU). Then the same composition on bf16 logits, and the trainer: a
+// few steps with objective.fused = true and false log the same losses.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
+#include <tuple>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -43,69 +48,14 @@ double rel_diff(const at::Tensor& a, const at::Tensor& b) {
   return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
 }
 
-// Random inputs: hidden rows, some without a target (ignore index) and some outside the
-// constraint's row set; the constraint's rows partly invalid; logits spread like a
-// trained model's (std ~2); reference logits on S near the model's.
-void check(const Case& c) {
-  SCOPED_TRACE(name(c));
-  torch::manual_seed(17 + c.n + c.chunk);
-  const int64_t d = 12, V = 40, K = 6, N = c.n;
-  const at::Tensor W0 = torch::randn({V, d}) * 0.6;
-  const at::Tensor A = torch::randn({d, d}) * 0.5;        // tied: H = tanh(W[ids] A)
-  const at::Tensor ids = torch::randint(V, {N}, torch::kLong);
-  const at::Tensor H0 = torch::randn({N, d}) * 1.2;
-  at::Tensor targets = torch::randint(V, {N}, torch::kLong);
-  targets.masked_fill_(torch::rand({N}) < 0.25, loss::kIgnoreIndex);
-  // The constraint's rows: every row but a few (increasing), a few of them not valid.
-  const at::Tensor rows = (torch::rand({N}) < 0.8).nonzero().squeeze(1);
-  const int64_t M = rows.numel();
-  at::Tensor valid = torch::rand({M}) < 0.85;
-  if (c.nothing_valid) {
-    targets.fill_(loss::kIgnoreIndex);
-    valid.fill_(false);
-  }
+// One run's values and gradients for the hidden states and the weight.
+struct Out {
+  loss::ObjectiveValues v;
+  at::Tensor gH, gW;
+};
 
-  loss::FusedConstraint fc;
-  fc.kind = c.kind;
-  fc.lambda = 0.7;
-  fc.rows = rows;
-  fc.valid = valid;
-  fc.options.reference_mix = c.mix;
-  fc.options.temperature = c.kind == "kl_full" ? 1.5 : 2.0;
-  fc.S = torch::randperm(V, torch::kLong).narrow(0, 0, K);
-  fc.w = (torch::rand({K}) - 0.2).clamp_min(0);  // some weights 0
-  fc.t = torch::randint(20, {M}, torch::kLong);  // beyond prefix_n too: the decay matters
-  const at::Tensor zS = at::matmul(H0.index_select(0, rows), W0.index_select(0, fc.S).t());
-  fc.z_full = zS + torch::randn({M, K});
-  fc.z_post = zS * 0.5 + torch::randn({M, K}) * 2;
-  const at::Tensor ref_h = H0.index_select(0, rows) + torch::randn({M, d}) * 0.4;
-  const at::Tensor ref_w = W0 + torch::randn({V, d}) * 0.1;
-  if (c.ref_logits) {
-    fc.ref_logits = at::matmul(ref_h, ref_w.t());
-  } else {
-    fc.ref_hidden = ref_h;
-    fc.ref_weight = ref_w;
-  }
-
-  // One run of either path with fresh leaves; returns the values and the gradients.
-  struct Out {
-    loss::ObjectiveValues v;
-    at::Tensor gH, gW;
-  };
-  auto run = [&](bool fused) {
-    Out o;
-    at::Tensor W = W0.clone().requires_grad_(c.tied || !c.frozen);
-    at::Tensor H = c.tied ? at::matmul(W.index_select(0, ids), A).tanh() : H0.clone().requires_grad_(true);
-    if (c.tied) H.retain_grad();
-    o.v = fused ? loss::fused_objective(H, W, targets, fc, {c.chunk, loss::kIgnoreIndex})
-                : loss::unfused_objective(H, W, targets, fc);
-    (o.v.total * 1.3).backward();
-    o.gH = H.grad();
-    o.gW = W.grad();
-    return o;
-  };
-  const Out f = run(true), u = run(false);
-
+// The fused run f against the unfused u of the same case.
+void compare(const Case& c, const Out& f, const Out& u) {
   auto near = [](const at::Tensor& a, const at::Tensor& b, const char* what) {
     const double x = a.item<double>(), y = b.item<double>();
     EXPECT_NEAR(x, y, 1e-5 * std::max(1.0, std::abs(y))) << what;
@@ -135,6 +85,86 @@ void check(const Case& c) {
   } else {
     EXPECT_FALSE(f.gW.defined());
     EXPECT_FALSE(u.gW.defined());
+  }
+}
+
+// Random inputs: hidden rows, some without a target (ignore index) and some outside the
+// constraint's row set; the constraint's rows partly invalid; logits spread like a
+// trained model's (std ~2); reference logits on S near the model's.
+struct Inputs {
+  at::Tensor W0, A, ids, H0, targets;
+  loss::FusedConstraint fc;
+};
+
+Inputs make_inputs(const Case& c) {
+  torch::manual_seed(17 + c.n + c.chunk);
+  Inputs in;
+  const int64_t d = 12, V = 40, K = 6, N = c.n;
+  in.W0 = torch::randn({V, d}) * 0.6;
+  in.A = torch::randn({d, d}) * 0.5;  // tied: H = tanh(W[ids] A)
+  in.ids = torch::randint(V, {N}, torch::kLong);
+  in.H0 = torch::randn({N, d}) * 1.2;
+  in.targets = torch::randint(V, {N}, torch::kLong);
+  in.targets.masked_fill_(torch::rand({N}) < 0.25, loss::kIgnoreIndex);
+  // The constraint's rows: every row but a few (increasing), a few of them not valid.
+  const at::Tensor rows = (torch::rand({N}) < 0.8).nonzero().squeeze(1);
+  const int64_t M = rows.numel();
+  at::Tensor valid = torch::rand({M}) < 0.85;
+  if (c.nothing_valid) {
+    in.targets.fill_(loss::kIgnoreIndex);
+    valid.fill_(false);
+  }
+
+  loss::FusedConstraint& fc = in.fc;
+  fc.kind = c.kind;
+  fc.lambda = 0.7;
+  fc.rows = rows;
+  fc.valid = valid;
+  fc.options.reference_mix = c.mix;
+  fc.options.temperature = c.kind == "kl_full" ? 1.5 : 2.0;
+  fc.S = torch::randperm(V, torch::kLong).narrow(0, 0, K);
+  fc.w = (torch::rand({K}) - 0.2).clamp_min(0);  // some weights 0
+  fc.t = torch::randint(20, {M}, torch::kLong);  // beyond prefix_n too: the decay matters
+  const at::Tensor zS = at::matmul(in.H0.index_select(0, rows), in.W0.index_select(0, fc.S).t());
+  fc.z_full = zS + torch::randn({M, K});
+  fc.z_post = zS * 0.5 + torch::randn({M, K}) * 2;
+  const at::Tensor ref_h = in.H0.index_select(0, rows) + torch::randn({M, d}) * 0.4;
+  const at::Tensor ref_w = in.W0 + torch::randn({V, d}) * 0.1;
+  if (c.ref_logits) {
+    fc.ref_logits = at::matmul(ref_h, ref_w.t());
+  } else {
+    fc.ref_hidden = ref_h;
+    fc.ref_weight = ref_w;
+  }
+  return in;
+}
+
+// One run with fresh leaves of the given dtype: the fused op with these row ops, or the
+// unfused composition (nullopt).
+Out run(const Case& c, const Inputs& in, std::optional<loss::RowOps> fused, at::ScalarType dtype = at::kFloat) {
+  Out o;
+  const bool copy = true;  // fresh leaves, never the inputs themselves
+  at::Tensor W = in.W0.to(dtype, false, copy).requires_grad_(c.tied || !c.frozen);
+  at::Tensor H = c.tied ? at::matmul(W.index_select(0, in.ids), in.A.to(dtype)).tanh()
+                        : in.H0.to(dtype, false, copy).requires_grad_(true);
+  if (c.tied) H.retain_grad();
+  o.v = fused ? loss::fused_objective(H, W, in.targets, in.fc, {c.chunk, loss::kIgnoreIndex, *fused})
+              : loss::unfused_objective(H, W, in.targets, in.fc);
+  (o.v.total * 1.3).backward();
+  o.gH = H.grad();
+  o.gW = W.grad();
+  return o;
+}
+
+// The fused op with its default row ops (torch ops on this CPU) and with the dispatch's
+// forced, each against the unfused composition.
+void check(const Case& c) {
+  SCOPED_TRACE(name(c));
+  const Inputs in = make_inputs(c);
+  const Out u = run(c, in, std::nullopt);
+  for (loss::RowOps ops : {loss::RowOps::automatic, loss::RowOps::dispatch}) {
+    SCOPED_TRACE(ops == loss::RowOps::dispatch ? "row ops: dispatch" : "row ops: automatic");
+    compare(c, run(c, in, ops), u);
   }
 }
 
@@ -197,6 +227,36 @@ TEST(FusedObjective, NothingValid) {
     c.nothing_valid = true;
     c.frozen = false;
     check(c);
+  }
+}
+
+// bf16 weights and hidden states: the logits come out of the GEMM in bf16 and the dispatch
+// row ops keep them so (as the CUDA kernels do), the torch row ops widen them to fp32.
+// Against the unfused composition in fp32 on the same rounded values, to bf16 accuracy:
+// this runs the dtype handling of the GPU path on this CPU.
+TEST(FusedObjective, Bf16Logits) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+    Case c;
+    c.kind = kind;
+    c.frozen = false;
+    SCOPED_TRACE(name(c));
+    Inputs in = make_inputs(c);
+    in.W0 = in.W0.to(at::kBFloat16).to(at::kFloat);
+    in.H0 = in.H0.to(at::kBFloat16).to(at::kFloat);
+    const Out u = run(c, in, std::nullopt);
+    for (loss::RowOps ops : {loss::RowOps::automatic, loss::RowOps::dispatch}) {
+      SCOPED_TRACE(ops == loss::RowOps::dispatch ? "row ops: dispatch" : "row ops: automatic");
+      const Out f = run(c, in, ops, at::kBFloat16);
+      ASSERT_EQ(f.gH.scalar_type(), at::kBFloat16);
+      ASSERT_EQ(f.gW.scalar_type(), at::kBFloat16);
+      for (auto [x, y, what] : {std::tuple{f.v.total, u.v.total, "total"}, std::tuple{f.v.ce, u.v.ce, "ce"},
+                                std::tuple{f.v.constraint, u.v.constraint, "constraint"}}) {
+        const double a = x.item<double>(), b = y.item<double>();
+        EXPECT_NEAR(a, b, 2e-2 * std::max(1.0, std::abs(b))) << what;
+      }
+      EXPECT_LT(rel_diff(f.gH.to(at::kFloat), u.gH), 3e-2) << "grad H";
+      EXPECT_LT(rel_diff(f.gW.to(at::kFloat), u.gW), 3e-2) << "grad W";
+    }
   }
 }
 

@@ -8,8 +8,14 @@
 // (softmax minus one-hot for CE; the constraint's analytic gradient added on top). Two
 // GEMMs turn it into the chunk's gradient for the hidden states (and, when the lm_head
 // weight trains, its contribution to the weight's gradient); then the chunk is dropped.
-// Backward only scales the stored gradients by the incoming one. Peak memory is a few
-// [chunk x vocab] buffers instead of several [tokens x vocab] ones.
+// Backward only scales the stored gradients by the incoming one. Peak memory is one
+// [chunk x vocab] buffer, the logits (anchor adds the reference's chunk, kl_full two), instead of
+// several [tokens x vocab] ones.
+//
+// The per-row arithmetic of a chunk (the softmax, the CE and constraint gradients written
+// into the logits) runs as the CUDA kernels of cuda/loss_kernels.h when LibTorch has CUDA
+// and the logits are bf16 on the GPU (they stay bf16 then; the kernels accumulate in fp32),
+// and as torch ops on fp32 logits otherwise (RowOps).
 //
 // Semantics are exactly those of constraints.h (pact with its gate, kl_full, anchor) and
 // of the mean cross-entropy over targets != ignore_index; unfused_objective is the same
@@ -53,9 +59,19 @@ struct FusedConstraint {
   at::Tensor ref_logits;  // [M, V]
 };
 
+// How a chunk's row terms are computed:
+//   torch      torch ops on fp32 logits, in place (the CPU path; also CUDA in fp32)
+//   dispatch   the entry points of cuda/loss_dispatch.h on the logits as the GEMM gives
+//              them: the CUDA kernels on bf16 CUDA logits, else their fp32 torch-op
+//              fallbacks (slower and with [chunk x vocab] temporaries: for checking the
+//              kernels' composition on a machine without a GPU)
+//   automatic  dispatch exactly when the kernels apply to the logits (cuda::kernels_apply)
+enum class RowOps { automatic, torch, dispatch };
+
 struct FusedObjectiveOptions {
   int64_t chunk_tokens = 0;  // hidden rows per chunk; 0: default_chunk_tokens(V)
   int64_t ignore_index = kIgnoreIndex;
+  RowOps row_ops = RowOps::automatic;
 };
 
 // A chunk whose fp32 logits take at most about 64 MiB, in rows a multiple of 64 when
