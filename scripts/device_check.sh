@@ -10,7 +10,8 @@
 #      pact adapter_off / pact cache                               -> torch_train_bench.json
 #   3. cmake + ninja: safetune, safetune_tests, test_cuda_kernels (build-device/)
 #   4. test_cuda_kernels --bench: kernels vs a CPU reference, CE kernel bandwidth
-#   5. safetune_tests LossDispatch.*: the kernels through the tensor API vs torch autograd
+#   5. safetune_tests LossDispatch.*: the kernels through the tensor API vs torch autograd;
+#      Device.*RngStatesRoundTrip: the CUDA generator state a checkpoint keeps
 #   6. safetune bench loss --device cuda, N=16384 V=128256 d=4096 K=50 bf16 (when the
 #      subcommand exists), none and pact                            -> bench_loss_*.json
 #   7. the safetune side of the training benchmark, same model and batch (only when the
@@ -150,7 +151,7 @@ if [ $built = 1 ]; then
   run_step kernel_tests 90 "$build/test_cuda_kernels" --bench
   grep -E "^(PASS|FAIL|SKIP)|GB_per_s" "$out/logs/kernel_tests.log" | tail -40
   grep -o '{"kernel".*}' "$out/logs/kernel_tests.log" >"$out/ce_kernel_bench.json" 2>/dev/null || rm -f "$out/ce_kernel_bench.json"
-  run_step dispatch_tests 90 "$build/tests/safetune_tests" --gtest_filter='LossDispatch.*:*CrossEntropy*'
+  run_step dispatch_tests 90 "$build/tests/safetune_tests" --gtest_filter='LossDispatch.*:*CrossEntropy*:Device.*RngStatesRoundTrip'
   tail -5 "$out/logs/dispatch_tests.log"
 fi
 

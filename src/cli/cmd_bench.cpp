@@ -24,6 +24,7 @@
 
 #include "command.h"
 #include "model_cli.h"
+#include "safetune/core/threads.h"
 #include "safetune/model/load.h"
 #include "safetune/model/transformer.h"
 #include "safetune/train/bench_loss.h"
@@ -197,6 +198,7 @@ struct StepOpts {
   double gemm = 0;
   int64_t gemm_size = 2048;
   int64_t prompt = 0;
+  std::string trace;
   bool json = false;
 };
 
@@ -206,7 +208,7 @@ int run_step(const StepOpts& o) {
   train::RunConfig cfg = train::load_run_config(o.config, o.overrides);
   auto r = train::bench_step(cfg, o.steps, o.warmup,
                              [&] { return o.gemm > 0 ? o.gemm : gemm_gflops(o.gemm_size, 5, c10::Device(c10::kCPU)); },
-                             o.prompt);
+                             o.prompt, o.trace);
   if (o.json) {
     std::printf("{\"step_ms\": %.2f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_rss_mb\": %.1f, \"peak_mem_mb\": %.1f, \"step_ms_min\": %.2f, "
                 "\"tokens_per_step\": %lld, \"flops_per_token\": %.4g, \"gemm_gflops\": %.2f, \"trainable\": %lld, "
@@ -230,6 +232,8 @@ void setup_step(CLI::App& app, std::shared_ptr<StepOpts> o) {
   app.add_option("--prompt", o->prompt,
                  "the first N tokens of each row are an untrained prompt (0: every position after the first is trained)")
       ->capture_default_str();
+  app.add_option("--trace", o->trace,
+                 "write a Chrome trace (chrome://tracing, Perfetto) of the timed steps' ATen ops to this file");
   app.add_flag("--json", o->json, "one JSON object: step_ms, tokens_per_s, mfu, peak_rss_mb, peak_mem_mb (the device's), ...");
   app.footer(
       "One training step (forward, loss, backward, clip, AdamW) on a random batch of train.batch_size x\n"
@@ -326,8 +330,7 @@ int run_loss(const LossOpts& lo) {
   const train::BenchLossOptions& o = lo.b;
   if (lo.threads < 0) input_error("--threads", "must be >= 0");
   int threads = lo.threads;
-  if (threads > 0) at::set_num_threads(threads);
-  else threads = cli::use_all_cores();
+  threads = set_compute_threads(threads);
   cli::keep_freed_memory();  // as the trainer does: both paths reuse freed heap memory
   const train::BenchLossResult r = train::bench_loss(o);
   if (lo.json) {

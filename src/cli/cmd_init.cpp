@@ -7,11 +7,11 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "command.h"
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/threads.h"
 #include "safetune/io/hf_config.h"
 #include "safetune/model/load.h"
 
@@ -141,7 +141,7 @@ bool dir_nonempty(const std::string& d) {
 }
 
 int run(Opts o) {
-  at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+  safetune::set_compute_threads(0);
   while (o.out.size() > 1 && o.out.back() == '/') o.out.pop_back();  // "DIR/" + ".tmp" must not nest
   if (o.out.empty()) input_error("--out", "empty path");
   const safetune::io::ModelConfig cfg = make_config(o);

@@ -5,13 +5,12 @@
 #include <c10/core/Device.h>
 #include <malloc.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "safetune/core/error.h"
+#include "safetune/core/threads.h"
 
 namespace safetune::cli {
 
@@ -48,9 +47,7 @@ inline c10::Device parse_device(const std::string& s) {
 
 // LibTorch starts with one intra-op thread here: use every core.
 inline int use_all_cores() {
-  int n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(n);
-  return n;
+  return set_compute_threads(0);
 }
 
 // Keep freed memory in the process for reuse. glibc serves big blocks (logits, attention

@@ -9,12 +9,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
 #include "safetune/demo/report.h"
 #include "safetune/demo/stages.h"
@@ -306,8 +306,7 @@ double rate(const json& set, const char* field) { return set.value(field, 0.0); 
 
 json run_demo(const DemoOptions& o) {
   const auto t_start = std::chrono::steady_clock::now();
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads);
+  const int threads = set_compute_threads(o.threads);
   const Scale sc = scale_for(o.quick);
   ensure_output_dir(o.out);
   StageCache cache(path_in(o.out, "stages"), std::string("safetune ") + SAFETUNE_VERSION + " " + kPipelineRevision);

@@ -6,9 +6,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include <dlfcn.h>
-
 #include <cmath>
+
+#include "safetune/core/threads.h"
 
 namespace safetune::model::cpu {
 
@@ -111,42 +111,12 @@ void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_
   });
 }
 
-namespace {
-
-// OpenBLAS (Debian's libblas.so.3 alternative) runs every GEMM on its own thread pool.
-// For many small GEMMs issued from our own parallel loop, one BLAS thread per caller is
-// faster; other BLAS libraries are left alone (MKL already runs single-threaded inside an
-// OpenMP parallel region, the reference BLAS is single-threaded).
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() {
-    static auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    static auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (set && get) {
-      set_ = set;
-      prev_ = get();
-      if (prev_ > 1) set(1);
-    }
-  }
-  ~SingleThreadedBlas() {
-    if (set_ && prev_ > 1) set_(prev_);
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  void (*set_)(int) = nullptr;
-  int prev_ = 0;
-};
-
-}  // namespace
-
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window) {
   TORCH_CHECK(q.is_contiguous() && q.scalar_type() == at::kFloat && k.stride(3) == 1 && v.stride(3) == 1);
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
   at::Tensor out = at::empty({B, T, H * D}, q.options());
-  SingleThreadedBlas single;
+  SingleThreadedBlas single;  // many small GEMMs, one per (batch, key head)
   at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
     at::Tensor scores = at::empty({n_rep * T, S}, q.options());
     for (int64_t bg = begin; bg < end; ++bg) {

@@ -164,12 +164,17 @@ std::string adapter_config_json(const LoraSpec& spec, const std::string& base_mo
 }
 
 void save_adapter(const std::string& dir, const Transformer& model, const LoraSpec& spec,
-                  const std::string& base_model_name_or_path) {
+                  const std::string& base_model_name_or_path,
+                  const std::function<at::Tensor(const at::Tensor&)>& fp32_value) {
   auto tensors = lora_tensors(model);
   if (tensors.empty()) throw std::logic_error("save_adapter: the model has no LoRA adapters");
   fs::create_directories(dir);
   std::vector<std::pair<std::string, at::Tensor>> out;
-  for (auto& [name, t] : tensors) out.emplace_back(name, t.detach().to(at::kCPU, at::kFloat).contiguous());
+  for (auto& [name, t] : tensors) {
+    at::Tensor v = fp32_value ? fp32_value(t) : at::Tensor();
+    if (!v.defined()) v = t;
+    out.emplace_back(name, v.detach().to(at::kCPU, at::kFloat).contiguous());
+  }
   io::save_tensors((fs::path(dir) / "adapter_model.safetensors").string(), out, {{"format", "pt"}});
   write_file_atomic((fs::path(dir) / "adapter_config.json").string(), adapter_config_json(spec, base_model_name_or_path));
 }

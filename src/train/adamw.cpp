@@ -90,6 +90,12 @@ void AdamW::step_one(size_t i) {
   if (!p32.is_same(param)) param.copy_(p32);
 }
 
+at::Tensor AdamW::master_of(const at::Tensor& param) const {
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].is_same(param)) return master_[i];
+  return {};
+}
+
 std::vector<std::pair<std::string, at::Tensor>> AdamW::state() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -6,14 +6,18 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <sys/resource.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <thread>
+#include <filesystem>
+#include <sstream>
 
 #include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+#include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
@@ -25,13 +29,16 @@
 namespace safetune::train {
 
 BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
-                           int64_t prompt_len) {
+                           int64_t prompt_len, const std::string& trace_path) {
+  if (!trace_path.empty()) {  // fail now, not after the steps
+    const std::filesystem::path dir = std::filesystem::path(trace_path).parent_path();
+    if (!dir.empty() && !std::filesystem::is_directory(dir))
+      input_error("--trace", "'" + dir.string() + "' is not a directory");
+  }
   if (steps < 1 || warmup < 0) input_error("bench step", "--steps must be >= 1 and --warmup >= 0");
   check_objective(cfg.objective);
   BenchStepResult r;
-  r.threads = cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
-                                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(r.threads);
+  r.threads = set_compute_threads(static_cast<int>(cfg.train.threads));
   keep_freed_memory_for_reuse();
   const c10::Device device = resolve_device(cfg.train.device);
   std::optional<at::ScalarType> dtype;
@@ -153,12 +160,18 @@ BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const st
   reset_peak_memory(device);  // the steady state's peak, as PyTorch scripts usually report it
   std::vector<double> ms;
   std::vector<std::array<double, 3>> phases;
-  for (int i = 0; i < steps; ++i) {
-    auto t0 = Clock::now();
-    step();
-    ms.push_back(ms_since(t0));
-    phases.push_back({fwd, bwd, upd});
-  }
+  std::ostringstream trace_json;
+  {
+    std::unique_ptr<torch::autograd::profiler::RecordProfile> trace;
+    if (!trace_path.empty()) trace = std::make_unique<torch::autograd::profiler::RecordProfile>(trace_json);
+    for (int i = 0; i < steps; ++i) {
+      auto t0 = Clock::now();
+      step();
+      ms.push_back(ms_since(t0));
+      phases.push_back({fwd, bwd, upd});
+    }
+  }  // the profiler writes its trace here
+  if (!trace_path.empty()) write_file_atomic(trace_path, trace_json.str());
   // The phases of the median step.
   std::vector<size_t> order(ms.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

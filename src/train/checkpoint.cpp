@@ -186,6 +186,32 @@ void set_cpu_rng_state(const at::Tensor& state) {
   gen.set_state(state);
 }
 
+std::vector<std::pair<std::string, at::Tensor>> rng_states(const c10::Device& device) {
+  std::vector<std::pair<std::string, at::Tensor>> out = {{"torch_cpu_generator", cpu_rng_state()}};
+  if (device.is_cuda()) {
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    out.emplace_back("torch_cuda_generator", gen.get_state().clone());
+  }
+  return out;
+}
+
+void set_rng_states(const std::map<std::string, at::Tensor>& states, const c10::Device& device,
+                    const std::string& where) {
+  auto need = [&](const char* name) -> const at::Tensor& {
+    auto it = states.find(name);
+    if (it == states.end()) input_error(where, std::string("missing ") + name);
+    return it->second;
+  };
+  set_cpu_rng_state(need("torch_cpu_generator"));
+  if (device.is_cuda()) {
+    const at::Tensor& state = need("torch_cuda_generator");
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  }
+}
+
 void seed_cpu_rng(uint64_t seed) {
   at::Generator gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());

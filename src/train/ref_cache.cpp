@@ -6,9 +6,9 @@
 
 #include <filesystem>
 #include <optional>
-#include <thread>
 
 #include "safetune/core/error.h"
+#include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
 #include "safetune/io/safetensors.h"
 #include "safetune/io/tensor_io.h"
@@ -71,9 +71,7 @@ RefCacheHashes ref_cache_hashes(const RunConfig& cfg) {
 RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
                              const std::function<void(int64_t, int64_t)>& progress) {
   validate(cfg);
-  const int threads = cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
-                                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  at::set_num_threads(threads);
+  set_compute_threads(static_cast<int>(cfg.train.threads));
   if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))
     input_error("model.path", "'" + cfg.model.path + "' is not a model directory");
   if (cfg.objective.tokens.empty())

@@ -12,10 +12,10 @@
 #include <filesystem>
 #include <map>
 #include <sstream>
-#include <thread>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
 #include "safetune/data/records.h"
 #include "safetune/dist/data_parallel.h"
@@ -100,15 +100,21 @@ struct Run {
   std::vector<std::pair<std::string, at::Tensor>> params;  // trainable, named
 };
 
+// The adapter as PEFT saves it, in fp32: for bf16 adapters, AdamW's fp32 master copies,
+// which carry the updates smaller than a bf16 ulp that their rounding drops.
+void save_adapter(const Run& r, const std::string& dir) {
+  model::save_adapter(dir, r.model, r.spec, r.cfg.model.path, [&](const at::Tensor& t) { return r.opt.master_of(t); });
+}
+
 std::string save_checkpoint(const Run& r, const TrainerState& st, const std::string& run_dir) {
   const std::string tmp = begin_checkpoint(run_dir, st.step);
   const fs::path d(tmp);
-  if (r.lora) model::save_adapter(tmp, r.model, r.spec, r.cfg.model.path);
+  if (r.lora) save_adapter(r, tmp);
   else model::save_model(tmp, r.model, r.model.dtype());
   std::vector<std::pair<std::string, at::Tensor>> opt_state;
   for (auto& [name, t] : r.opt.state()) opt_state.emplace_back(name, t.detach().to(at::kCPU).contiguous());
   io::save_tensors((d / "optimizer.safetensors").string(), opt_state);
-  io::save_tensors((d / "rng.safetensors").string(), {{"torch_cpu_generator", cpu_rng_state()}});
+  io::save_tensors((d / "rng.safetensors").string(), rng_states(r.model.device()));
   write_file_atomic((d / "trainer_state.json").string(), trainer_state_json(st));
   write_file_atomic((d / "config.resolved.yaml").string(), to_yaml(r.cfg));
   const std::string path = commit_checkpoint(run_dir, tmp, st.step);
@@ -137,9 +143,8 @@ TrainerState restore_checkpoint(Run& r, const std::string& dir, const TrainerSta
   std::map<std::string, at::Tensor> o = io::load_tensors((d / "optimizer.safetensors").string());
   r.opt.load_state(std::vector<std::pair<std::string, at::Tensor>>(o.begin(), o.end()),
                    (d / "optimizer.safetensors").string());
-  std::map<std::string, at::Tensor> rng = io::load_tensors((d / "rng.safetensors").string());
-  if (!rng.count("torch_cpu_generator")) input_error((d / "rng.safetensors").string(), "missing torch_cpu_generator");
-  set_cpu_rng_state(rng.at("torch_cpu_generator"));
+  const std::string rng_file = (d / "rng.safetensors").string();
+  set_rng_states(io::load_tensors(rng_file), r.model.device(), rng_file);
   return st;
 }
 
@@ -147,7 +152,7 @@ void export_final(const Run& r, const std::string& run_dir, const std::string& o
   if (r.lora) {
     const std::string tmp = out + ".tmp";
     fs::remove_all(tmp);
-    model::save_adapter(tmp, r.model, r.spec, r.cfg.model.path);
+    save_adapter(r, tmp);
     model::replace_dir(tmp, out);
   } else {
     at::ScalarType stored = at::kFloat;
@@ -200,11 +205,8 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   const c10::Device device =
       resolve_device(cfg.train.device, "train.device", denv.world_size > 1 ? denv.local_rank : -1);
   // Processes on one machine share its cores.
-  const int threads = cfg.train.threads > 0
-                          ? static_cast<int>(cfg.train.threads)
-                          : std::max(1, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) /
-                                            denv.local_world_size);
-  at::set_num_threads(threads);
+  const int threads = set_compute_threads(cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
+                                                                 : std::max(1, available_cores() / denv.local_world_size));
   keep_freed_memory_for_reuse();
   if (denv.rank != 0) spdlog::set_level(spdlog::level::err);  // rank 0 alone logs
   dist::DataParallel dp(denv, cfg.train.dist_timeout_s, device.is_cuda() ? "cuda" : "cpu");
@@ -304,9 +306,9 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   // Every rank starts from rank 0's weights; dropout streams differ between ranks.
   dp.broadcast(ptensors);
   if (dp.rank() > 0) seed_cpu_rng(static_cast<uint64_t>(cfg.train.seed) * 1000003u + dp.rank() * 7919u + st.step);
-  // Dropout on a GPU draws from the CUDA generator: seeded per rank too, but not part of
-  // the checkpoint, so a resumed CUDA run with dropout is not bitwise the uninterrupted one.
-  if (device.is_cuda())
+  // Dropout on a GPU draws from the CUDA generator: seeded per rank too; on resume rank 0
+  // continues the stream its checkpoint saved, the others reseed as for the CPU's.
+  if (device.is_cuda() && (!resume_from || dp.rank() > 0))
     torch::cuda::manual_seed(static_cast<uint64_t>(cfg.train.seed) * 1000003u + dp.rank() * 7919u + st.step);
 
   // 4. The run directory.
@@ -347,7 +349,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   // update, which is what a run stopped by them saves.
   int64_t bad_in_a_row = 0;
   TrainerState last_good = st;
-  at::Tensor last_good_rng = cpu_rng_state();
+  auto last_good_rng = rng_states(device);
 
   while (st.step < total) {
     const int64_t epoch = st.step / spe, sie = st.step % spe;
@@ -408,7 +410,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
                         last_good.step, latest_checkpoint(run_dir).value_or("none"));
         } else {
           if (dp.is_main()) {
-            set_cpu_rng_state(last_good_rng);
+            set_rng_states({last_good_rng.begin(), last_good_rng.end()}, device, "the last good step's RNG");
             result.checkpoint = save_checkpoint(r, last_good, run_dir);
           }
           dp.barrier("checkpoint of the last good step");
@@ -439,7 +441,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
       first = false;
       result.last_loss = loss;
       last_good = st;
-      last_good_rng = cpu_rng_state();
+      last_good_rng = rng_states(device);
     }
 
     const double process_s = seconds_since(process_start);

@@ -7,15 +7,11 @@
 # with a sliding window shorter than the sequence; bf16-stored weights. A negative
 # control checks that the comparison notices a real difference (RoPE scaling dropped).
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3
+. "$(dirname "$0")/lib/common.sh"
 if ! [ -x "$py" ] || ! "$py" -c "import torch, numpy" 2>/dev/null; then
   echo "SKIP: /usr/bin/python3 with torch and numpy is not available"; exit 77
 fi
 ref="$src/tests/reference/hf_forward.py"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 # 40 tokens: longer than the sliding windows below, and within the vocab of every case.
 ids=1,5,9,200,257,3,4,5,6,7,8,9,10,11,12,100,101,102,103,104,105,255,254,0,1,2,3,77,78,79,80,81,82,83,84,85,86,87,88,89

@@ -16,13 +16,9 @@
 #   KILL_RESUME_ROUNDS  rounds (default 3; 20 for the reliability target)
 #   KILL_RESUME_SEED    seed of the kill plan (default: random, printed)
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3
+. "$(dirname "$0")/lib/common.sh"
 rounds=${KILL_RESUME_ROUNDS:-3}
 seed=${KILL_RESUME_SEED:-$RANDOM}
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cd "$work"
 echo "kill_resume: $rounds rounds, seed $seed (rerun with KILL_RESUME_SEED=$seed)"
 

@@ -5,11 +5,8 @@
 # data files by small ones made here (so its copied configs draw all of the 10 examples
 # instead of 5,000). Then the outputs each block promises are checked.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-export SAFETUNE_BIN=${SAFETUNE_BIN:-$src/build/safetune}
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/lib/common.sh"
+export SAFETUNE_BIN=$bin
 
 mkdir -p "$work/bin" "$work/data"
 cd "$work" || exit 1

@@ -3,12 +3,7 @@
 # output, dataset token counts, and bad input (malformed tokenizer.json, an unknown
 # pre-tokenizer or model type, invalid UTF-8 in --file): one-line errors, exit code 2.
 set -euo pipefail
-src=${SAFETUNE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3; [ -x "$py" ] || py=python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "$0")/lib/common.sh"
 
 # A byte-level tokenizer: ids 0..255 are the bytes (GPT-2's byte-to-unicode table), then
 # merges h+e -> 256, l+l -> 257, ll+o -> 258, he+llo -> 259; one special token at 300.

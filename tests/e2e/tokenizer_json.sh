@@ -8,10 +8,8 @@
 # random concatenations of the same kinds of pieces (tests/reference/random_texts.json).
 # Skips (77) only when node/npm are missing or the npm registry cannot be reached.
 set -euo pipefail
-src=${SAFETUNE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
+. "$(dirname "$0")/lib/common.sh"
 ref=$src/tests/reference
-py=/usr/bin/python3; [ -x "$py" ] || py=python3
 
 command -v node >/dev/null && command -v npm >/dev/null || { echo "skip: node/npm not installed"; exit 77; }
 if [ ! -d "$ref/node_modules/@lenml/tokenizers" ]; then
@@ -25,8 +23,6 @@ if [ ! -d "$ref/node_modules/@lenml/tokenizers" ]; then
   rm -f /tmp/safetune_npm_$$.log
 fi
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 status=0
 for texts in "$ref/tricky_texts.json" "$ref/random_texts.json"; do
 for model in qwen3 gpt2 llama3 llama2; do

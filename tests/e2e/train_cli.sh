@@ -9,11 +9,7 @@
 #  - merge writes a complete model directory whose weights are W + alpha/r B A
 #    (checked independently with PyTorch, from the files).
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-py=/usr/bin/python3
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib/common.sh"
 failed=0
 cd "$work"
 
@@ -131,5 +127,26 @@ else
   echo "FAIL logits"; failed=1
 fi
 expect_error merge_exists "already exists" "" "$bin" merge --model model --adapter straight/adapter --out merged
+
+# bench step: its JSON, and the Chrome trace of the timed steps' ATen ops.
+if "$bin" bench step --config "${base[@]}" --steps 2 --warmup 0 --gemm-gflops 100 --json --trace trace.json \
+    >bench.json 2>bench.log; then
+  if $py - <<'PY'
+import json
+r = json.load(open("bench.json"))
+for k in ("step_ms", "tokens_per_s", "mfu", "peak_rss_mb", "forward_ms", "backward_ms", "optimizer_ms"):
+    assert r[k] > 0, (k, r)
+assert r["step_ms_min"] <= r["step_ms"] and r["gemm_gflops"] == 100, r
+ev = json.load(open("trace.json"))
+names = {e["name"] for e in ev}
+assert {"aten::mm", "aten::embedding"} <= names, sorted(names)[:20]
+assert all(e["dur"] >= 0 for e in ev if e.get("ph") == "X")
+print(f"bench step: {r['step_ms']:.1f} ms; trace of {len(ev)} events")
+PY
+  then echo "PASS bench step"; else echo "FAIL bench step output"; failed=1; fi
+else
+  echo "FAIL bench step"; cat bench.log; failed=1
+fi
+expect_error bench_trace_dir "no-such-dir" "" "$bin" bench step --config "${base[@]}" --steps 1 --trace no-such-dir/t.json
 
 exit $failed

@@ -16,6 +16,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/io/tensor_io.h"
+#include "safetune/train/checkpoint.h"
 #include "safetune/train/config.h"
 #include "safetune/train/device.h"
 #include "safetune/train/optimizer.h"
@@ -213,4 +214,63 @@ TEST_F(DeviceTrainTest, Bf16ResumeIsBitwise) {
       EXPECT_TRUE(at::equal(t, y.at(k))) << f << ": " << k;
     }
   }
+}
+
+// bf16 adapters train on fp32 masters; the adapter written at the end (and in each
+// checkpoint) is those masters, not their bf16 rounding. The learning rate is small
+// enough that many updates are below half a bf16 ulp of the weight they change.
+TEST_F(DeviceTrainTest, Bf16AdapterIsExportedFromMasters) {
+  auto r = train::run_training(config("lora16", {"lora.enabled=true", "train.max_steps=6", "optim.lr=1e-4",
+                                                 "train.save_every=0"}),
+                               test_util::quiet_training());
+  ASSERT_EQ(r.exit_code, 0);
+  const std::string ckpt = root_ + "/lora16/checkpoints/step-00000006/";
+  auto opt = io::load_tensors(ckpt + "optimizer.safetensors");
+  std::vector<at::Tensor> masters;
+  for (const auto& [k, t] : opt)
+    if (k.size() > 7 && k.compare(k.size() - 7, 7, ".master") == 0) masters.push_back(t);
+  for (const std::string dir : {r.final_dir, ckpt}) {
+    auto adapter = io::load_tensors(dir + "/adapter_model.safetensors");
+    ASSERT_FALSE(adapter.empty()) << dir;
+    ASSERT_EQ(adapter.size(), masters.size()) << dir << ": one fp32 master per adapter tensor";
+    int not_bf16 = 0;
+    for (const auto& [k, t] : adapter) {
+      EXPECT_EQ(t.scalar_type(), at::kFloat) << k;
+      // Each tensor is one of the masters, bit for bit (names aside: matched by value).
+      bool found = false;
+      for (const at::Tensor& m : masters) found = found || (m.sizes() == t.sizes() && at::equal(m, t));
+      EXPECT_TRUE(found) << dir << ": " << k << " is not an fp32 master";
+      if (!at::equal(t, t.to(at::kBFloat16).to(at::kFloat))) ++not_bf16;
+    }
+    EXPECT_GT(not_bf16, 0) << dir << ": every value is a bf16 value: the rounding was exported";
+  }
+}
+
+// The generator states a checkpoint keeps: restoring them replays the same random draws
+// (dropout masks). The CPU's always; a CUDA device's when training there (skipped
+// without a GPU); a missing state is an input error naming the file.
+void check_rng_round_trip(const c10::Device& dev) {
+  auto saved = train::rng_states(dev);
+  ASSERT_EQ(saved.size(), dev.is_cuda() ? 2u : 1u) << dev;
+  const at::Tensor a = at::rand({1000}, at::TensorOptions().device(dev));
+  train::set_rng_states({saved.begin(), saved.end()}, dev, "rng.safetensors");
+  const at::Tensor b = at::rand({1000}, at::TensorOptions().device(dev));
+  EXPECT_TRUE(at::equal(a, b)) << dev << ": restored state drew different numbers";
+  const at::Tensor c = at::rand({1000}, at::TensorOptions().device(dev));
+  EXPECT_FALSE(at::equal(b, c)) << dev;
+  std::map<std::string, at::Tensor> partial(saved.begin(), saved.end());
+  partial.erase(dev.is_cuda() ? "torch_cuda_generator" : "torch_cpu_generator");
+  try {
+    train::set_rng_states(partial, dev, "ckpt/rng.safetensors");
+    ADD_FAILURE() << dev << ": a missing generator state was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt/rng.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Device, CpuRngStatesRoundTrip) { check_rng_round_trip(c10::Device(c10::kCPU)); }
+
+TEST(Device, CudaRngStatesRoundTrip) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU";
+  check_rng_round_trip(c10::Device(c10::kCUDA, 0));
 }

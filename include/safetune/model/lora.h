@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -61,9 +62,12 @@ void set_lora_enabled(Transformer& model, bool enabled);
 std::string adapter_config_json(const LoraSpec& spec, const std::string& base_model_name_or_path);
 
 // Writes adapter_config.json and adapter_model.safetensors into `dir` (created if needed),
-// each file atomically. Tensors are stored as fp32.
+// each file atomically. Tensors are stored as fp32: those of the model, or where
+// `fp32_value` returns a defined tensor for one, that tensor instead (a trainer's fp32
+// master copy of a bf16 adapter, which holds more than its rounding).
 void save_adapter(const std::string& dir, const Transformer& model, const LoraSpec& spec,
-                  const std::string& base_model_name_or_path);
+                  const std::string& base_model_name_or_path,
+                  const std::function<at::Tensor(const at::Tensor&)>& fp32_value = nullptr);
 
 // Reads a PEFT LoRA adapter directory and attaches it to `model` (the base stays frozen
 // only if freeze_base). Every tensor is checked against the model: InputError naming the

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "safetune/train/config.h"
 
@@ -43,7 +44,9 @@ struct BenchStepResult {
 // the first token when prompt_len is 0), and the constraint is set up as the trainer does
 // (reference = cache: the reference's rows for the batch are computed once beforehand and
 // served from memory during the timed steps).
+// `trace_path` non-empty: the timed steps run under LibTorch's autograd profiler, which
+// writes a Chrome trace of every ATen op there (times then include its overhead).
 BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
-                           int64_t prompt_len = 0);
+                           int64_t prompt_len = 0, const std::string& trace_path = "");
 
 }  // namespace safetune::train

@@ -7,7 +7,7 @@
 //       adapter_config.json + adapter_model.safetensors   (LoRA: a PEFT adapter)
 //       or config.json + model.safetensors                 (full fine-tuning)
 //       optimizer.safetensors   AdamW moments and step counts, by parameter name
-//       rng.safetensors         the torch CPU generator state (dropout)
+//       rng.safetensors         the torch generator states (dropout): CPU, and CUDA's on a GPU
 //       trainer_state.json      step, epoch, data position, tokens, elapsed time
 //       config.resolved.yaml
 //   latest                    "checkpoints/step-00000010": written last, atomically
@@ -18,10 +18,14 @@
 // the new checkpoint reachable through `latest`, never a partial one.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace safetune::train {
 
@@ -67,5 +71,13 @@ void clean_stale_temporaries(const std::string& run_dir);
 at::Tensor cpu_rng_state();
 void set_cpu_rng_state(const at::Tensor& state);
 void seed_cpu_rng(uint64_t seed);
+
+// The generators a run on `device` draws from, by checkpoint name: the CPU's
+// ("torch_cpu_generator") and, for a CUDA device, that device's ("torch_cuda_generator",
+// which LoRA dropout on the GPU uses).
+std::vector<std::pair<std::string, at::Tensor>> rng_states(const c10::Device& device);
+// Restores them; InputError naming `where` when one the device needs is missing.
+void set_rng_states(const std::map<std::string, at::Tensor>& states, const c10::Device& device,
+                    const std::string& where);
 
 }  // namespace safetune::train

@@ -48,6 +48,8 @@ class AdamW {
   void set_lr(double lr) { options_.lr = lr; }
   const AdamWOptions& options() const { return options_; }
   const std::vector<at::Tensor>& params() const { return params_; }
+  // The fp32 master copy of `param` (one of params()), undefined when it has none (fp32).
+  at::Tensor master_of(const at::Tensor& param) const;
 
   // The state as named tensors (views of the live state: copy before changing them).
   std::vector<std::pair<std::string, at::Tensor>> state() const;
