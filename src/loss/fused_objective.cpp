@@ -33,11 +33,17 @@
 
 namespace safetune::loss {
 
-int64_t default_chunk_tokens(int64_t vocab) {
+int64_t default_chunk_tokens(int64_t vocab, bool weight_trains, bool gpu) {
   // Bytes of one fp32 [chunk x vocab] buffer: the logits, the only such buffer of CE and
   // pact (anchor holds two, kl_full three). Smaller chunks cost GEMM efficiency: on CPU at
-  // V = 32000, d = 1024, 256-row chunks took 2-4% more time than 512-row ones.
-  const int64_t budget = int64_t(64) << 20;
+  // V = 32000, d = 1024, 256-row chunks took 2-4% more time than 512-row ones. A trained
+  // weight adds its fp32 gradient [V, d] to what the op holds, so the chunk gets less: at
+  // N = 4096, V = 32000, d = 1024 that keeps CE's extra memory at 0.12 of the composed
+  // ops' (0.136 with 512 rows), for ~2% more time (scripts/bench_loss.sh, --train-weight).
+  // A GPU reads the whole weight once per chunk from memory that is fast but not free
+  // (1 GB in bf16 at V = 128256, d = 4096), and a GEMM of 64 or 128 rows leaves most of it
+  // idle: there the budget is 512 MiB (1024 rows at V = 128256; chosen, not yet measured).
+  const int64_t budget = int64_t(gpu ? 512 : weight_trains ? 40 : 64) << 20;
   int64_t rows = budget / (4 * std::max<int64_t>(vocab, 1));
   if (rows >= 64) rows -= rows % 64;  // whole GEMM blocks
   return std::clamp<int64_t>(rows, 16, 4096);
@@ -332,7 +338,7 @@ ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weig
                                 const FusedConstraint& c, const FusedObjectiveOptions& options) {
   check_inputs(hidden, weight, targets, c);
   TORCH_CHECK(options.chunk_tokens >= 0, "fused_objective: chunk_tokens must be >= 0");
-  const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_tokens(weight.size(0));
+  const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_tokens(weight.size(0), weight.requires_grad(), weight.is_cuda());
   variable_list out =
       FusedObjective::apply(hidden, weight, targets, &c, chunk, options.ignore_index, options.row_ops);
   return {out[0], out[1], out[2], out[3]};

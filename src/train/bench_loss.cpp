@@ -163,7 +163,7 @@ BenchLossResult bench_loss(const BenchLossOptions& o) {
   };
 
   BenchLossResult res;
-  res.chunk = o.chunk > 0 ? o.chunk : loss::default_chunk_tokens(o.vocab);
+  res.chunk = o.chunk > 0 ? o.chunk : loss::default_chunk_tokens(o.vocab, o.train_weight, o.device != "cpu");
   Timing tu, tf;
   const RunOut u = measured(false, tu);
   const RunOut f = measured(true, tf);

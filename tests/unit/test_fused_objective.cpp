@@ -355,3 +355,15 @@ TEST_F(FusedTrainerTest, FusedAndUnfusedTrainTheSame) {
 }
 
 }  // namespace
+
+// The default chunk: fp32 logits of ~64 MiB on the CPU (40 MiB when the weight trains),
+// 512 MiB on a GPU; whole GEMM blocks of 64 rows, at least 16 rows.
+TEST(FusedObjectiveChunk, DefaultRows) {
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(32000), 512);
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(32000, /*weight_trains=*/true), 320);
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(128256), 128);
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(128256, true), 64);
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(1 << 24), 16);  // floor
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(64), 4096);      // ceiling
+  EXPECT_EQ(safetune::loss::default_chunk_tokens(128256, false, /*gpu=*/true), 1024);
+}

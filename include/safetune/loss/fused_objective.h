@@ -69,14 +69,16 @@ struct FusedConstraint {
 enum class RowOps { automatic, torch, dispatch };
 
 struct FusedObjectiveOptions {
-  int64_t chunk_tokens = 0;  // hidden rows per chunk; 0: default_chunk_tokens(V)
+  int64_t chunk_tokens = 0;  // hidden rows per chunk; 0: default_chunk_tokens
   int64_t ignore_index = kIgnoreIndex;
   RowOps row_ops = RowOps::automatic;
 };
 
-// A chunk whose fp32 logits take at most about 64 MiB, in rows a multiple of 64 when
-// that is at least 64 (at least 16 rows, at most 4096): 512 at V = 32000.
-int64_t default_chunk_tokens(int64_t vocab);
+// A chunk whose fp32 logits take at most about 64 MiB on the CPU (40 MiB when the
+// lm_head weight trains: its gradient is held too) and 512 MiB on a GPU, in rows a
+// multiple of 64 when that is at least 64 (at least 16 rows, at most 4096): on the CPU
+// 512 at V = 32000, 320 with a trained weight.
+int64_t default_chunk_tokens(int64_t vocab, bool weight_trains = false, bool gpu = false);
 
 struct ObjectiveValues {
   at::Tensor total;       // scalar ce + lambda * constraint: what backward() is called on
