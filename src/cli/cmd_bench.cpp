@@ -329,8 +329,7 @@ int run_loss(const LossOpts& lo) {
   using namespace safetune;
   const train::BenchLossOptions& o = lo.b;
   if (lo.threads < 0) input_error("--threads", "must be >= 0");
-  int threads = lo.threads;
-  threads = set_compute_threads(threads);
+  const int threads = set_compute_threads(lo.threads);
   cli::keep_freed_memory();  // as the trainer does: both paths reuse freed heap memory
   const train::BenchLossResult r = train::bench_loss(o);
   if (lo.json) {
