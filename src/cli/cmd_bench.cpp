@@ -79,7 +79,7 @@ double gemm_gflops(int64_t n, int iters, const c10::Device& dev) {
 
 int run_gemm(const GemmOpts& o) {
   using namespace safetune;
-  const int threads = cli::use_all_cores();
+  const int threads = set_compute_threads(0);
   if (o.size < 1 || o.size > 32768) input_error("--size", "must be in [1, 32768]");
   if (o.iters < 1) input_error("--iters", "must be >= 1");
   const double g = gemm_gflops(o.size, o.iters, cli::parse_device(o.device));
@@ -125,7 +125,7 @@ safetune::io::ModelConfig config_25m() {
 
 int run_forward(const ForwardOpts& o) {
   using namespace safetune;
-  const int threads = cli::use_all_cores();
+  const int threads = set_compute_threads(0);
   cli::keep_freed_memory();
   if (o.model.empty() == !o.init_25m) input_error("bench forward", "give exactly one of --model and --init-25m");
   if (o.batch < 1 || o.seq < 1 || o.iters < 1 || o.warmup < 0) input_error("bench forward", "sizes must be positive");

@@ -14,6 +14,7 @@
 #include "model_cli.h"
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/threads.h"
 #include "safetune/eval/evaluate.h"
 #include "safetune/eval/judge.h"
 #include "safetune/eval/suite.h"
@@ -48,7 +49,7 @@ std::string pct(const nlohmann::json& v) {
 
 int run(Opts o) {
   using namespace safetune;
-  cli::use_all_cores();
+  set_compute_threads(0);
   cli::keep_freed_memory();
 
   // Flags.

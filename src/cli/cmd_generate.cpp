@@ -8,6 +8,7 @@
 
 #include "command.h"
 #include "model_cli.h"
+#include "safetune/core/threads.h"
 #include "safetune/model/generate.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
@@ -26,7 +27,7 @@ struct Opts {
 
 int run(const Opts& o) {
   using namespace safetune;
-  cli::use_all_cores();
+  set_compute_threads(0);
   cli::keep_freed_memory();
   if (o.prompts.empty() == o.ids.empty()) input_error("generate", "give --prompt or --ids (one or more times), not both");
   if (o.max_new_tokens < 0) input_error("--max-new-tokens", "must be >= 0");

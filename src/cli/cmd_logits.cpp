@@ -6,6 +6,7 @@
 
 #include "command.h"
 #include "model_cli.h"
+#include "safetune/core/threads.h"
 #include "safetune/io/tensor_io.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
@@ -20,7 +21,7 @@ struct Opts {
 
 int run(const Opts& o) {
   using namespace safetune;
-  cli::use_all_cores();
+  set_compute_threads(0);
   if (o.ids.empty() == o.text.empty()) input_error("logits", "give exactly one of --ids and --text");
   auto loaded = model::load_model(o.model, cli::parse_device(o.device));
   if (!o.adapter.empty()) model::load_adapter(o.adapter, *loaded.model);  // PEFT LoRA on top

@@ -6,6 +6,7 @@
 #include "command.h"
 #include "model_cli.h"
 #include "safetune/core/error.h"
+#include "safetune/core/threads.h"
 #include "safetune/model/export.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
@@ -27,7 +28,7 @@ safetune::cli::Command cmd("merge", "fold a LoRA adapter into the base weights (
   sub.add_flag("--force", o->force, "replace --out if it exists");
   return [o]() -> int {
     using namespace safetune;
-    cli::use_all_cores();
+    set_compute_threads(0);
     // Merge in fp32 whatever the stored dtype, then cast once.
     model::LoadedModel loaded = model::load_model(o->model, c10::Device(c10::kCPU), at::kFloat);
     const std::string dt = o->dtype.empty() ? loaded.config.torch_dtype : o->dtype;

@@ -7,6 +7,7 @@
 
 #include "command.h"
 #include "model_cli.h"
+#include "safetune/core/threads.h"
 #include "safetune/safety/safety_tokens.h"
 
 namespace {
@@ -18,7 +19,7 @@ struct Opts {
 
 int run(const Opts& o) {
   using namespace safetune;
-  cli::use_all_cores();
+  set_compute_threads(0);
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   auto progress = [&](int64_t done, int64_t total) {

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "safetune/core/error.h"
-#include "safetune/core/threads.h"
 
 namespace safetune::cli {
 
@@ -43,11 +42,6 @@ inline c10::Device parse_device(const std::string& s) {
   if (s == "cpu") return c10::Device(c10::kCPU);
   if (s == "cuda" || s.rfind("cuda:", 0) == 0) return c10::Device(s);
   input_error("--device", "expected cpu or cuda[:N], got '" + s + "'");
-}
-
-// LibTorch starts with one intra-op thread here: use every core.
-inline int use_all_cores() {
-  return set_compute_threads(0);
 }
 
 // Keep freed memory in the process for reuse. glibc serves big blocks (logits, attention

@@ -38,64 +38,6 @@ int64_t trained_tokens(const data::Batch& batch) {
   return batch.labels.narrow(1, 1, T - 1).ne(loss::kIgnoreIndex).sum().item<int64_t>();
 }
 
-namespace {
-
-// fused = true: one chunked op computes CE and the constraint from the hidden states
-// (loss/fused_objective.h). Its rows are the union of the trained positions (CE) and the
-// response positions P (the constraint), usually the same set; FusedConstraint::rows maps
-// P into them. kl_full and anchor take the reference's hidden states and lm_head weight
-// instead of its [N, V] logits.
-LossTerms fused_terms(const ObjectiveConfig& cfg, model::Transformer& model, const data::Batch& batch,
-                      Constraint* constraint, const loss::ResponsePositions& P, const ReferenceLogits& ref) {
-  const bool constrained = constraint && cfg.constraint != "none";
-  at::Tensor hidden = model.forward(batch.input_ids, batch.attention_mask);  // [B,T,d]
-  const int64_t T = hidden.size(1);
-  at::Tensor h = hidden.reshape({-1, hidden.size(-1)});
-  at::Tensor t = shift_labels(batch.labels).reshape({-1});
-  // Row bookkeeping on the CPU: which flat positions [B*T] the op sees.
-  at::Tensor keep = t.to(at::kCPU).ne(loss::kIgnoreIndex);
-  at::Tensor flat_p;
-  if (constrained) {
-    flat_p = P.rows.mul(T).add(P.cols).to(at::kCPU, at::kLong);
-    keep.index_fill_(0, flat_p, true);
-  }
-  const at::Tensor union_rows = keep.nonzero().squeeze(1);  // increasing
-  loss::FusedConstraint fc;
-  if (union_rows.numel() < t.numel()) {
-    // Prompt and padding rows would cost a [rows x vocab] GEMM for nothing.
-    h = h.index_select(0, union_rows.to(h.device()));
-    t = t.index_select(0, union_rows.to(t.device()));
-  }
-  if (constrained) {
-    const loss::ConstraintOptions& o = constraint->options;
-    // Position of each flat index in the union: the rank among the kept ones.
-    const at::Tensor rank = keep.to(at::kLong).cumsum(0).sub_(1);
-    fc.kind = cfg.constraint;
-    fc.lambda = cfg.lambda;
-    fc.options = o;
-    fc.rows = rank.index_select(0, flat_p);
-    fc.valid = loss::select_positions(o, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
-    fc.S = constraint->S;
-    fc.w = constraint->w;
-    fc.t = P.t;
-    fc.z_full = ref.z_full;
-    fc.z_post = ref.z_post;
-    fc.ref_hidden = ref.hidden;
-    fc.ref_weight = ref.weight;
-    fc.ref_logits = ref.logits;
-  }
-  loss::ObjectiveValues v = loss::fused_objective(h, model.lm_head_weight(), t, fc);
-  LossTerms out;
-  out.total = v.total;
-  out.terms.emplace_back("ce", v.ce);
-  if (!constrained) return out;
-  out.terms.emplace_back(cfg.constraint, v.constraint);
-  if (cfg.constraint == "pact") out.terms.emplace_back("gate", v.gate_mean);
-  return out;
-}
-
-}  // namespace
-
 LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& model, const data::Batch& batch,
                             Constraint* constraint) {
   if (cfg.constraint != "none" && !constraint)
@@ -108,53 +50,58 @@ LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& mode
     P = loss::response_positions(batch);
     ref = constraint->reference->compute(batch, P, constraint->request);
   }
-  if (cfg.fused) return fused_terms(cfg, model, batch, constraint, P, ref);
-  // fused = false: the plain composition (CE over full logits, then the constraint on
-  // full logits from the reference's full logits), kept for checking.
+  const bool constrained = constraint && cfg.constraint != "none";
   at::Tensor hidden = model.forward(batch.input_ids, batch.attention_mask);  // [B,T,d]
-  // Only the trained positions go through the lm_head: prompt and padding rows would cost
-  // a [rows x vocab] GEMM forward and two backward for nothing.
+  const int64_t T = hidden.size(1);
   at::Tensor h = hidden.reshape({-1, hidden.size(-1)});
   at::Tensor t = shift_labels(batch.labels).reshape({-1});
-  const at::Tensor keep = t.ne(loss::kIgnoreIndex).nonzero().squeeze(1);
-  if (keep.numel() > 0 && keep.numel() < t.numel()) {
-    h = h.index_select(0, keep);
-    t = t.index_select(0, keep);
+  // The constraint applies at the response positions P, as rows of h. kl_full and anchor
+  // take the reference's hidden states and lm_head weight (fused) or its logits.
+  loss::FusedConstraint fc;
+  at::Tensor flat_p;
+  if (constrained) {
+    const loss::ConstraintOptions& o = constraint->options;
+    flat_p = P.rows.mul(T).add(P.cols).to(at::kCPU, at::kLong);
+    fc.kind = cfg.constraint;
+    fc.lambda = cfg.lambda;
+    fc.options = o;
+    fc.rows = flat_p;
+    fc.valid = loss::select_positions(o, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
+    fc.S = constraint->S;
+    fc.w = constraint->w;
+    fc.t = P.t;
+    fc.z_full = ref.z_full;
+    fc.z_post = ref.z_post;
+    fc.ref_hidden = ref.hidden;
+    fc.ref_weight = ref.weight;
+    fc.ref_logits = ref.logits;
   }
-  at::Tensor ce = loss::linear_cross_entropy(h, model.lm_head_weight(), t);
-  LossTerms out;
-  out.total = ce;
-  out.terms.emplace_back("ce", ce);
-  if (!constraint || cfg.constraint == "none") return out;
-
-  // The policy's hidden states at the response positions, from the same forward pass.
-  const int64_t T = hidden.size(1);
-  const at::Tensor flat = P.rows.mul(T).add(P.cols).to(hidden.device());
-  const at::Tensor hp = hidden.reshape({-1, hidden.size(-1)}).index_select(0, flat);  // [N, d]
-  const loss::ConstraintOptions& o = constraint->options;
-  at::Tensor valid = at::ones({P.t.numel()}, at::kBool);
-  valid = loss::select_positions(o, P.t, valid, ref.mass);
-  at::Tensor term, gate;
-  if (cfg.constraint == "pact") {
-    const at::Tensor S = constraint->S.to(hp.device());
-    const at::Tensor WS = model.lm_head_weight().index_select(0, S);  // [K, d]: never the full vocabulary
-    const at::Tensor z_theta = at::matmul(hp, WS.t());
-    loss::ConstraintResult r =
-        loss::pact_loss(z_theta, ref.z_full.to(hp.device()), ref.z_post.defined() ? ref.z_post.to(hp.device()) : at::Tensor(),
-                        constraint->w.to(hp.device()), P.t.to(hp.device()), valid.to(hp.device()), o);
-    term = r.loss;
-    gate = r.gate_mean;
-  } else if (cfg.constraint == "kl_full") {
-    term = loss::kl_full_loss(model.logits(hp), ref.logits.to(hp.device()), valid.to(hp.device()), o.temperature);
-  } else if (cfg.constraint == "anchor") {
-    term = loss::anchor_loss(model.logits(hp), ref.logits.to(hp.device()), constraint->S.to(hp.device()),
-                             valid.to(hp.device()));
+  loss::ObjectiveValues v;
+  if (cfg.fused) {
+    // Only the rows that count go through the op: the trained positions (CE) and the
+    // response positions (the constraint), usually the same set. Prompt and padding rows
+    // would cost a [rows x vocab] GEMM forward and two backward for nothing.
+    at::Tensor keep = t.to(at::kCPU).ne(loss::kIgnoreIndex);
+    if (constrained) keep.index_fill_(0, flat_p, true);
+    const at::Tensor kept = keep.nonzero().squeeze(1);  // increasing
+    if (kept.numel() < t.numel()) {
+      h = h.index_select(0, kept.to(h.device()));
+      t = t.index_select(0, kept.to(t.device()));
+      // Each response position's row among the kept ones: its rank.
+      if (constrained) fc.rows = keep.to(at::kLong).cumsum(0).sub_(1).index_select(0, flat_p);
+    }
+    v = loss::fused_objective(h, model.lm_head_weight(), t, fc);
   } else {
-    input_error("objective.constraint", "unknown constraint '" + cfg.constraint + "'");
+    // The plain composition over every position, with the plain row mapping: what the
+    // fused path (and its row selection) is checked against.
+    v = loss::unfused_objective(h, model.lm_head_weight(), t, fc);
   }
-  out.total = ce + cfg.lambda * term;
-  out.terms.emplace_back(cfg.constraint, term);
-  if (gate.defined()) out.terms.emplace_back("gate", gate);
+  LossTerms out;
+  out.total = v.total;
+  out.terms.emplace_back("ce", v.ce);
+  if (!constrained) return out;
+  out.terms.emplace_back(cfg.constraint, v.constraint);
+  if (cfg.constraint == "pact") out.terms.emplace_back("gate", v.gate_mean);
   return out;
 }
 
