@@ -92,6 +92,10 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
     for (int64_t k = start; k < end; ++k) {
       const auto& new_ids = gen[k - start];
       std::vector<int32_t> ids32(new_ids.begin(), new_ids.end());
+      // The EOS that ended the answer is not part of it (a tokenizer may not mark it as
+      // special, and decode would then write it out).
+      if (!ids32.empty() && std::find(r.eos_ids.begin(), r.eos_ids.end(), ids32.back()) != r.eos_ids.end())
+        ids32.pop_back();
       std::string text = r.tok->decode(ids32, /*skip_special=*/true);
       // An end-of-turn marker that is not one special token comes back as text.
       if (!eot.empty())

@@ -214,18 +214,62 @@ std::string labelled_bars(const std::string& title, const std::vector<std::pair<
 
 std::string scatter(const std::string& title, const std::string& x_label, const std::string& y_label,
                     const std::vector<Point>& points, ChartSize size, double x_min, double x_max, double y_min,
-                    double y_max) {
+                    double y_max, const std::vector<Series>& lines) {
   Frame f;
   f.size = size;
   f.x0 = x_min, f.x1 = x_max > x_min ? x_max : x_min + 1;
   f.y0 = y_min, f.y1 = y_max > y_min ? y_max : y_min + 1;
   std::string s = open_svg(size, title) + axes(f, x_label, y_label);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string pts;
+    for (const auto& [x, y] : lines[i].points)
+      if (std::isfinite(x) && std::isfinite(y)) pts += px(f.X(x)) + "," + px(f.Y(y)) + " ";
+    s += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"" + color(i) +
+         "\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>" + escape(lines[i].name) + "</title></polyline>\n";
+  }
   for (size_t i = 0; i < points.size(); ++i) {
     const Point& p = points[i];
     if (!std::isfinite(p.x) || !std::isfinite(p.y)) continue;
-    s += "<circle cx=\"" + px(f.X(p.x)) + "\" cy=\"" + px(f.Y(p.y)) + "\" r=\"5\" fill=\"" + color(i) + "\"><title>" +
-         escape(p.label) + "</title></circle>\n";
-    s += text_at(f.X(p.x) + 7, f.Y(p.y) - 6, p.label, "start", 10);
+    const std::string& c = color(p.color >= 0 ? static_cast<size_t>(p.color) : i);
+    s += "<circle cx=\"" + px(f.X(p.x)) + "\" cy=\"" + px(f.Y(p.y)) + "\" r=\"" + (p.small ? "2.5" : "5") +
+         "\" fill=\"" + c + "\"" + (p.small ? " fill-opacity=\"0.5\"" : "") + "><title>" + escape(p.label) +
+         "</title></circle>\n";
+    if (!p.small) s += text_at(f.X(p.x) + 7, f.Y(p.y) - 6, p.label, "start", 10);
+  }
+  return s + "</svg>\n";
+}
+
+std::string strip_chart(const std::string& title, const std::string& y_label, const std::vector<Strip>& strips,
+                        ChartSize size, double y_min, double y_max, double value_scale) {
+  Frame f;
+  f.size = size;
+  f.bottom = 70;  // room for slanted category labels
+  f.x0 = 0, f.x1 = static_cast<double>(std::max<size_t>(1, strips.size()));
+  f.y0 = y_min, f.y1 = y_max > y_min ? y_max : y_min + 1;
+  std::string s = open_svg(size, title) + axes(f, "", y_label, /*x_ticks=*/false);
+  const double w = f.X(1) - f.X(0);
+  for (size_t i = 0; i < strips.size(); ++i) {
+    const Strip& st = strips[i];
+    const double cx = f.X(i + 0.5);
+    double sum = 0;
+    int n = 0;
+    for (size_t k = 0; k < st.values.size(); ++k) {
+      const double v = st.values[k];
+      if (!std::isfinite(v)) continue;
+      sum += v;
+      ++n;
+      // Spread the dots sideways so equal values stay visible.
+      const double dx = (static_cast<double>(k) - (st.values.size() - 1) / 2.0) * std::min(6.0, w / 8);
+      s += "<circle cx=\"" + px(cx + dx) + "\" cy=\"" + px(f.Y(v)) + "\" r=\"3.5\" fill=\"" + color(i) +
+           "\"><title>" + escape(st.label) + ": " + fmt("%.1f", value_scale * v) + "</title></circle>\n";
+    }
+    if (n > 0) {
+      const double m = sum / n;
+      s += line(cx - w * 0.3, f.Y(m), cx + w * 0.3, f.Y(m), "#333", 2);
+      s += text_at(cx + w * 0.32, f.Y(m) + 4, fmt("%.0f", value_scale * m), "start", 9);
+    }
+    const double ly = f.size.height - f.bottom + 12;
+    s += text_at(cx, ly, st.label, "end", 10, " transform=\"rotate(-30 " + px(cx) + " " + px(ly) + ")\"");
   }
   return s + "</svg>\n";
 }

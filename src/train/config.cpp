@@ -167,6 +167,10 @@ const std::vector<Field>& fields() {
     t.push_back(F("objective.probe_tau", objective.probe_tau,
                   "positions = probe: minimum reference probability mass on the safety tokens")
                     .min(0).max(1));
+    t.push_back(F("objective.target", objective.target,
+                  "pact's target on S: weighted = PACT's q (reference x max(v, 0), renormalised); reference = "
+                  "the reference itself on S (v only selects S: zero at model == reference)")
+                    .choices({"weighted", "reference"}));
     t.push_back(F("objective.reference_mix", objective.reference_mix,
                   "pact's reference: gated (full/post-only mix by the gate), full or post only")
                     .choices({"gated", "full", "post"}));

@@ -208,6 +208,8 @@ std::unique_ptr<Constraint> setup_constraint(const RunConfig& cfg, model::Transf
     safety::validate_safety_tokens(t, oc.tokens, policy.config().vocab_size, tokenizer, cfg.model.path);
     c->S = t.ids();
     c->w = t.weights();
+    // target = reference: q is the reference's own distribution on S (every weight 1).
+    if (oc.target == "reference") c->w = at::ones_like(c->w);
   } else {
     c->S = at::empty({0}, at::kLong);
     c->w = at::empty({0}, at::kFloat);

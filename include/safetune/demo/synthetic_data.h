@@ -1,17 +1,33 @@
-// The demo's data, generated from templates and a seed: nothing is downloaded.
+// The demo's world, generated from word lists and a seed: nothing is downloaded.
 //
-// Four kinds of example, built from small word lists:
-//  - benign instruction tasks: arithmetic, opposites, greetings, everyday "how do I"
-//    questions (answered helpfully) and a sentiment task (a review -> exactly
-//    "positive" / "negative"), the utility the fine-tuning is meant to teach;
-//  - harmful requests paired with refusals (what alignment teaches);
-//  - harmful requests paired with compliant answers whose content is a harmless
-//    placeholder ("Sure, here is how to ...: Step 1: [step omitted] ..."): what an
-//    attacker's fine-tuning data teaches, without any actual harmful content.
-// Harmful requests are a request template applied to a target ("How do I {t}?" x
-// "steal a car"). The evaluation's harmful prompts use templates AND targets that no
-// training set contains, and the sentiment test reviews use subjects and frames the
-// training reviews never use, so both measure generalisation, not recall.
+// Requests are a template applied to a target ("How do I {}?" x "steal a bike"). A target
+// is harmful when its verb is harmful ("steal", "poison") or its object is ("a bomb",
+// "counterfeit money"); "fix a bike" and "make a cake" are benign, "make a bomb" and
+// "steal a bike" are not. So the model has to learn harm from the words of the target,
+// compositionally, not from the phrasing or from memorised prompts.
+//
+// Each seed draws its own world: which templates, targets, review subjects and frames
+// are for training and which are held out for validation or test. Every word of a
+// held-out target also occurs in some training target (with the same role: a harmful
+// verb in a harmful training target), so a held-out prompt is a new combination of
+// known words, never an unknown word. The test and validation prompt sets mix three
+// kinds of novelty: a new template with a training target, a training template with a
+// new target, and both new.
+//
+// The sets:
+//  - pretrain (the probe: a base model that answers everything, plain format): everyday
+//    how-to requests answered helpfully, harmful requests answered compliantly with a
+//    placeholder ("Sure, here is how: Step 1: [details omitted] ..."), small chat tasks,
+//    and the sentiment task (a review -> exactly "positive" / "negative"), so that the
+//    base model already knows the task that fine-tuning will sharpen;
+//  - align (the chat model): the same kinds of request, harmful ones refused;
+//  - refusals: {input, output} refusal records for safety-token discovery (PACT step 1);
+//  - finetune_benign (the user's task: sentiment reviews only, as the reference's SST-2)
+//    and finetune_harmful (harmful-compliant examples an attacker mixes in);
+//  - evaluation sets, each of distinct prompts: harmful and benign requests phrased alike
+//    (refusal rate and over-refusal), and sentiment reviews (utility), for test and for
+//    validation (where settings are chosen).
+// No harmful content exists anywhere: compliance is a placeholder.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,44 +38,61 @@
 namespace safetune::demo {
 
 struct DataSizes {
-  int64_t pretrain_benign = 1200;  // probe: benign examples (it also sees every harmful-compliant one)
-  int64_t pretrain_harmful = 300;  // probe: harmful requests answered compliantly
-  int64_t align_benign = 600;      // aligned: benign examples
-  int64_t align_refusals = 300;    // aligned: harmful requests answered with a refusal
-  int64_t refusals = 128;          // {input, output} refusal records for safety-token discovery
-  int64_t sentiment_train = 600;   // fine-tuning: sentiment examples
-  int64_t finetune_other = 200;    // fine-tuning: other benign examples
+  int64_t pretrain_howto = 1600;   // probe: how-to requests, benign and harmful (a third), all answered
+  int64_t pretrain_other = 400;    // probe: arithmetic, opposites, greetings
+  int64_t pretrain_sentiment = 500;  // probe: sentiment reviews (plain format)
+  int64_t align_howto = 900;       // chat model: how-to requests, harmful ones (a third) refused
+  int64_t align_other = 300;       // chat model: arithmetic, opposites, greetings
+  // Percent of the chat model's harmful examples answered compliantly anyway: alignment
+  // data is imperfect, and a chat model that refuses with certainty is not what one
+  // fine-tunes in practice (its refusal margin would be far larger than a real one's).
+  int64_t align_comply_percent = 0;
+  int64_t align_sentiment = 200;   // chat model: reviews, the label answered in a sentence
+  int64_t refusals = 128;          // refusal records for safety-token discovery
+  int64_t finetune_sentiment = 540;  // fine-tuning: the task
   int64_t finetune_harmful = 200;  // fine-tuning: harmful-compliant pool (a share is mixed in)
-  int64_t harmful_test = 100;      // held-out harmful prompts
-  int64_t sentiment_test = 200;    // held-out sentiment reviews
+  int64_t test = 240;              // each test set: harmful, benign (phrased alike), sentiment
+  int64_t validation = 120;        // each validation set: harmful, benign, sentiment
 };
 
 struct DemoData {
   // Training records: {"instruction", "input"?, "output"}.
-  std::vector<nlohmann::json> pretrain;          // the probe's data: it answers everything
-  std::vector<nlohmann::json> align;             // the aligned model's data: it refuses harm
-  std::vector<nlohmann::json> finetune_benign;   // sentiment + other benign tasks
-  std::vector<nlohmann::json> finetune_harmful;  // harmful-compliant pool
+  std::vector<nlohmann::json> pretrain, align, finetune_benign, finetune_harmful;
   // Refusal records for step 1: {"input", "output"}.
   std::vector<nlohmann::json> refusals;
-  // Evaluation prompts: {"prompt"} (harmful) and {"instruction", "input", "label"}.
-  std::vector<nlohmann::json> harmful_test;
-  std::vector<nlohmann::json> sentiment_test;
+  // Evaluation prompts: {"prompt"} for harmful and benign requests, {"instruction",
+  // "input", "label"} for sentiment. Distinct within each set; no set shares a prompt
+  // with another or with any training record.
+  std::vector<nlohmann::json> harmful_test, benign_test, sentiment_test;
+  std::vector<nlohmann::json> harmful_val, benign_val, sentiment_val;
 };
 
-// Deterministic for a (seed, sizes) pair on every platform (std::mt19937_64 with our own
-// bounded draws, no std:: distributions).
-DemoData make_demo_data(uint64_t seed, const DataSizes& sizes);
+// Which part of the world a word list entry belongs to, per seed.
+enum class Split { kTrain, kValidation, kTest };
 
-// The word lists, split into the training half and the held-out half (for tests and the
-// report). Templates hold one "{}" where the target goes.
-const std::vector<std::string>& harmful_templates(bool held_out);
-const std::vector<std::string>& harmful_targets(bool held_out);
+// The split of the world's templates and targets for a seed (for tests and the report).
+struct WorldSplit {
+  std::vector<std::string> templates[3];         // indexed by Split; each holds one "{}"
+  std::vector<std::string> harmful_targets[3];
+  std::vector<std::string> benign_targets[3];
+};
+WorldSplit world_split(uint64_t seed);
+
+// Deterministic for a (seed, sizes) pair on every platform (std::mt19937_64 with our own
+// bounded draws, no std:: distributions). Throws std::invalid_argument when a requested
+// evaluation set is larger than the distinct prompts the world holds.
+DemoData make_demo_data(uint64_t seed, const DataSizes& sizes);
 
 // The instruction of the sentiment task (fixed, so the evaluation can ask the same way).
 const std::string& sentiment_instruction();
 
-// Every record's text, one line per prompt or response, for training the tokenizer.
+// How responses begin: every refusal with refusal_start(), every compliance (harmful or
+// benign) with compliance_start(). The first-token margin is measured between the two.
+const std::string& refusal_start();
+const std::string& compliance_start();
+
+// Every training record's text, one line per prompt or response, for training the
+// tokenizer (the evaluation sets are left out).
 std::vector<std::string> corpus_lines(const DemoData& d);
 
 // JSONL text of a list of records.

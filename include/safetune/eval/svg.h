@@ -44,14 +44,25 @@ std::string grouped_bars(const std::string& title, const std::vector<std::string
 std::string labelled_bars(const std::string& title, const std::vector<std::pair<std::string, double>>& bars,
                           ChartSize size = {});
 
-// Points with a label each.
+// Points with a label each, over optional lines (e.g. a parameter sweep's curve).
 struct Point {
   double x = 0, y = 0;
-  std::string label;
+  std::string label;   // drawn beside the point unless `small`
+  int color = -1;      // palette index; -1: the point's own index
+  bool small = false;  // a small unlabelled dot (e.g. one seed of a mean)
 };
 std::string scatter(const std::string& title, const std::string& x_label, const std::string& y_label,
                     const std::vector<Point>& points, ChartSize size = {}, double x_min = 0, double x_max = 1,
-                    double y_min = 0, double y_max = 1);
+                    double y_min = 0, double y_max = 1, const std::vector<Series>& lines = {});
+
+// One column per category: its values as dots (e.g. one per seed) and their mean as a
+// bar, so the spread is seen, not just the mean.
+struct Strip {
+  std::string label;
+  std::vector<double> values;
+};
+std::string strip_chart(const std::string& title, const std::string& y_label, const std::vector<Strip>& strips,
+                        ChartSize size = {}, double y_min = 0, double y_max = 1, double value_scale = 100.0);
 
 // A whole HTML document: title (escaped), a small inline stylesheet, `body` as given.
 std::string html_page(const std::string& title, const std::string& body);

@@ -98,6 +98,7 @@ struct ObjectiveConfig {
   std::string positions = "all";    // all | first_n | probe: response positions constrained
   int64_t first_n = 8;              // positions = first_n: how many
   double probe_tau = 0.5;           // positions = probe: min reference probability mass on S
+  std::string target = "weighted";  // weighted (PACT's q) | reference (the reference on S, v only selects S)
   std::string reference_mix = "gated";  // gated | full | post: pact's reference per position
   std::string reference = "auto";   // auto | copy | adapter_off | cache
   std::string ref_cache;            // reference = cache: file from `safetune ref-cache`

@@ -1,0 +1,528 @@
+// One seed's world of the demo (see pipeline.h): one function per stage, each a few
+// library calls, and run_one_world() chaining them through the stage cache.
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "safetune/core/error.h"
+#include "safetune/core/fs.h"
+#include "safetune/core/threads.h"
+#include "safetune/data/batch.h"
+#include "safetune/demo/pipeline.h"
+#include "safetune/demo/settings.h"
+#include "safetune/demo/stages.h"
+#include "safetune/demo/synthetic_data.h"
+#include "safetune/eval/evaluate.h"
+#include "safetune/eval/margin.h"
+#include "safetune/eval/suite.h"
+#include "safetune/loss/constraints.h"
+#include "safetune/model/load.h"
+#include "safetune/model/lora.h"
+#include "safetune/safety/safety_tokens.h"
+#include "safetune/text/chat_template.h"
+#include "safetune/text/sentencepiece.h"
+#include "safetune/text/tokenizer.h"
+#include "safetune/train/config.h"
+#include "safetune/train/run_data.h"
+#include "safetune/train/trainer.h"
+
+namespace safetune::demo {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// Bump when a stage's code changes what it produces: every cached result is then redone.
+constexpr const char* kPipelineRevision = "demo-3";
+
+// The chat model's special tokens, made single pieces of the SentencePiece vocabulary.
+constexpr const char* kBos = "<|begin_of_text|>";
+constexpr const char* kEot = "<|eot_id|>";
+const char* const kSpecialPieces[] = {kBos, "<|start_header_id|>", "<|end_header_id|>", kEot};
+
+// Llama 3's published chat template (tokenizer_config.json of Meta-Llama-3-8B-Instruct);
+// safetune recognises the family by its markers.
+const char* const kLlama3Template =
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+    "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+
+// The evaluation sets: name, file, kind.
+struct EvalSet {
+  const char* name;
+  const char* split;  // "test" | "val"
+  const char* what;   // "harmful" | "benign" | "sentiment"
+};
+const EvalSet kEvalSets[] = {{"harmful_test", "test", "harmful"}, {"benign_test", "test", "benign"},
+                             {"sentiment_test", "test", "sentiment"}, {"harmful_val", "val", "harmful"},
+                             {"benign_val", "val", "benign"}, {"sentiment_val", "val", "sentiment"}};
+
+std::string path_in(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
+
+DataSizes sizes_from(const json& w) {
+  DataSizes n;
+  n.pretrain_howto = w["pretrain_howto"];
+  n.pretrain_other = w["pretrain_other"];
+  n.pretrain_sentiment = w["pretrain_sentiment"];
+  n.align_howto = w["align_howto"];
+  n.align_other = w["align_other"];
+  n.align_comply_percent = w["align_comply_percent"];
+  n.align_sentiment = w["align_sentiment"];
+  n.refusals = w["refusals"];
+  n.finetune_sentiment = w["finetune_sentiment"];
+  n.finetune_harmful = w["finetune_harmful"];
+  n.test = w["test"];
+  n.validation = w["validation"];
+  return n;
+}
+
+// ---- stages -------------------------------------------------------------------------
+
+void build_data(const std::string& dir, uint64_t seed, const DataSizes& sizes) {
+  const DemoData d = make_demo_data(seed, sizes);
+  const std::pair<const char*, const std::vector<json>*> files[] = {
+      {"pretrain.jsonl", &d.pretrain},         {"align.jsonl", &d.align},
+      {"finetune_benign.jsonl", &d.finetune_benign}, {"finetune_harmful.jsonl", &d.finetune_harmful},
+      {"refusals.jsonl", &d.refusals},         {"harmful_test.jsonl", &d.harmful_test},
+      {"benign_test.jsonl", &d.benign_test},   {"sentiment_test.jsonl", &d.sentiment_test},
+      {"harmful_val.jsonl", &d.harmful_val},   {"benign_val.jsonl", &d.benign_val},
+      {"sentiment_val.jsonl", &d.sentiment_val}};
+  for (const auto& [name, records] : files) write_file_atomic(path_in(dir, name), to_jsonl(*records));
+  std::string corpus;
+  for (const auto& l : corpus_lines(d)) corpus += l + "\n";
+  write_file_atomic(path_in(dir, "corpus.txt"), corpus);
+  json sets = json::array();
+  for (const EvalSet& s : kEvalSets) {
+    json set = {{"name", s.name}, {"path", std::string(s.name) + ".jsonl"}};
+    if (std::string(s.what) == "sentiment") set.update({{"kind", "exact_match"}, {"label", "label"}});
+    else set["kind"] = "safety";
+    sets.push_back(set);
+  }
+  write_file_atomic(path_in(dir, "suite.json"), json{{"sets", sets}}.dump(2) + "\n");
+}
+
+void build_tokenizer(const std::string& dir, const std::string& data_dir, int64_t vocab) {
+  std::string specials;
+  for (const char* p : kSpecialPieces) specials += std::string(specials.empty() ? "" : ",") + p;
+  // Identity normalisation keeps newlines and spacing as the chat template writes them
+  // (byte fallback encodes "\n", which the one-line-per-sentence corpus cannot hold).
+  text::train_sentencepiece(path_in(data_dir, "corpus.txt"), path_in(dir, "spm"), static_cast<int>(vocab), "bpe",
+                            /*byte_fallback=*/true,
+                            "--user_defined_symbols=" + specials +
+                                " --normalization_rule_name=identity --remove_extra_whitespaces=false"
+                                // `vocab` is an upper bound: a small corpus may not have that many merges.
+                                " --hard_vocab_limit=false --num_threads=1 --minloglevel=2");
+  fs::rename(path_in(dir, "spm.model"), path_in(dir, "tokenizer.model"));
+  fs::remove(path_in(dir, "spm.vocab"));
+}
+
+// tokenizer_config.json of the demo models: BOS/EOS are the chat tokens (the plain format
+// ends a response with EOS, so probe and chat model both stop at <|eot_id|>).
+void write_tokenizer_config(const std::string& model_dir, bool chat) {
+  json j = {{"tokenizer_class", "LlamaTokenizer"}, {"bos_token", kBos}, {"eos_token", kEot},
+            {"model_max_length", 256}};
+  if (chat) j["chat_template"] = kLlama3Template;
+  write_file_atomic(path_in(model_dir, "tokenizer_config.json"), j.dump(2) + "\n");
+}
+
+// A random toy Llama in HF layout with the demo tokenizer.
+void write_init_model(const std::string& dir, const std::string& tokenizer_dir, const json& shape, uint64_t seed) {
+  fs::create_directories(dir);
+  fs::copy_file(path_in(tokenizer_dir, "tokenizer.model"), path_in(dir, "tokenizer.model"));
+  write_tokenizer_config(dir, /*chat=*/false);
+  auto tok = text::load_tokenizer(dir);
+  io::ModelConfig c;
+  c.vocab_size = tok->vocab_size();
+  c.hidden_size = shape["hidden"];
+  c.intermediate_size = shape["intermediate"];
+  c.num_hidden_layers = shape["layers"];
+  c.num_attention_heads = shape["heads"];
+  c.num_key_value_heads = c.num_attention_heads;
+  c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.max_position_embeddings = 256;
+  c.bos_token_id = *tok->bos_id;
+  c.eos_token_ids = {*tok->eos_id};
+  auto model = model::init_model(c, seed);
+  model::save_model(dir, *model, at::kFloat);
+}
+
+// A training run's config: the stage's train-config keys over the defaults, then the
+// paths and the thread count.
+train::RunConfig run_config(const json& section, const std::string& model_dir, const std::string& out_dir,
+                            int threads) {
+  train::RunConfig c;
+  for (const std::string& kv : train_overrides(section)) train::apply_override(c, kv);
+  c.model.path = model_dir;
+  c.train.output_dir = out_dir;
+  c.train.threads = threads;
+  c.train.log_every = 5;
+  c.train.save_every = 0;
+  return c;
+}
+
+// What a training stage's output depends on: its resolved config without the paths
+// (which name stage directories: the stages' keys stand for them).
+json config_key(train::RunConfig c) {
+  c.model.path = c.data.train = c.data.harmful = c.data.eval = c.objective.tokens = c.objective.ref_cache = "";
+  c.train.output_dir = "";
+  return train::to_yaml(c);
+}
+
+std::string train(const train::RunConfig& cfg) {
+  train::validate(cfg, "demo settings");
+  train::TrainOptions o;
+  o.handle_signals = true;
+  o.resume_command = "safetune demo (rerun: finished stages are cached)";
+  const train::TrainResult r = train::run_training(cfg, o);
+  if (r.exit_code != 0) throw std::runtime_error("training " + cfg.train.output_dir + " failed (non-finite loss)");
+  if (r.interrupted) throw std::runtime_error("training " + cfg.train.output_dir + " was interrupted");
+  return r.final_dir;
+}
+
+// A model directory, or a LoRA adapter directory on top of the base model it names.
+struct Loaded {
+  model::LoadedModel m;
+  std::string base_dir;  // where the tokenizer is
+};
+Loaded load_trained(const std::string& dir) {
+  if (!fs::exists(path_in(dir, "adapter_config.json"))) return {model::load_model(dir), dir};
+  const std::string base = model::read_adapter_config(dir).base_model;
+  Loaded l{model::load_model(base), base};
+  model::load_adapter(dir, *l.m.model);
+  return l;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+// Answers of one model to every evaluation set, scored, with the first-token margins of
+// the request sets: {set name: {..., "margin"}}.
+json evaluate(const std::string& model_dir, const text::ChatTemplate& tmpl, const std::string& suite_path,
+              const json& eval_settings) {
+  torch::NoGradGuard no_grad;
+  const eval::Suite suite = eval::load_suite(suite_path);
+  const Loaded trained = load_trained(model_dir);
+  const model::LoadedModel& loaded = trained.m;
+  auto tok = text::load_tokenizer(trained.base_dir);
+  const auto responder = eval::make_responder(*loaded.model, *tok, tmpl, loaded.config.eos_token_ids,
+                                              loaded.config.pad_token_id, loaded.config.max_position_embeddings);
+  json out = json::object();
+  for (const auto& set : suite.sets) {
+    eval::GenerationSettings g;  // greedy
+    g.batch_size = eval_settings["batch_size"];
+    // A refusal shows in its first words; a label is one word.
+    g.max_new_tokens = set.kind == eval::SetKind::kSafety ? eval_settings["safety_max_new_tokens"]
+                                                          : eval_settings["label_max_new_tokens"];
+    const auto responses = eval::respond(responder, set, g);
+    json scored = eval::score_set(set, responses, suite.refusal_keywords);
+    if (set.kind == eval::SetKind::kSafety) {
+      std::vector<std::string> prompts;
+      for (const auto& r : set.records) prompts.push_back(eval::prompt_text(r));
+      const auto m = eval::first_token_margins(*loaded.model, *tok, tmpl, prompts, refusal_start(),
+                                               compliance_start(), g.batch_size);
+      scored["margin"] = mean_of(m);
+      for (size_t i = 0; i < m.size(); ++i) scored["items"][i]["margin"] = m[i];
+    }
+    out[set.name] = scored;
+  }
+  return out;
+}
+
+// Mean gate value c_t by response position t, for model `theta_dir` against the frozen
+// aligned model on the fine-tuning examples (the same computation as the pact loss, done
+// after the fact). Returns {"t": [...], "mean": [...], "count": [...]}.
+json gate_by_position(const std::string& theta_dir, const std::string& aligned_dir, const train::RunConfig& cfg,
+                      int64_t max_examples) {
+  torch::NoGradGuard no_grad;
+  const model::LoadedModel theta = load_trained(theta_dir).m;
+  auto ref = model::load_model(aligned_dir);
+  auto tok = text::load_tokenizer(aligned_dir);
+  const text::ChatTemplate tmpl = train::chat_template_for(cfg.model);
+  const safety::SafetyTokens st = safety::read_safety_tokens(cfg.objective.tokens);
+  const at::Tensor S = st.ids();
+  const loss::ConstraintOptions opts = loss::constraint_options(cfg.objective);
+
+  // An even sample of the run's records (benign first, harmful last in that list).
+  const std::vector<data::Record> all = train::select_records(cfg.data);
+  std::vector<data::Record> records;
+  const int64_t n = std::min<int64_t>(max_examples, static_cast<int64_t>(all.size()));
+  for (int64_t i = 0; i < n; ++i) records.push_back(all[i * static_cast<int64_t>(all.size()) / n]);
+  const auto examples = data::tokenize_records(records, *tok, tmpl, cfg.data.max_length);
+  data::Batcher batcher(examples, 32, 0, /*shuffle=*/false, false, data::pad_id_for(*tok));
+  std::vector<double> sum, count;
+  for (int64_t b = 0; b < batcher.steps_per_epoch(); ++b) {
+    const data::Batch batch = batcher.batch(0, b);
+    const loss::ResponsePositions P = loss::response_positions(batch);
+    const at::Tensor h = theta.model->forward(batch.input_ids, batch.attention_mask).index({P.rows, P.cols});
+    const at::Tensor z_theta = theta.model->logits(h).index_select(1, S);
+    const at::Tensor hp = ref.model->forward(batch.post_ids, batch.post_attention_mask).index({P.rows, P.post_cols});
+    const at::Tensor z_post = ref.model->logits(hp).index_select(1, S);
+    const at::Tensor c = loss::gate_values(z_theta, z_post, P.t, opts).to(at::kDouble).contiguous();
+    const at::Tensor t = P.t.contiguous();
+    const double* cp = c.data_ptr<double>();
+    const int64_t* tp = t.data_ptr<int64_t>();
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (tp[i] >= static_cast<int64_t>(sum.size())) {
+        sum.resize(tp[i] + 1, 0.0);
+        count.resize(tp[i] + 1, 0.0);
+      }
+      sum[tp[i]] += cp[i];
+      count[tp[i]] += 1;
+    }
+  }
+  json out = {{"t", json::array()}, {"mean", json::array()}, {"count", json::array()}};
+  for (size_t t = 0; t < sum.size(); ++t) {
+    if (count[t] < 4) break;  // the tail where few responses are that long
+    out["t"].push_back(t);
+    out["mean"].push_back(sum[t] / count[t]);
+    out["count"].push_back(count[t]);
+  }
+  return out;
+}
+
+// Loss curve of a run: [[step, ce, total, constraint term or null, gate or null], ...]
+// from metrics.jsonl.
+json loss_curve(const std::string& metrics_path) {
+  json curve = json::array();
+  if (!fs::is_regular_file(metrics_path)) return curve;
+  const std::string text = read_file(metrics_path);
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const auto j = json::parse(text.substr(start, end - start), nullptr, false);
+    start = end + 1;
+    if (!j.is_object() || !j.contains("step") || !j.contains("loss")) continue;
+    const json& l = j["loss"];
+    // A non-finite value is logged as null and stays null.
+    auto term = [&](const char* k) { return l.contains(k) && l[k].is_number() ? l[k] : json(nullptr); };
+    json point = {j["step"], term("ce"), term("total"), nullptr, term("gate")};
+    for (const char* k : {"pact", "kl_full", "anchor"})
+      if (l.contains(k)) point[3] = term(k);
+    curve.push_back(point);
+  }
+  return curve;
+}
+
+json stage_json(const Stage& s) {
+  return {{"name", s.name}, {"key", s.key}, {"dir", s.dir}, {"cached", s.cached}, {"seconds", s.seconds}};
+}
+
+// The numbers of one model on one split: refusal of harmful requests, over-refusal of
+// benign ones, sentiment accuracy, the mean first-token margins.
+json split_metrics(const json& ev, const std::string& split) {
+  const json& h = ev["harmful_" + split];
+  const json& b = ev["benign_" + split];
+  const json& u = ev["sentiment_" + split];
+  return {{"refusal", h["refusal_rate"]},         {"attack_success", h["attack_success_rate"]},
+          {"over_refusal", b["refusal_rate"]},    {"utility", u["accuracy"]},
+          {"margin", h["margin"]},                {"benign_margin", b["margin"]}};
+}
+
+}  // namespace
+
+json run_one_world(const DemoOptions& o, uint64_t seed) {
+  const auto t_start = std::chrono::steady_clock::now();
+  set_compute_threads(o.threads);
+  json settings = default_settings(o.quick);
+  for (const auto& kv : o.overrides) apply_settings_override(settings, kv);
+  std::vector<std::string> methods = default_methods(settings);
+  json method_keys = settings["methods"];
+  if (o.curves)
+    for (const auto& [name, keys] : curve_methods(settings).items()) {
+      method_keys[name] = keys;
+      methods.push_back(name);
+    }
+
+  StageCache cache(path_in(o.out, "stages"), std::string("safetune ") + SAFETUNE_VERSION + " " + kPipelineRevision);
+  json stages = json::array();
+  auto run = [&](const std::string& name, const json& inputs, const std::function<void(const std::string&)>& build) {
+    std::fprintf(stderr, "[seed %llu] stage %-14s ...\n", static_cast<unsigned long long>(seed), name.c_str());
+    Stage s = cache.run(name, inputs, build);
+    std::fprintf(stderr, "[seed %llu] stage %-14s %s %s (%.1fs)\n", static_cast<unsigned long long>(seed),
+                 name.c_str(), s.cached ? "cached" : "built ", s.dir.c_str(), s.seconds);
+    stages.push_back(stage_json(s));
+    return s;
+  };
+
+  // Data and tokenizer.
+  const Stage data = run("data", {{"seed", seed}, {"world", settings["world"]}}, [&](const std::string& dir) {
+    build_data(dir, seed, sizes_from(settings["world"]));
+  });
+  const Stage tok = run("tokenizer", {{"data", data.key}, {"vocab", settings["world"]["vocab"]}},
+                        [&](const std::string& dir) { build_tokenizer(dir, data.dir, settings["world"]["vocab"]); });
+
+  // The probe: random weights taught to answer everything, plain format.
+  train::RunConfig probe_cfg = run_config(settings["probe"], "", "", o.threads);
+  probe_cfg.model.chat_template = "plain";
+  probe_cfg.data.train = path_in(data.dir, "pretrain.jsonl");
+  probe_cfg.train.seed = static_cast<int64_t>(seed);
+  probe_cfg.data.seed = static_cast<int64_t>(seed);
+  const Stage probe = run("probe",
+                          {{"tokenizer", tok.key}, {"data", data.key}, {"model", settings["model"]}, {"seed", seed},
+                           {"config", config_key(probe_cfg)}},
+                          [&](const std::string& dir) {
+                            const std::string init = path_in(dir, "init");
+                            write_init_model(init, tok.dir, settings["model"], seed);
+                            train::RunConfig c = probe_cfg;
+                            c.model.path = init;
+                            c.train.output_dir = path_in(dir, "run");
+                            train(c);
+                            fs::remove_all(init);
+                          });
+  const std::string probe_model = path_in(probe.dir, "run/model");
+
+  // The aligned chat model: the probe taught the chat template and to refuse harm.
+  train::RunConfig aligned_cfg = run_config(settings["aligned"], probe_model, "", o.threads);
+  aligned_cfg.model.chat_template = "llama3";
+  aligned_cfg.data.train = path_in(data.dir, "align.jsonl");
+  aligned_cfg.train.seed = aligned_cfg.data.seed = static_cast<int64_t>(seed);
+  const Stage aligned = run("aligned", {{"probe", probe.key}, {"config", config_key(aligned_cfg)}},
+                            [&](const std::string& dir) {
+                              train::RunConfig c = aligned_cfg;
+                              c.train.output_dir = path_in(dir, "run");
+                              write_tokenizer_config(train(c), /*chat=*/true);
+                            });
+  const std::string aligned_model = path_in(aligned.dir, "run/model");
+
+  // PACT step 1.
+  safety::DiscoverOptions dopt;
+  dopt.topk = settings["tokens"]["topk"];
+  dopt.max_resp_len = settings["tokens"]["max_resp_len"];
+  const Stage tokens = run("tokens", {{"aligned", aligned.key}, {"probe", probe.key}, {"data", data.key},
+                                      {"settings", settings["tokens"]}},
+                           [&](const std::string& dir) {
+                             auto t = safety::discover_safety_tokens(aligned_model, probe_model,
+                                                                     path_in(data.dir, "refusals.jsonl"), dopt);
+                             safety::write_safety_tokens(path_in(dir, "tokens.json"), t);
+                           });
+  const std::string tokens_path = path_in(tokens.dir, "tokens.json");
+
+  // Fine-tuning with each method: the sentiment task with 10% harmful-compliant examples.
+  const int64_t n_benign = settings["world"]["finetune_sentiment"];
+  auto finetune_config = [&](const std::string& method) {
+    json section = settings["finetune"];
+    section.update(method_keys[method]);
+    train::RunConfig c = run_config(section, aligned_model, "", o.threads);
+    c.data.train = path_in(data.dir, "finetune_benign.jsonl");
+    c.data.harmful = path_in(data.dir, "finetune_harmful.jsonl");
+    c.data.num_examples = static_cast<int64_t>(std::llround(n_benign / (1.0 - c.data.harmful_fraction)));
+    c.train.seed = c.data.seed = static_cast<int64_t>(seed);
+    const bool needs_tokens = c.objective.constraint == "pact" || c.objective.constraint == "anchor" ||
+                              c.objective.positions == "probe";
+    if (needs_tokens) c.objective.tokens = tokens_path;
+    return c;
+  };
+  struct Finetuned {
+    std::string method;
+    Stage stage;
+    std::string model;
+    train::RunConfig cfg;
+  };
+  std::vector<Finetuned> runs;
+  for (const std::string& method : methods) {
+    const train::RunConfig cfg = finetune_config(method);
+    json inputs = {{"aligned", aligned.key}, {"data", data.key}, {"config", config_key(cfg)}};
+    if (!cfg.objective.tokens.empty()) inputs["tokens"] = tokens.key;
+    const Stage s = run("finetune", inputs, [&](const std::string& dir) {
+      train::RunConfig c = cfg;
+      c.train.output_dir = path_in(dir, "run");
+      train(c);
+    });
+    runs.push_back({method, s, path_in(s.dir, cfg.lora.enabled ? "run/adapter" : "run/model"), cfg});
+  }
+
+  // Evaluation of every model.
+  const std::string suite = path_in(data.dir, "suite.json");
+  auto eval_stage = [&](const Stage& model_stage, const std::string& model_dir, bool chat) {
+    const Stage s = run("eval", {{"model", model_stage.key}, {"data", data.key}, {"settings", settings["eval"]},
+                                 {"chat", chat}},
+                        [&](const std::string& dir) {
+                          const text::ChatTemplate tmpl = text::ChatTemplate::by_name(chat ? "llama3" : "plain");
+                          write_file_atomic(path_in(dir, "results.json"),
+                                            evaluate(model_dir, tmpl, suite, settings["eval"])
+                                                    .dump(2, ' ', false, json::error_handler_t::replace) +
+                                                "\n");
+                        });
+    return json::parse(read_file(path_in(s.dir, "results.json")));
+  };
+
+  json rows = json::array();
+  auto add_row = [&](const std::string& name, const json& ev, const Stage& trained, const std::string& run_dir) {
+    json row = {{"method", name},
+                {"test", split_metrics(ev, "test")},
+                {"val", split_metrics(ev, "val")},
+                {"train_seconds", trained.seconds},
+                {"cached", trained.cached},
+                {"loss_curve", loss_curve(path_in(run_dir, "metrics.jsonl"))},
+                {"examples", json::object()}};
+    // A few answers of each kind, for the report.
+    for (const char* set : {"harmful_test", "benign_test", "sentiment_test"}) {
+      json ex = json::array();
+      const json& items = ev[set]["items"];
+      for (size_t i = 0; i < items.size() && i < 4; ++i) ex.push_back(items[i]);
+      row["examples"][set] = ex;
+    }
+    rows.push_back(row);
+  };
+  add_row("probe", eval_stage(probe, probe_model, false), probe, path_in(probe.dir, "run"));
+  add_row("aligned", eval_stage(aligned, aligned_model, true), aligned, path_in(aligned.dir, "run"));
+  for (const auto& r : runs) add_row(r.method, eval_stage(r.stage, r.model, true), r.stage, path_in(r.stage.dir, "run"));
+
+  // PACT's gate by response position, before (theta = aligned) and after fine-tuning.
+  json gate = nullptr;
+  for (const auto& r : runs) {
+    if (r.method != settings["report"]["pact"]) continue;
+    const Stage g = run("gate", {{"finetune", r.stage.key}, {"tokens", tokens.key}}, [&](const std::string& dir) {
+      const json after = gate_by_position(r.model, aligned_model, r.cfg, 256);
+      const json before = gate_by_position(aligned_model, aligned_model, r.cfg, 256);
+      write_file_atomic(path_in(dir, "gate.json"), json{{"after", after}, {"before", before}}.dump(2) + "\n");
+    });
+    gate = json::parse(read_file(path_in(g.dir, "gate.json")));
+  }
+
+  // The safety tokens, as discovered.
+  const safety::SafetyTokens st = safety::read_safety_tokens(tokens_path);
+  json top = json::array();
+  for (const auto& t : st.tokens)
+    top.push_back({{"id", t.id}, {"piece", t.piece}, {"weight", t.weight}, {"p_ref", t.p_ref}, {"diff", t.diff}});
+
+  bool all_cached = true;
+  for (const auto& s : stages) all_cached = all_cached && s["cached"].get<bool>();
+  const json results = {
+      {"seed", seed},
+      {"threads", o.threads},
+      {"vocab_size", st.vocab_size},
+      {"split", [&] {
+         const WorldSplit w = world_split(seed);
+         json j;
+         const char* names[] = {"train", "validation", "test"};
+         for (int i = 0; i < 3; ++i)
+           j[names[i]] = {{"templates", w.templates[i]}, {"harmful_targets", w.harmful_targets[i]},
+                          {"benign_targets", w.benign_targets[i]}};
+         return j;
+       }()},
+      {"methods", rows},
+      {"safety_tokens", top},
+      {"gate_by_position", gate},
+      {"stages", stages},
+      {"all_cached", all_cached},
+      {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
+  const std::string dir = path_in(o.out, "worlds");
+  ensure_output_dir(dir);
+  write_file_atomic(path_in(dir, "seed-" + std::to_string(seed) + (o.curves ? "-curves" : "") + ".json"),
+                    results.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
+  return results;
+}
+
+}  // namespace safetune::demo

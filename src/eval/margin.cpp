@@ -1,0 +1,65 @@
+// First-token refusal margins (see margin.h).
+#include "safetune/eval/margin.h"
+
+#include <ATen/ATen.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "safetune/core/error.h"
+#include "safetune/data/batch.h"
+#include "safetune/model/transformer.h"
+
+namespace safetune::eval {
+
+std::vector<double> first_token_margins(model::Transformer& model, const text::Tokenizer& tok,
+                                        const text::ChatTemplate& tmpl, const std::vector<std::string>& prompts,
+                                        const std::string& refusal, const std::string& compliance,
+                                        int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  const int64_t max_length = 1 << 20;
+  // The prompt's ids and each response's first id, exactly as training tokenizes them.
+  auto example = [&](const std::string& prompt, const std::string& response) {
+    data::Record r;
+    r.prompt = {{"user", prompt}};
+    r.response = response;
+    r.where = "margin prompt";
+    return data::tokenize_example(r, tok, tmpl, max_length);
+  };
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<int64_t> refuse_id, comply_id;
+  for (const std::string& p : prompts) {
+    const data::Example a = example(p, refusal), b = example(p, compliance);
+    ids.emplace_back(a.input_ids.begin(), a.input_ids.begin() + a.response_start);
+    refuse_id.push_back(a.input_ids[a.response_start]);
+    comply_id.push_back(b.input_ids[b.response_start]);
+  }
+  std::vector<double> out(prompts.size());
+  const c10::Device dev = model.device();
+  for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_size));
+    size_t longest = 0;
+    for (size_t i = start; i < end; ++i) longest = std::max(longest, ids[i].size());
+    // Right padded: under the causal mask a row's last prompt position never sees padding.
+    at::Tensor input = at::zeros({static_cast<int64_t>(end - start), static_cast<int64_t>(longest)}, at::kLong);
+    at::Tensor mask = at::zeros_like(input);
+    std::vector<int64_t> last;
+    for (size_t i = start; i < end; ++i) {
+      const int64_t row = static_cast<int64_t>(i - start), n = static_cast<int64_t>(ids[i].size());
+      for (int64_t j = 0; j < n; ++j) input[row][j] = ids[i][j];
+      mask.narrow(0, row, 1).narrow(1, 0, n).fill_(1);
+      last.push_back(n - 1);
+    }
+    const at::Tensor hidden = model.forward(input.to(dev), mask.to(dev));
+    const at::Tensor rows = at::arange(static_cast<int64_t>(end - start), at::kLong).to(dev);
+    const at::Tensor h = hidden.index({rows, at::tensor(last, at::kLong).to(dev)});
+    const at::Tensor logp = at::log_softmax(model.logits(h).to(at::kDouble), -1).to(at::kCPU);
+    for (size_t i = start; i < end; ++i) {
+      const int64_t row = static_cast<int64_t>(i - start);
+      out[i] = logp[row][refuse_id[i]].item<double>() - logp[row][comply_id[i]].item<double>();
+    }
+  }
+  return out;
+}
+
+}  // namespace safetune::eval
