@@ -57,6 +57,8 @@ for mode in lora full; do
   dp=$(run dp 0 "$here/launch.sh" -n "$n")
   printf '%-6s %19s ms %19s ms %19s ms\n' "$mode" "$all" "$one" "$dp"
 done
+# The trainer's first log line: the BLAS library and kernel set these steps ran on.
+grep -m1 -o 'blas: .*' "$work/full_all.log" || echo "blas: not reported"
 
 echo
 echo "Gloo all-reduce between $n local processes (loopback TCP):"

@@ -4,13 +4,14 @@
 # at batch 8 x 256 tokens, and its model FLOP utilisation: achieved forward FLOP/s over
 # `safetune bench gemm` (fp32 2048^3 matmul) on the same machine. The gemm is measured
 # before and after the forward and the better figure is kept, so that a busy moment does
-# not flatter the ratio.
+# not flatter the ratio. The last line names the BLAS kernel set the numbers came from.
 #   scripts/bench_forward.sh [extra `bench` flags, e.g. --device cuda]
 # Uses build/safetune (or $SAFETUNE_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SAFETUNE_BIN:-build/safetune}
 gflops_of() { sed -E 's/.*"gflops": ([0-9.]+).*/\1/'; }
+. scripts/lib/bench.sh
 g1=$("$bin" bench gemm --json --size 2048 "$@")
 fwd=$("$bin" bench forward --init-25m --batch 8 --seq 256 --iters 5 --json --gemm-gflops "$(echo "$g1" | gflops_of)" "$@")
 g2=$("$bin" bench gemm --json --size 2048 "$@")
@@ -20,3 +21,4 @@ echo "bench gemm (after):  $g2"
 awk -v a="$(echo "$g1" | gflops_of)" -v b="$(echo "$g2" | gflops_of)" \
     -v f="$(echo "$fwd" | gflops_of)" -v t="$(echo "$fwd" | sed -E 's/.*"tokens_per_s": ([0-9.]+).*/\1/')" \
     'BEGIN { g = (a > b ? a : b); printf "forward: %.1f tokens/s, %.2f GFLOP/s; gemm peak %.2f GFLOP/s; MFU %.1f%%\n", t, f, g, 100 * f / g }'
+blas_line "$fwd"

@@ -6,7 +6,8 @@
 # memory (LibTorch allocator bytes, see `safetune bench loss --help`): t_ratio from the
 # best wall times, c_ratio from the process CPU time of those runs (the steadier one when
 # other processes share the cores; THREADS=1 makes it the plain work of each path).
-# Targets: memory ratio <= 0.125 (1/8), time ratio <= 1.0.
+# Targets: memory ratio <= 0.125 (1/8), time ratio <= 1.0. The last line names the BLAS
+# kernel set the numbers came from.
 #
 #   scripts/bench_loss.sh [CONSTRAINTS="pact none kl_full anchor"]
 # Environment: SAFETUNE_BIN (default build/safetune), TOKENS, VOCAB, HIDDEN, SUBSET,
@@ -19,6 +20,7 @@ bin=${SAFETUNE_BIN:-$src/build/safetune}
 constraints=${1:-pact none kl_full anchor}
 py=/usr/bin/python3
 
+. "$here/lib/bench.sh"
 threads=${THREADS:-0}
 if [ "$threads" != 0 ]; then export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads; fi
 printf '%-8s %10s %10s %12s %12s %8s %8s %8s %10s\n' constraint fused_ms unfused_ms fused_mb unfused_mb t_ratio c_ratio \
@@ -40,3 +42,4 @@ print(f'{c:<8} {r["fused_ms"]:10.1f} {r["unfused_ms"]:10.1f} {r["fused_peak_mb"]
       f'{r["unfused_peak_mb"]:12.1f} {t:8.3f} {ct:8.3f} {m:8.4f} {r["max_abs_diff"]:10.2e}  {verdict}')
 EOF
 done
+blas_line "$out"

@@ -15,7 +15,7 @@
 # Reported: the ratio of median step times pact/none (and of the fastest steps, which
 # load from other processes can only lengthen), the same ratios per round (each source
 # against the none run of its round) with their median, and the peak RSS of adapter_off
-# over none.
+# over none, and the BLAS kernel set the steps ran on.
 # Targets: cache <= 1.10x, adapter_off <= 1.45x, copy <= 1.60x; RSS adapter_off <= 1.05x.
 #
 #   scripts/bench_pact.sh [ROUNDS=3] [STEPS=5]
@@ -49,6 +49,7 @@ J
 echo '{"instruction": "unused", "output": "unused"}' >"$work/data.jsonl"
 
 get() { $py -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+. "$here/lib/bench.sh"
 modes=(none adapter_off copy cache)
 declare -A med fast rss
 for m in "${modes[@]}"; do med[$m]="" fast[$m]="" rss[$m]=""; done
@@ -91,3 +92,4 @@ for i, n in enumerate(names[1:], start=1):
           f"(rounds: {' '.join(f'{x:.2f}' for x in r_med)}), fastest-step {statistics.median(r_fast):.2f}x")
 print(f"peak RSS adapter_off / none: {d['adapter_off'][2] / n_rss:.3f}x (target <= 1.05x)")
 PY
+blas_line "$s"

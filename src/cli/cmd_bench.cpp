@@ -5,6 +5,9 @@
 //   bench step     one training step (logic in src/train/bench_step.cpp)
 //   bench loss     fused vs unfused objective from hidden states (src/train/bench_loss.cpp)
 //   bench allreduce  Gloo all-reduce bandwidth between processes (data parallelism)
+// gemm, forward, step and loss also say which BLAS ran (library and version, OpenBLAS kernel set
+// and how it was chosen, threads: core/blas_info.h), as a last line or, with --json, as
+// the blas* members of their object.
 //
 // FLOP counting (bench forward), per forward pass of B sequences of T tokens:
 //   2 * P_matmul * B*T                 every weight matrix (q,k,v,o, gate,up,down, lm_head)
@@ -21,9 +24,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "command.h"
 #include "model_cli.h"
+#include "safetune/core/blas_info.h"
 #include "safetune/core/threads.h"
 #include "safetune/model/load.h"
 #include "safetune/model/transformer.h"
@@ -60,6 +65,18 @@ double best_time(int warmup, int iters, const c10::Device& dev, F&& fn) {
   return best;
 }
 
+// The BLAS library, kernel set and thread count the numbers were measured with, as JSON
+// members to append to a benchmark's object (called after the threads are set).
+std::string blas_fields() {
+  const safetune::BlasInfo b = safetune::blas_info();
+  auto q = [](const std::string& s) { return nlohmann::json(s).dump(); };
+  return ", \"blas\": " + q(b.library) + ", \"blas_core\": " + q(b.core) + ", \"blas_core_source\": " + q(b.source) +
+         ", \"blas_core_detected\": " + q(b.detected) + ", \"blas_coretype\": " + q(b.coretype) +
+         ", \"blas_threads\": " + std::to_string(b.threads);
+}
+
+void print_blas_line() { std::printf("blas: %s\n", safetune::describe_blas(safetune::blas_info()).c_str()); }
+
 // ---------------------------------------------------------------------------- gemm
 
 struct GemmOpts {
@@ -83,8 +100,13 @@ int run_gemm(const GemmOpts& o) {
   if (o.size < 1 || o.size > 32768) input_error("--size", "must be in [1, 32768]");
   if (o.iters < 1) input_error("--iters", "must be >= 1");
   const double g = gemm_gflops(o.size, o.iters, cli::parse_device(o.device));
-  if (o.json) std::printf("{\"gflops\": %.2f, \"size\": %lld, \"threads\": %d}\n", g, (long long)o.size, threads);
-  else std::printf("fp32 gemm %lld^3: %.2f GFLOP/s (%d threads, best of %d)\n", (long long)o.size, g, threads, o.iters);
+  if (o.json) {
+    std::printf("{\"gflops\": %.2f, \"size\": %lld, \"threads\": %d%s}\n", g, (long long)o.size, threads,
+                blas_fields().c_str());
+  } else {
+    std::printf("fp32 gemm %lld^3: %.2f GFLOP/s (%d threads, best of %d)\n", (long long)o.size, g, threads, o.iters);
+    print_blas_line();
+  }
   return 0;
 }
 
@@ -92,7 +114,8 @@ void setup_gemm(CLI::App& app, std::shared_ptr<GemmOpts> o) {
   app.add_option("--size", o->size, "matrix size N (N x N times N x N)")->capture_default_str();
   app.add_option("--iters", o->iters, "timed runs (best is kept)")->capture_default_str();
   app.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
-  app.add_flag("--json", o->json, "print {\"gflops\": x}");
+  app.add_flag("--json", o->json,
+               "one JSON object: gflops, size, threads, blas (library and version), blas_core (kernel set), ...");
 }
 
 // ---------------------------------------------------------------------------- forward
@@ -162,15 +185,16 @@ int run_forward(const ForwardOpts& o) {
     std::printf(
         "{\"tokens_per_s\": %.1f, \"seconds\": %.4f, \"gflops\": %.2f, \"gemm_gflops\": %.2f, \"mfu\": %.4f, "
         "\"params\": %lld, \"params_matmul\": %lld, \"forward_gflop\": %.3f, \"batch\": %lld, \"seq\": %lld, "
-        "\"logits\": %s, \"threads\": %d, \"dtype\": \"%s\"}\n",
+        "\"logits\": %s, \"threads\": %d, \"dtype\": \"%s\"%s}\n",
         tokens / t, t, achieved, gemm, mfu, (long long)p_total, (long long)p_matmul, flops / 1e9, (long long)o.batch,
-        (long long)o.seq, o.no_logits ? "false" : "true", threads, c10::toString(m->dtype()));
+        (long long)o.seq, o.no_logits ? "false" : "true", threads, c10::toString(m->dtype()), blas_fields().c_str());
   } else {
     std::printf("forward %lldx%lld (%s): %.4f s, %.1f tokens/s, %.2f GFLOP/s of %.2f (gemm) = MFU %.1f%%\n",
                 (long long)o.batch, (long long)o.seq, o.no_logits ? "hidden states" : "with logits", t, tokens / t,
                 achieved, gemm, 100 * mfu);
     std::printf("params %lld (matmul %lld), %.3f GFLOP per forward, %d threads\n", (long long)p_total,
                 (long long)p_matmul, flops / 1e9, threads);
+    print_blas_line();
   }
   return 0;
 }
@@ -212,12 +236,14 @@ int run_step(const StepOpts& o) {
   if (o.json) {
     std::printf("{\"step_ms\": %.2f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_rss_mb\": %.1f, \"peak_mem_mb\": %.1f, \"step_ms_min\": %.2f, "
                 "\"tokens_per_step\": %lld, \"flops_per_token\": %.4g, \"gemm_gflops\": %.2f, \"trainable\": %lld, "
-                "\"threads\": %d, \"forward_ms\": %.2f, \"backward_ms\": %.2f, \"optimizer_ms\": %.2f}\n",
+                "\"threads\": %d, \"forward_ms\": %.2f, \"backward_ms\": %.2f, \"optimizer_ms\": %.2f%s}\n",
                 r.step_ms, r.tokens_per_s, r.mfu, r.peak_rss_mb, r.peak_mem_mb, r.step_ms_min, (long long)r.tokens_per_step,
-                r.flops_per_token, r.gemm_gflops, (long long)r.trainable, r.threads, r.forward_ms, r.backward_ms, r.optimizer_ms);
+                r.flops_per_token, r.gemm_gflops, (long long)r.trainable, r.threads, r.forward_ms, r.backward_ms, r.optimizer_ms,
+                blas_fields().c_str());
   } else {
     std::printf("train step: %.2f ms (min %.2f), %.1f tokens/s, MFU %.1f%% of %.2f GFLOP/s (gemm), peak RSS %.1f MB\n",
                 r.step_ms, r.step_ms_min, r.tokens_per_s, 100 * r.mfu, r.gemm_gflops, r.peak_rss_mb);
+    print_blas_line();
   }
   return 0;
 }
@@ -234,7 +260,8 @@ void setup_step(CLI::App& app, std::shared_ptr<StepOpts> o) {
       ->capture_default_str();
   app.add_option("--trace", o->trace,
                  "write a Chrome trace (chrome://tracing, Perfetto) of the timed steps' ATen ops to this file");
-  app.add_flag("--json", o->json, "one JSON object: step_ms, tokens_per_s, mfu, peak_rss_mb, peak_mem_mb (the device's), ...");
+  app.add_flag("--json", o->json,
+               "one JSON object: step_ms, tokens_per_s, mfu, peak_rss_mb, peak_mem_mb (the device's), ..., blas, blas_core");
   app.footer(
       "One training step (forward, loss, backward, clip, AdamW) on a random batch of train.batch_size x\n"
       "data.max_length tokens, every position trained (or those after --prompt N tokens).\n"
@@ -339,11 +366,12 @@ int run_loss(const LossOpts& lo) {
         "\"max_abs_diff\": %.3g, \"fused_cpu_ms\": %.2f, \"unfused_cpu_ms\": %.2f, \"fused_loss\": %.6f, "
         "\"unfused_loss\": %.6f, \"tokens\": %lld, \"vocab\": %lld, "
         "\"hidden\": %lld, \"subset\": %lld, \"constraint\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", "
-        "\"chunk\": %lld, \"train_weight\": %s, \"threads\": %d}\n",
+        "\"chunk\": %lld, \"train_weight\": %s, \"threads\": %d%s}\n",
         r.fused_ms, r.unfused_ms, r.fused_peak_mb, r.unfused_peak_mb, r.max_abs_diff, r.fused_cpu_ms, r.unfused_cpu_ms,
         r.fused_loss, r.unfused_loss,
         (long long)o.tokens, (long long)o.vocab, (long long)o.hidden, (long long)o.subset, o.constraint.c_str(),
-        o.device.c_str(), o.dtype.c_str(), (long long)r.chunk, o.train_weight ? "true" : "false", threads);
+        o.device.c_str(), o.dtype.c_str(), (long long)r.chunk, o.train_weight ? "true" : "false", threads,
+        blas_fields().c_str());
   } else {
     std::printf("loss %s, N=%lld V=%lld d=%lld K=%lld, %s %s, chunk %lld, %d threads\n", o.constraint.c_str(),
                 (long long)o.tokens, (long long)o.vocab, (long long)o.hidden, (long long)o.subset, o.device.c_str(),
@@ -354,6 +382,7 @@ int run_loss(const LossOpts& lo) {
                 r.unfused_peak_mb, r.unfused_loss);
     std::printf("fused/unfused: time %.3f, memory %.4f; max |diff| %.3g\n", r.fused_ms / r.unfused_ms,
                 r.fused_peak_mb / std::max(r.unfused_peak_mb, 1e-9), r.max_abs_diff);
+    print_blas_line();
   }
   return 0;
 }

@@ -13,6 +13,7 @@
 #include <map>
 #include <sstream>
 
+#include "safetune/core/blas_info.h"
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/core/threads.h"
@@ -209,6 +210,8 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
                                                                  : std::max(1, available_cores() / denv.local_world_size));
   keep_freed_memory_for_reuse();
   if (denv.rank != 0) spdlog::set_level(spdlog::level::err);  // rank 0 alone logs
+  // First, since every step time that follows depends on it: the GEMM kernels in use.
+  spdlog::info("blas: {}", describe_blas(blas_info()));
   dist::DataParallel dp(denv, cfg.train.dist_timeout_s, device.is_cuda() ? "cuda" : "cpu");
   const std::string run_dir = cfg.train.output_dir;
   if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))

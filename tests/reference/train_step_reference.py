@@ -10,9 +10,11 @@ torch.optim.AdamW, zero_grad. Full fine-tuning (every parameter trains).
 
   train_step_reference.py --model DIR [--batch 8] [--seq 256] [--steps 5] [--warmup 1]
                           [--threads N] [--lr 3e-5]
-Prints one JSON object: {"step_ms": median, "step_ms_min", "tokens_per_s", "loss"}.
+Prints one JSON object: {"step_ms": median, "step_ms_min", "tokens_per_s", "loss",
+"blas_core"}, the last the OpenBLAS kernel set the GEMMs ran on ("unknown" for another BLAS).
 """
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -24,6 +26,20 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hf_forward import read_checkpoint  # noqa: E402
+
+
+def blas_core():
+    """The kernel set of the OpenBLAS this process has loaded (openblas_get_corename)."""
+    with open("/proc/self/maps") as f:
+        paths = sorted({line.split()[-1] for line in f if "openblas" in line and ".so" in line})
+    for path in paths:
+        try:
+            get = ctypes.CDLL(path).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        get.restype = ctypes.c_char_p
+        return get().decode()
+    return "unknown"
 
 
 class Llama(torch.nn.Module):
@@ -123,7 +139,8 @@ def main():
     times.sort()
     med = times[len(times) // 2]
     print(json.dumps({"step_ms": med, "step_ms_min": times[0],
-                      "tokens_per_s": args.batch * args.seq / (med / 1e3), "loss": loss}))
+                      "tokens_per_s": args.batch * args.seq / (med / 1e3), "loss": loss,
+                      "blas_core": blas_core()}))
 
 
 if __name__ == "__main__":
