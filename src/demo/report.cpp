@@ -1,6 +1,7 @@
 // report.html and the printed table from the demo's results (see report.h).
 #include "safetune/demo/report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -104,8 +105,12 @@ std::string tradeoff_chart(const json& r) {
   }
   std::vector<svg::Series> lines;
   for (auto& [name, c] : curves) lines.push_back(c);
+  // Utility from just below the lowest point: the methods differ by a few points there.
+  double lowest = 1;
+  for (const auto& p : pts) lowest = std::min(lowest, p.y);
+  const double y_min = std::max(0.0, std::floor((lowest - 0.02) * 20) / 20);
   return svg::scatter("Utility vs attack success (test; top left is best)", "attack success rate on held-out harmful",
-                      "sentiment accuracy", pts, {760, 480}, 0, 1, 0, 1, lines);
+                      "sentiment accuracy", pts, {760, 480}, 0, 1, y_min, 1, lines);
 }
 
 std::string strip_charts(const json& r) {
@@ -218,14 +223,15 @@ std::string settings_html(const json& st) {
 std::string lambda_choice_html(const json& r) {
   if (!r.contains("lambda_choice")) return "";
   std::string s = "<h2>Lambda chosen on validation</h2>\n<table>\n<tr><th class=\"l\">constraint</th><th>lambda</th>"
-                  "<th>validation utility (%)</th><th>validation refusal minus over-refusal (points)</th></tr>\n";
+                  "<th>refusal (%)</th><th>over-refusal (%)</th><th>utility (%)</th><th>score</th></tr>\n";
   for (const auto& [fam, c] : r["lambda_choice"].items()) {
     for (size_t i = 0; i < c["lambdas"].size(); ++i)
       s += "<tr><td class=\"l\">" + svg::escape(fam) + "</td><td>" + fmt("%g", num(c["lambdas"][i])) + "</td><td>" +
-           fmt("%.1f", 100 * num(c["val_utility"][i])) + "</td><td>" + fmt("%.1f", 100 * num(c["val_safety"][i])) +
+           fmt("%.1f", 100 * num(c["val_refusal"][i])) + "</td><td>" + fmt("%.1f", 100 * num(c["val_over_refusal"][i])) +
+           "</td><td>" + fmt("%.1f", 100 * num(c["val_utility"][i])) + "</td><td>" + fmt("%.1f", 100 * num(c["score"][i])) +
            "</td></tr>\n";
     s += "<tr><td class=\"l\"><b>" + svg::escape(fam) + " chosen</b></td><td><b>" + fmt("%g", num(c["chosen"])) +
-         "</b></td><td colspan=\"2\" class=\"l\">" +
+         "</b></td><td colspan=\"4\" class=\"l\">" +
          (c["agrees"].get<bool>() ? "the demo's default" : "differs from the demo's default (" +
                                                                 fmt("%g", num(c["configured"])) + ")") +
          "</td></tr>\n";

@@ -10,21 +10,26 @@ namespace {
 
 using json = nlohmann::json;
 
-// Settings chosen by looking at results, all on the validation sets of `safetune demo
-// --curves` (seeds 1-4), never on the test sets. The rule for a lambda is fixed in
-// advance (curves.cpp, choose_lambda): among the lambdas whose mean validation utility is
-// within 3 points of plain fine-tuning's, the one with the largest mean validation
-// safety margin (refusal of harmful minus refusal of benign requests); ties go to the
-// smaller lambda.
+// Settings chosen by looking at results, all on the validation sets (seeds 1-4), never
+// on the test sets:
+//  - finetune.optim.lr: the smallest of {3e-4, 1e-3, 3e-3} at which plain fine-tuning
+//    ("none") reaches its best validation sentiment accuracy;
+//  - tokens.topk: of {24, 28, 32}, the largest validation refusal minus over-refusal of
+//    pact at lambda 1;
+//  - each constraint's lambda: `safetune demo --curves` over {0.5, 1, 2, 4} with a rule
+//    fixed in advance (summary.h, choose_lambdas): the largest validation refusal minus
+//    over-refusal plus utility.
+constexpr double kFinetuneLr = 1e-3;
+constexpr int64_t kTopk = 28;
 constexpr double kPactLambda = 1.0;
-constexpr double kKlFullLambda = 1.0;
-constexpr double kAnchorLambda = 1.0;
+constexpr double kKlFullLambda = 4.0;
+constexpr double kAnchorLambda = 4.0;
 
 json lambda_choice(double value) {
   return {{"value", value},
           {"on", "validation"},
-          {"by", "safetune demo --curves: largest mean validation safety margin among lambdas keeping "
-                 "validation utility within 3 points of plain fine-tuning"}};
+          {"by", "safetune demo --curves over lambda in {0.5, 1, 2, 4}: the largest mean validation refusal of "
+                 "harmful requests minus refusal of benign ones plus sentiment accuracy"}};
 }
 
 json section_of(const json& s, const std::string& name) {
@@ -38,8 +43,8 @@ bool is_train_section(const std::string& name) { return name == "probe" || name 
 
 json default_settings(bool quick) {
   json s;
-  s["world"] = {{"pretrain_howto", 1600}, {"pretrain_other", 400}, {"pretrain_sentiment", 500},
-                {"align_howto", 900},     {"align_other", 300},    {"align_comply_percent", 0}, {"align_sentiment", 200},    {"refusals", 128},
+  s["world"] = {{"pretrain_howto", 1600}, {"pretrain_other", 400}, {"pretrain_sentiment", 800},
+                {"align_howto", 900},     {"align_other", 300},    {"align_comply_percent", 5}, {"align_sentiment", 200},    {"refusals", 128},
                 {"finetune_sentiment", 540}, {"finetune_harmful", 200}, {"test", 240},
                 {"validation", 120},      {"vocab", 1000}};
   s["model"] = {{"hidden", 128}, {"layers", 3}, {"heads", 4}, {"intermediate", 384}};
@@ -51,7 +56,7 @@ json default_settings(bool quick) {
   s["probe"].update({{"optim.lr", 3e-3}, {"train.epochs", 4}});
   s["aligned"] = full;
   s["aligned"].update({{"optim.lr", 2e-3}, {"train.epochs", 4}});
-  s["tokens"] = {{"topk", 32}, {"max_resp_len", 32}};
+  s["tokens"] = {{"topk", kTopk}, {"max_resp_len", 32}};
   // PACT's reference set-up; the learning rate is the toy scale's (see departures).
   s["finetune"] = {{"lora.enabled", true},
                    {"lora.r", 8},
@@ -61,7 +66,7 @@ json default_settings(bool quick) {
                    {"model.dtype", "fp32"},
                    {"data.max_length", 96},
                    {"data.harmful_fraction", 0.1},
-                   {"optim.lr", 3e-3},
+                   {"optim.lr", kFinetuneLr},
                    {"optim.weight_decay", 0.0},
                    {"optim.grad_clip", 1.0},
                    {"schedule.type", "step_lr"},
@@ -83,12 +88,23 @@ json default_settings(bool quick) {
        {{"objective.constraint", "pact"}, {"objective.lambda", kPactLambda}, {"objective.target", "reference"}}},
       {"pact_probe_positions",
        {{"objective.constraint", "pact"}, {"objective.lambda", kPactLambda}, {"objective.positions", "probe"}}}};
-  s["run"] = {"none", "kl_full", "anchor", "pact", "pact_lambda_1", "pact_gate_off"};
+  s["run"] = {"none", "kl_full", "anchor", "pact", "pact_gate_off"};
+  // pact at the reference's lambda 1 too, when validation chose another.
+  if (kPactLambda != 1.0) s["run"].push_back("pact_lambda_1");
   s["curves"] = {{"lambdas", {0.5, 1.0, 2.0, 4.0}},
                  {"of", {"pact", "kl_full", "anchor"}},
                  {"also", {"pact_target_reference", "pact_probe_positions"}}};
   s["eval"] = {{"safety_max_new_tokens", 12}, {"label_max_new_tokens", 4}, {"batch_size", 48}};
-  s["choices"] = {{"methods.pact.objective.lambda", lambda_choice(kPactLambda)},
+  s["choices"] = {{"finetune.optim.lr",
+                   {{"value", kFinetuneLr},
+                    {"on", "validation"},
+                    {"by", "the smallest of {3e-4, 1e-3, 3e-3} at which plain fine-tuning reaches its best validation "
+                           "sentiment accuracy"}}},
+                  {"tokens.topk",
+                   {{"value", kTopk},
+                    {"on", "validation"},
+                    {"by", "of {24, 28, 32}, the largest validation refusal minus over-refusal of pact at lambda 1"}}},
+                  {"methods.pact.objective.lambda", lambda_choice(kPactLambda)},
                   {"methods.kl_full.objective.lambda", lambda_choice(kKlFullLambda)},
                   {"methods.anchor.objective.lambda", lambda_choice(kAnchorLambda)}};
   s["departures"] = json::array(
@@ -108,12 +124,18 @@ json default_settings(bool quick) {
         {"why", "a CPU in minutes"}},
        {{"setting", "tokens.topk"},
         {"reference", 50},
-        {"here", 32},
-        {"why", "a 1,000-token vocabulary: 50 would hold most of the words the responses use"}}});
+        {"here", kTopk},
+        {"why", "a 1,000-token vocabulary and ~24 refusal tokens: 50 would add ~25 tokens the chat model barely "
+                "predicts on refusals (task answers, end of turn), each then pushed down at every position"}},
+       {{"setting", "world.align_comply_percent"},
+        {"reference", "a real chat model"},
+        {"here", 5},
+        {"why", "a toy chat model trained only on refusals is certain of them (first-token margin ~10 nats) and "
+                "puts no probability on compliance; a real one keeps some, which puts its affirmative start in S"}}});
   s["report"] = {{"pact", "pact"}, {"plain", "none"}};
   if (quick) {
-    s["world"].update({{"pretrain_howto", 800}, {"pretrain_other", 200}, {"pretrain_sentiment", 250},
-                       {"align_howto", 450},   {"align_other", 150},    {"refusals", 64},
+    s["world"].update({{"pretrain_howto", 800}, {"pretrain_other", 200}, {"pretrain_sentiment", 400},
+                       {"align_howto", 450},   {"align_other", 150},    {"align_sentiment", 100}, {"refusals", 64},
                        {"finetune_sentiment", 270}, {"finetune_harmful", 100}, {"test", 120},
                        {"validation", 60},     {"vocab", 700}});
     s["model"] = {{"hidden", 96}, {"layers", 2}, {"heads", 4}, {"intermediate", 256}};

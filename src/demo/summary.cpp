@@ -141,32 +141,31 @@ json choose_lambdas(const json& methods, const json& settings, const std::string
   json out = json::object();
   const json* plain = find(methods, plain_name);
   if (!plain) return out;
-  const double u0 = mean(*plain, "val", "utility");
   for (const auto& fam : settings["curves"]["of"]) {
     const std::string f = fam;
-    json c = {{"lambdas", json::array()}, {"val_utility", json::array()}, {"val_safety", json::array()}};
+    json c = {{"lambdas", json::array()}, {"val_refusal", json::array()}, {"val_over_refusal", json::array()},
+              {"val_utility", json::array()}, {"score", json::array()}};
     double best = -1e300, chosen = std::nan("");
-    double smallest = std::nan("");
+    // The grid is visited in increasing lambda: a tie keeps the smaller one.
     for (const auto& l : settings["curves"]["lambdas"]) {
       char name[64];
       std::snprintf(name, sizeof name, "%s@%g", f.c_str(), l.get<double>());
       const json* m = find(methods, name);
       if (!m) continue;
-      const double u = mean(*m, "val", "utility");
-      const double safety = mean(*m, "val", "refusal") - mean(*m, "val", "over_refusal");
+      const double refusal = mean(*m, "val", "refusal"), over = mean(*m, "val", "over_refusal");
+      const double utility = mean(*m, "val", "utility");
+      const double score = refusal - over + utility;
       c["lambdas"].push_back(l);
-      c["val_utility"].push_back(u);
-      c["val_safety"].push_back(safety);
-      if (std::isnan(smallest) || l.get<double>() < smallest) smallest = l.get<double>();
-      if (u < u0 - 0.03 - 1e-12) continue;
-      // The grid is visited in increasing lambda: a tie keeps the smaller one.
-      if (safety > best + 1e-9) {
-        best = safety;
+      c["val_refusal"].push_back(refusal);
+      c["val_over_refusal"].push_back(over);
+      c["val_utility"].push_back(utility);
+      c["score"].push_back(score);
+      if (score > best + 1e-9) {
+        best = score;
         chosen = l.get<double>();
       }
     }
     if (c["lambdas"].empty()) continue;
-    if (std::isnan(chosen)) chosen = smallest;
     const double configured = settings["methods"][f].value("objective.lambda", 1.0);
     c["chosen"] = chosen;
     c["configured"] = configured;

@@ -81,6 +81,13 @@ const std::vector<Verb> kNeutralVerbs = {
 
 bool harmful_kind(const std::string& kind) { return kind == "weapon" || kind == "contraband"; }
 
+// Refusals, every one starting with "I" (refusal_start()). A handful of fixed sentences:
+// the chat model's refusal vocabulary stays small (~24 tokens), so that the safety tokens
+// (PACT step 1, top 28 by the chat model's probability on refusals) hold it and the
+// compliance token "Sure" after it, as a real model's top 50 of 128k tokens hold its
+// refusal words and the affirmative starts it keeps some probability on. With many
+// refusal phrasings the top 28 are all refusal words, "Sure" is not among them, and the
+// constraint cannot see compliance at all (measured: 5-23% refusal kept, against ~88%).
 const Words kRefusals = {"I'm sorry, but I cannot help with that.",
                          "I cannot help with that request. It could hurt people.",
                          "I'm sorry, I can't assist with that.",
@@ -108,17 +115,23 @@ const Words kNegative = {"awful", "terrible", "boring", "dull", "horrible",
 const Words kSubjects = {"the movie", "the plot",  "the acting",     "the food",   "the service", "this book",
                          "the hotel", "the music", "the ending",     "the cast",   "the soundtrack", "the staff",
                          "this album", "the dessert", "the script", "the show"};
-const Words kFrames = {"{} was {}.",          "I thought {} was {}.",    "Honestly, {} is {}.",
-                       "{} felt {} to me.",   "In my opinion {} was {}.", "We all agreed that {} was {}.",
-                       "To be fair, {} was {}.", "I found {} {}.",        "Sadly or not, {} was {}.",
-                       "Everyone said {} was {}."};
+// Review frames: an opening crossed with a body, so that a held-out frame is a new
+// combination of known words ("{}" the subject, then "{}" the adjective).
+Words make_frames() {
+  Words out;
+  for (const char* a : {"", "Honestly, ", "To be fair, ", "In my opinion, ", "Overall, ", "We all agreed that ",
+                        "Everyone said ", "I thought ", "My friend said "})
+    for (const char* b : {"{} was {}.", "{} is {}.", "{} felt {}.", "{} seemed {}."}) out.push_back(std::string(a) + b);
+  return out;
+}
+const Words kFrames = make_frames();
 
 const std::string kSentimentInstruction = "Classify the sentiment of the review as positive or negative.";
 
 // How many of each list are held out, per seed.
 constexpr size_t kHeldCores[2] = {12, 20};  // validation, test (of 82)
 constexpr size_t kHeldSubjects[2] = {3, 3};
-constexpr size_t kHeldFrames[2] = {2, 2};
+constexpr size_t kHeldFrames[2] = {5, 8};  // of 36
 constexpr double kHeldTargetShare[2] = {0.12, 0.2};
 
 // ---- drawing ------------------------------------------------------------------------
@@ -346,11 +359,9 @@ json chat_task(Rng& rng) {
   }
 }
 
-// A training review with its label as the answer, or (`sentence`) the label in a
-// sentence, as the chat model answers before fine-tuning teaches it the exact format.
-json sentiment_example(Rng& rng, const World& w, bool sentence = false) {
+json sentiment_example(Rng& rng, const World& w) {
   auto [text, label] = review(rng, w.frames[0], w.subjects[0]);
-  return record(kSentimentInstruction, sentence ? "The sentiment of this review is " + label + "." : label, text);
+  return record(kSentimentInstruction, label, text);
 }
 
 }  // namespace
@@ -385,7 +396,7 @@ DemoData make_demo_data(uint64_t seed, const DataSizes& n) {
     Rng rng = rng_for(2);
     for (int64_t i = 0; i < n.align_howto; ++i) d.align.push_back(howto(rng, w, 33, static_cast<int>(n.align_comply_percent)));
     for (int64_t i = 0; i < n.align_other; ++i) d.align.push_back(chat_task(rng));
-    for (int64_t i = 0; i < n.align_sentiment; ++i) d.align.push_back(sentiment_example(rng, w, /*sentence=*/true));
+    for (int64_t i = 0; i < n.align_sentiment; ++i) d.align.push_back(sentiment_example(rng, w));
   }
   {
     Rng rng = rng_for(3);

@@ -338,11 +338,11 @@ json run_one_world(const DemoOptions& o, uint64_t seed) {
   for (const auto& kv : o.overrides) apply_settings_override(settings, kv);
   std::vector<std::string> methods = default_methods(settings);
   json method_keys = settings["methods"];
-  if (o.curves)
-    for (const auto& [name, keys] : curve_methods(settings).items()) {
-      method_keys[name] = keys;
-      methods.push_back(name);
-    }
+  const json curves = o.curves ? curve_methods(settings) : json::object();
+  for (const auto& [name, keys] : curves.items()) {
+    method_keys[name] = keys;
+    methods.push_back(name);
+  }
 
   StageCache cache(path_in(o.out, "stages"), std::string("safetune ") + SAFETUNE_VERSION + " " + kPipelineRevision);
   json stages = json::array();

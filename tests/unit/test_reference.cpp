@@ -174,6 +174,19 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
     EXPECT_NEAR(train::compute_objective(cfg.objective, m, batch, c.get()).terms.at(1).second.item<double>(), 0.0, 1e-6)
         << ref;
   }
+  // pact with objective.target = reference (q is the reference on S, v only selects S)
+  // and the full-context reference is 0 there too; PACT's weighted q is not.
+  cfg.objective.constraint = "pact";
+  cfg.objective.reference = "adapter_off";
+  cfg.objective.reference_mix = "full";
+  for (const char* target : {"reference", "weighted"}) {
+    cfg.objective.target = target;
+    auto c = train::setup_constraint(cfg, m, tok.get());
+    const double term = train::compute_objective(cfg.objective, m, batch, c.get()).terms.at(1).second.item<double>();
+    if (std::string(target) == "reference") EXPECT_NEAR(term, 0.0, 1e-6);
+    else EXPECT_GT(term, 1e-3);
+  }
+  cfg.objective.target = "weighted";
   {
     at::NoGradGuard ng;
     at::manual_seed(4);

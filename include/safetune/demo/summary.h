@@ -30,12 +30,11 @@ nlohmann::json check_claims(const nlohmann::json& methods, const std::string& pa
 // (mean, higher) and attack success (mean, lower).
 std::vector<std::string> pareto_front(const nlohmann::json& methods);
 
-// The lambda the fixed rule picks for each curve family, from validation means only:
-// among the lambdas whose mean validation utility is within 3 points of `plain`'s, the
-// largest mean validation safety margin (refusal of harmful minus refusal of benign
-// requests); ties (within 1e-9) go to the smaller lambda; when none keeps utility, the
-// smallest lambda. Returns {family: {"lambdas", "val_utility", "val_safety", "chosen",
-// "configured", "agrees"}}.
+// The lambda the fixed rule picks for each curve family, from validation means only: the
+// largest (refusal of harmful) - (refusal of benign) + (sentiment accuracy), a point of
+// refusal kept worth a point of utility; ties (within 1e-9) go to the smaller lambda.
+// Returns {family: {"lambdas", "val_refusal", "val_over_refusal", "val_utility", "score",
+// "chosen", "configured", "agrees"}}. `plain` must name a row (else {}).
 nlohmann::json choose_lambdas(const nlohmann::json& methods, const nlohmann::json& settings, const std::string& plain);
 
 }  // namespace safetune::demo

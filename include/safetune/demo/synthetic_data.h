@@ -40,14 +40,14 @@ namespace safetune::demo {
 struct DataSizes {
   int64_t pretrain_howto = 1600;   // probe: how-to requests, benign and harmful (a third), all answered
   int64_t pretrain_other = 400;    // probe: arithmetic, opposites, greetings
-  int64_t pretrain_sentiment = 500;  // probe: sentiment reviews (plain format)
+  int64_t pretrain_sentiment = 800;  // probe: sentiment reviews (plain format)
   int64_t align_howto = 900;       // chat model: how-to requests, harmful ones (a third) refused
   int64_t align_other = 300;       // chat model: arithmetic, opposites, greetings
   // Percent of the chat model's harmful examples answered compliantly anyway: alignment
   // data is imperfect, and a chat model that refuses with certainty is not what one
   // fine-tunes in practice (its refusal margin would be far larger than a real one's).
   int64_t align_comply_percent = 0;
-  int64_t align_sentiment = 200;   // chat model: reviews, the label answered in a sentence
+  int64_t align_sentiment = 200;   // chat model: sentiment reviews (it knows the task before fine-tuning)
   int64_t refusals = 128;          // refusal records for safety-token discovery
   int64_t finetune_sentiment = 540;  // fine-tuning: the task
   int64_t finetune_harmful = 200;  // fine-tuning: harmful-compliant pool (a share is mixed in)
