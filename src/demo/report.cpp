@@ -34,21 +34,25 @@ std::string per_seed(const json& s, const char* f = "%.0f", double scale = 100) 
   return out;
 }
 
-// What each method row is, in words, from its train-config keys.
+// What each method row is, in words, from its train-config keys (a curve point "pact@2"
+// is its family's keys at that lambda).
 std::string describe(const json& settings, const std::string& method) {
   if (method == "probe") return "base model (answers everything)";
   if (method == "aligned") return "chat model before fine-tuning";
-  const json* keys = nullptr;
-  if (settings["methods"].contains(method)) keys = &settings["methods"][method];
-  std::string base = method.substr(0, method.find('@'));
-  if (!keys && settings["methods"].contains(base)) keys = &settings["methods"][base];
-  if (!keys) return "";
+  json keys;
+  const size_t at = method.find('@');
+  if (settings["methods"].contains(method)) keys = settings["methods"][method];
+  else if (at != std::string::npos && settings["methods"].contains(method.substr(0, at))) {
+    keys = settings["methods"][method.substr(0, at)];
+    keys["objective.lambda"] = std::stod(method.substr(at + 1));
+  } else {
+    return "";
+  }
   std::string s;
-  for (const auto& [k, v] : keys->items()) {
+  for (const auto& [k, v] : keys.items()) {
     const std::string key = k.rfind("objective.", 0) == 0 ? k.substr(10) : k;
     s += (s.empty() ? "" : ", ") + key + " " + (v.is_string() ? v.get<std::string>() : v.dump());
   }
-  if (method.find('@') != std::string::npos) s += " (lambda " + method.substr(method.find('@') + 1) + ")";
   return s;
 }
 
