@@ -7,8 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include "command.h"
-#include "model_cli.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/memory.h"
 #include "safetune/demo/pipeline.h"
 #include "safetune/demo/report.h"
 
@@ -21,7 +21,7 @@ struct Options {
 
 int run(const Options& o) {
   using namespace safetune;
-  cli::keep_freed_memory();
+  keep_freed_memory_for_reuse();
   if (o.world >= 0) {
     spdlog::set_level(spdlog::level::warn);  // the stage lines are the progress
     demo::run_one_world(o.demo, static_cast<uint64_t>(o.world));

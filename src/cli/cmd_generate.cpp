@@ -7,7 +7,9 @@
 #include <cstdio>
 
 #include "command.h"
-#include "model_cli.h"
+#include "model_args.h"
+#include "safetune/core/device.h"
+#include "safetune/core/memory.h"
 #include "safetune/core/threads.h"
 #include "safetune/model/generate.h"
 #include "safetune/model/load.h"
@@ -16,8 +18,7 @@
 
 namespace {
 
-struct Opts {
-  std::string model, device = "cpu", adapter;
+struct Opts : safetune::cli::ModelArgs {
   std::vector<std::string> prompts, ids;
   int64_t max_new_tokens = 32;
   double temperature = 0.0, top_p = 1.0;
@@ -28,13 +29,12 @@ struct Opts {
 int run(const Opts& o) {
   using namespace safetune;
   set_compute_threads(0);
-  cli::keep_freed_memory();
+  keep_freed_memory_for_reuse();
   if (o.prompts.empty() == o.ids.empty()) input_error("generate", "give --prompt or --ids (one or more times), not both");
   if (o.max_new_tokens < 0) input_error("--max-new-tokens", "must be >= 0");
   if (o.temperature < 0) input_error("--temperature", "must be >= 0");
   if (!(o.top_p > 0 && o.top_p <= 1)) input_error("--top-p", "must be in (0, 1]");
-  auto loaded = model::load_model(o.model, cli::parse_device(o.device));
-  if (!o.adapter.empty()) model::load_adapter(o.adapter, *loaded.model);  // PEFT LoRA on top
+  auto loaded = cli::load_model_args(o);
   const auto& cfg = loaded.config;
 
   std::unique_ptr<text::Tokenizer> tok;
@@ -52,15 +52,11 @@ int run(const Opts& o) {
   }
   for (const auto& p : prompts) cli::check_ids(p, cfg.vocab_size, o.ids.empty() ? "--prompt" : "--ids");
 
-  model::GenerateOptions g;
-  g.max_new_tokens = o.max_new_tokens;
-  g.temperature = o.temperature;
-  g.top_p = o.top_p;
-  g.seed = o.seed;
-  g.eos_ids = cfg.eos_token_ids;
-  if (tok && tok->eos_id && std::find(g.eos_ids.begin(), g.eos_ids.end(), *tok->eos_id) == g.eos_ids.end())
-    g.eos_ids.push_back(*tok->eos_id);
-  g.pad_id = cfg.pad_token_id ? *cfg.pad_token_id : (g.eos_ids.empty() ? 0 : g.eos_ids[0]);
+  std::vector<int64_t> eos = cfg.eos_token_ids;
+  if (tok && tok->eos_id && std::find(eos.begin(), eos.end(), *tok->eos_id) == eos.end()) eos.push_back(*tok->eos_id);
+  const int64_t pad = cfg.pad_token_id ? *cfg.pad_token_id : (eos.empty() ? 0 : eos[0]);
+  const model::GenerateOptions g =
+      model::generate_options(o.max_new_tokens, o.temperature, o.top_p, o.seed, std::move(eos), pad);
   auto outs = model::generate(*loaded.model, prompts, g);
 
   for (const auto& ids : outs) {
@@ -78,7 +74,7 @@ int run(const Opts& o) {
 
 safetune::cli::Command cmd("generate", "sample continuations of prompts (greedy by default)", [](CLI::App& sub) {
   auto o = std::make_shared<Opts>();
-  sub.add_option("--model", o->model, "HF model directory")->required();
+  safetune::cli::add_model_args(sub, *o);
   sub.add_option("--prompt", o->prompts, "prompt text (repeatable: one batch)");
   sub.add_option("--ids", o->ids, "prompt as comma-separated token ids (repeatable)");
   sub.add_flag("--add-bos", o->add_bos, "prepend BOS when encoding --prompt");
@@ -86,8 +82,6 @@ safetune::cli::Command cmd("generate", "sample continuations of prompts (greedy 
   sub.add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
   sub.add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();
   sub.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
-  sub.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
-  sub.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top of --model");
   return [o]() { return run(*o); };
 });
 

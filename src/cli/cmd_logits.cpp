@@ -5,7 +5,8 @@
 #include <torch/torch.h>
 
 #include "command.h"
-#include "model_cli.h"
+#include "model_args.h"
+#include "safetune/core/device.h"
 #include "safetune/core/threads.h"
 #include "safetune/io/tensor_io.h"
 #include "safetune/model/load.h"
@@ -14,8 +15,8 @@
 
 namespace {
 
-struct Opts {
-  std::string model, ids, text, out, device = "cpu", adapter;
+struct Opts : safetune::cli::ModelArgs {
+  std::string ids, text, out;
   bool add_bos = false;
 };
 
@@ -23,8 +24,7 @@ int run(const Opts& o) {
   using namespace safetune;
   set_compute_threads(0);
   if (o.ids.empty() == o.text.empty()) input_error("logits", "give exactly one of --ids and --text");
-  auto loaded = model::load_model(o.model, cli::parse_device(o.device));
-  if (!o.adapter.empty()) model::load_adapter(o.adapter, *loaded.model);  // PEFT LoRA on top
+  auto loaded = cli::load_model_args(o);
   std::vector<int64_t> ids;
   if (!o.ids.empty()) {
     ids = cli::parse_id_list(o.ids, "--ids");
@@ -46,13 +46,11 @@ int run(const Opts& o) {
 safetune::cli::Command cmd("logits", "write teacher-forced logits [T, V] (fp32) to a safetensors file",
                            [](CLI::App& sub) {
                              auto o = std::make_shared<Opts>();
-                             sub.add_option("--model", o->model, "HF model directory")->required();
+                             safetune::cli::add_model_args(sub, *o);
                              sub.add_option("--ids", o->ids, "comma-separated token ids");
                              sub.add_option("--text", o->text, "text, encoded with the model's tokenizer");
                              sub.add_flag("--add-bos", o->add_bos, "prepend BOS when encoding --text");
                              sub.add_option("--out", o->out, "output .safetensors file")->required();
-                             sub.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
-                             sub.add_option("--adapter", o->adapter, "PEFT LoRA adapter directory applied on top of --model");
                              return [o]() { return run(*o); };
                            });
 

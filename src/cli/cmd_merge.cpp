@@ -4,7 +4,6 @@
 #include <cstdio>
 
 #include "command.h"
-#include "model_cli.h"
 #include "safetune/core/error.h"
 #include "safetune/core/threads.h"
 #include "safetune/model/export.h"

@@ -11,6 +11,7 @@
 #include "command.h"
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/json.h"
 #include "safetune/text/tokenizer.h"
 #include "safetune/text/unicode.h"
 
@@ -68,25 +69,13 @@ int count_dataset(const safetune::text::Tokenizer& tok, const std::string& path,
       std::string_view l(data.data() + start, end - start);
       start = end + 1;
       if (l.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      json rec;
-      try {
-        rec = json::parse(l);
-      } catch (const json::exception& e) {
-        std::string what = e.what();
-        input_error(path + ":" + std::to_string(line), "malformed JSON: " + what.substr(0, what.find('\n')));
-      }
+      const json rec = safetune::parse_json(l, path + ":" + std::to_string(line));
       std::string text;
       collect_strings(rec, text);
       records.emplace_back(std::move(text), line);
     }
   } else {
-    json arr;
-    try {
-      arr = json::parse(data);
-    } catch (const json::exception& e) {
-      std::string what = e.what();
-      input_error(path, "malformed JSON: " + what.substr(0, what.find('\n')));
-    }
+    const json arr = safetune::parse_json(data, path);
     if (!arr.is_array()) input_error(path, "expected a JSON array of records");
     for (size_t i = 0; i < arr.size(); ++i) {
       std::string text;
@@ -113,13 +102,7 @@ int count_dataset(const safetune::text::Tokenizer& tok, const std::string& path,
 
 int encode_batch(const safetune::text::Tokenizer& tok, const std::string& path, bool bos) {
   std::string data = safetune::read_file(path);
-  json arr;
-  try {
-    arr = json::parse(data);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    input_error(path, "malformed JSON: " + what.substr(0, what.find('\n')));
-  }
+  const json arr = safetune::parse_json(data, path);
   if (!arr.is_array()) input_error(path, "expected a JSON array of strings");
   for (size_t i = 0; i < arr.size(); ++i) {
     if (!arr[i].is_string()) input_error(path + ": [" + std::to_string(i) + "]", "not a string");

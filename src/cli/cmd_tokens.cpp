@@ -6,7 +6,6 @@
 #include <cstdio>
 
 #include "command.h"
-#include "model_cli.h"
 #include "safetune/core/threads.h"
 #include "safetune/safety/safety_tokens.h"
 

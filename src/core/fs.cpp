@@ -74,6 +74,18 @@ void ensure_output_dir(const std::string& dir) {
   if (::access(dir.c_str(), W_OK) != 0) input_error(dir, "directory is not writable");
 }
 
+void replace_dir(const std::string& temp_dir, const std::string& final_dir, const std::string& aside) {
+  if (!fs::exists(final_dir)) {
+    fs::rename(temp_dir, final_dir);
+    return;
+  }
+  const std::string old = aside.empty() ? final_dir + ".old." + std::to_string(::getpid()) : aside;
+  fs::remove_all(old);
+  fs::rename(final_dir, old);
+  fs::rename(temp_dir, final_dir);
+  fs::remove_all(old);
+}
+
 bool path_exists(const std::string& path) {
   std::error_code ec;
   return fs::exists(path, ec);

@@ -6,38 +6,12 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/core/json_depth.h"
+#include "safetune/text/unicode.h"
 
 namespace safetune::data {
 namespace {
 
 using nlohmann::json;
-
-// Checks that `text` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
-// Returns the byte offset of the first bad sequence, or npos.
-size_t find_invalid_utf8(std::string_view s) {
-  size_t i = 0, n = s.size();
-  while (i < n) {
-    unsigned char c = s[i];
-    if (c < 0x80) { ++i; continue; }
-    int len;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else return i;
-    if (i + len > n) return i;
-    for (int k = 1; k < len; ++k) {
-      unsigned char d = s[i + k];
-      if ((d & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 size_t line_of(std::string_view s, size_t offset) {
   size_t line = 1;
@@ -134,7 +108,7 @@ std::string alpaca_prompt(const std::string& instruction, const std::string& inp
 
 // Shared by parse_records (a response is required) and parse_prompt_records (optional).
 static std::vector<Record> parse_any(std::string_view text, const std::string& name, bool response_optional) {
-  if (size_t bad = find_invalid_utf8(text); bad != std::string_view::npos)
+  if (size_t bad = text::unicode::find_invalid_utf8(text); bad != std::string_view::npos)
     input_error(name + ":" + std::to_string(line_of(text, bad)),
                 "invalid UTF-8 (byte offset " + std::to_string(bad) + ")");
   size_t first = text.find_first_not_of(" \t\r\n");

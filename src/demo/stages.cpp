@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "safetune/core/fs.h"
+#include "safetune/core/hash.h"
 #include "safetune/safety/safety_tokens.h"
 
 namespace safetune::demo {
@@ -16,7 +17,7 @@ StageCache::StageCache(std::string root, std::string salt) : root_(std::move(roo
 
 std::string StageCache::key(const std::string& name, const nlohmann::json& inputs) const {
   // nlohmann::json objects are ordered by key, so dump() is a canonical form.
-  return safety::sha256_hex(nlohmann::json{{"salt", salt_}, {"stage", name}, {"inputs", inputs}}.dump());
+  return sha256_hex(nlohmann::json{{"salt", salt_}, {"stage", name}, {"inputs", inputs}}.dump());
 }
 
 Stage StageCache::run(const std::string& name, const nlohmann::json& inputs,

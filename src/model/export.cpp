@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include "safetune/core/error.h"
+#include "safetune/core/fs.h"
 #include "safetune/model/load.h"
+#include "safetune/model/transformer.h"
 
 namespace safetune::model {
 namespace fs = std::filesystem;
@@ -27,18 +29,6 @@ int copy_tokenizer_files(const std::string& src_dir, const std::string& dst_dir)
     ++n;
   }
   return n;
-}
-
-void replace_dir(const std::string& temp_dir, const std::string& final_dir) {
-  if (fs::exists(final_dir)) {
-    const std::string old = final_dir + ".old." + std::to_string(::getpid());
-    fs::remove_all(old);
-    fs::rename(final_dir, old);
-    fs::rename(temp_dir, final_dir);
-    fs::remove_all(old);
-  } else {
-    fs::rename(temp_dir, final_dir);
-  }
 }
 
 void write_model_dir(const std::string& out_dir, const Transformer& model, const std::string& src_dir,

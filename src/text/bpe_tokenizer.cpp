@@ -29,6 +29,7 @@
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/json.h"
 #include "safetune/core/json_depth.h"
 #include "safetune/text/unicode.h"
 
@@ -840,13 +841,7 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(const std::string& json_text, co
   // Components are printed into error messages (dump() recurses once per level).
   if (find_json_too_deep(json_text) != std::string::npos)
     input_error(name, "JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  json root;
-  try {
-    root = json::parse(json_text);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    input_error(name, "malformed JSON: " + what.substr(0, what.find('\n')));
-  }
+  json root = parse_json(json_text, name);
   try {
     return std::make_unique<JsonBpeTokenizer>(root, name);
   } catch (const json::exception& e) {  // a field of the wrong type

@@ -74,17 +74,10 @@ std::string begin_checkpoint(const std::string& run_dir, int64_t step) {
 std::string commit_checkpoint(const std::string& run_dir, const std::string& temp_dir, int64_t step) {
   const std::string rel = checkpoint_relpath(step);
   const fs::path final_path = fs::path(run_dir) / rel;
-  if (fs::exists(final_path)) {
-    // Same step saved before (a resumed run re-saving): move the old one aside first so
-    // that `latest` never points at a missing directory for longer than one rename.
-    const fs::path old = final_path.string() + ".old";
-    fs::remove_all(old);
-    fs::rename(final_path, old);
-    fs::rename(temp_dir, final_path);
-    fs::remove_all(old);
-  } else {
-    fs::rename(temp_dir, final_path);
-  }
+  // Same step saved before (a resumed run re-saving): the old one is moved aside first
+  // (step-N.old, which clean_stale_temporaries puts back after a kill), so that `latest`
+  // never points at a missing directory for longer than one rename.
+  replace_dir(temp_dir, final_path.string(), final_path.string() + ".old");
   write_file_atomic((fs::path(run_dir) / "latest").string(), rel + "\n");
   return final_path.string();
 }

@@ -18,7 +18,7 @@
 #include "safetune/io/tensor_io.h"
 #include "safetune/train/checkpoint.h"
 #include "safetune/train/config.h"
-#include "safetune/train/device.h"
+#include "safetune/core/device.h"
 #include "safetune/train/optimizer.h"
 #include "safetune/train/trainer.h"
 #include "test_util.h"
@@ -28,7 +28,7 @@ using namespace safetune;
 
 namespace {
 
-std::string tiny_yaml() { return std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml"; }
+using test_util::tiny_yaml;
 
 // Output (stdout + stderr) and exit code of a shell command.
 std::pair<std::string, int> run(const std::string& cmd) {
@@ -45,11 +45,11 @@ std::pair<std::string, int> run(const std::string& cmd) {
 }  // namespace
 
 TEST(Device, Names) {
-  for (const char* ok : {"cpu", "auto", "cuda", "cuda:0", "cuda:7", "cuda:12"}) EXPECT_TRUE(train::is_device_name(ok)) << ok;
+  for (const char* ok : {"cpu", "auto", "cuda", "cuda:0", "cuda:7", "cuda:12"}) EXPECT_TRUE(is_device_name(ok)) << ok;
   for (const char* bad : {"", "CPU", "gpu", "cuda:", "cuda:-1", "cuda:x", "cuda0", "cuda:1:2", "mps", "cpu:0"})
-    EXPECT_FALSE(train::is_device_name(bad)) << bad;
-  EXPECT_TRUE(train::resolve_device("cpu").is_cpu());
-  EXPECT_THROW(train::resolve_device("gpu"), InputError);
+    EXPECT_FALSE(is_device_name(bad)) << bad;
+  EXPECT_TRUE(resolve_device("cpu").is_cpu());
+  EXPECT_THROW(resolve_device("gpu"), InputError);
 }
 
 TEST(Device, ConfigKey) {
@@ -71,10 +71,10 @@ TEST(Device, ConfigKey) {
 
 TEST(Device, AutoAndCudaWithoutGpu) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible: the no-CUDA path cannot be tested here";
-  EXPECT_TRUE(train::resolve_device("auto").is_cpu());
+  EXPECT_TRUE(resolve_device("auto").is_cpu());
   for (const char* name : {"cuda", "cuda:0", "cuda:3"}) {
     try {
-      train::resolve_device(name);
+      resolve_device(name);
       FAIL() << name << " accepted without CUDA";
     } catch (const InputError& e) {
       EXPECT_NE(std::string(e.what()).find("LibTorch has no CUDA"), std::string::npos) << e.what();
@@ -147,29 +147,13 @@ TEST(Device, Bf16MasterWeightsFollowFp32) {
 
 // Full fine-tuning of bf16 weights on CPU: the loss falls, the checkpoint carries the
 // master weights, and a run stopped and resumed ends bitwise identical to a straight one.
-class DeviceTrainTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    root_ = test_util::fresh_temp_dir("safetune_device_train");
-    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
-    test_util::write_colour_records(root_ + "/train.jsonl");
+class DeviceTrainTest : public test_util::TinyRun<DeviceTrainTest> {
+ public:
+  static constexpr const char* kName = "safetune_device_train";
+  static std::vector<std::string> overrides(const std::string&) {
+    return {"model.dtype=bf16", "lora.enabled=false", "train.device=cpu"};
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
-  void SetUp() override {
-    if (!init_ok_) FAIL() << "safetune init failed";
-  }
-  static train::RunConfig config(const std::string& out, std::vector<std::string> extra = {}) {
-    std::vector<std::string> o = {"model.path=" + root_ + "/model", "data.train=" + root_ + "/train.jsonl",
-                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1", "model.dtype=bf16",
-                                  "lora.enabled=false", "train.device=cpu"};
-    o.insert(o.end(), extra.begin(), extra.end());
-    return train::load_run_config(tiny_yaml(), o);
-  }
-  static std::string root_;
-  static bool init_ok_;
 };
-std::string DeviceTrainTest::root_;
-bool DeviceTrainTest::init_ok_ = false;
 
 TEST_F(DeviceTrainTest, Bf16FullFineTuningTrains) {
   auto r = train::run_training(config("fall", {"train.max_steps=30", "optim.lr=3e-3", "train.save_every=0"}),

@@ -35,6 +35,11 @@ class AtomicFile {
 // it is a file or cannot be written.
 void ensure_output_dir(const std::string& dir);
 
+// Puts directory `temp_dir` in place of `final_dir` with renames: an existing final_dir is
+// first renamed aside (to `aside`; default final_dir + ".old.<pid>") and removed after, so
+// that a kill leaves either the old directory or the new one, never a partial one.
+void replace_dir(const std::string& temp_dir, const std::string& final_dir, const std::string& aside = "");
+
 // True if the path exists (file or directory).
 bool path_exists(const std::string& path);
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "safetune/model/transformer.h"
-
 namespace safetune::model {
+
+class Transformer;  // transformer.h
 
 // The files besides the weights that an HF model directory carries for its tokenizer and
 // generation settings (copied when present).
@@ -22,8 +22,5 @@ int copy_tokenizer_files(const std::string& src_dir, const std::string& dst_dir)
 // config.json + model.safetensors in `stored` dtype and the tokenizer files of `src_dir`.
 void write_model_dir(const std::string& out_dir, const Transformer& model, const std::string& src_dir,
                      at::ScalarType stored, bool replace);
-
-// Replaces directory `final_dir` by `temp_dir` with renames (the old one removed after).
-void replace_dir(const std::string& temp_dir, const std::string& final_dir);
 
 }  // namespace safetune::model

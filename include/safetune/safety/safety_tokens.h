@@ -99,10 +99,6 @@ SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::s
 // model.safetensors.index.json when the checkpoint is sharded, else model.safetensors.
 std::string model_hash(const std::string& model_dir);
 
-// sha256 of a byte string / of a file (streamed), lowercase hex.
-std::string sha256_hex(const std::string& data);
-std::string sha256_file(const std::string& path);
-
 // tokens.json <-> SafetyTokens. Writing is atomic. Reading checks the structure
 // (InputError naming the file and field).
 std::string to_json(const SafetyTokens& t);

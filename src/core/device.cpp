@@ -1,5 +1,5 @@
-// train.device: names, availability checks, batch moves, peak memory (see device.h).
-#include "safetune/train/device.h"
+// Devices: availability checks, synchronisation, peak memory (see device.h).
+#include "safetune/core/device.h"
 
 #include <ATen/ATen.h>
 #include <sys/resource.h>
@@ -15,15 +15,7 @@
 #define SAFETUNE_CUDA_MEMORY_STATS 1
 #endif
 
-namespace safetune::train {
-
-bool is_device_name(const std::string& name) {
-  if (name == "cpu" || name == "auto" || name == "cuda") return true;
-  if (name.rfind("cuda:", 0) != 0 || name.size() == 5 || name.size() > 8) return false;
-  for (size_t i = 5; i < name.size(); ++i)
-    if (name[i] < '0' || name[i] > '9') return false;
-  return true;
-}
+namespace safetune {
 
 c10::Device resolve_device(const std::string& name, const std::string& where, int local_rank) {
   if (!is_device_name(name)) input_error(where, "expected cpu, cuda, cuda:N or auto, got '" + name + "'");
@@ -33,7 +25,7 @@ c10::Device resolve_device(const std::string& name, const std::string& where, in
   if (!available)
     input_error(where, "'" + name +
                            "' needs a GPU, but this LibTorch has no CUDA (a CPU-only build, or no GPU visible); "
-                           "use train.device=cpu, or build against a CUDA LibTorch (CMAKE_PREFIX_PATH)");
+                           "use " + where + "=cpu, or build against a CUDA LibTorch (CMAKE_PREFIX_PATH)");
   int index = local_rank >= 0 ? local_rank : 0;
   if (name.rfind("cuda:", 0) == 0) index = std::stoi(name.substr(5));
   const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
@@ -41,14 +33,6 @@ c10::Device resolve_device(const std::string& name, const std::string& where, in
     input_error(where, "'" + name + "' (device " + std::to_string(index) + ") but only " + std::to_string(n) +
                            " GPU(s) are visible");
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
-}
-
-data::Batch batch_to(const data::Batch& batch, const c10::Device& device) {
-  data::Batch b = batch;
-  for (at::Tensor* t : {&b.input_ids, &b.attention_mask, &b.labels, &b.response_start, &b.lengths, &b.post_ids,
-                        &b.post_attention_mask, &b.post_response_start})
-    if (t->defined()) *t = t->to(device);
-  return b;
 }
 
 void synchronize(const c10::Device& device) {
@@ -77,4 +61,4 @@ void reset_peak_memory(const c10::Device& device) {
 #endif
 }
 
-}  // namespace safetune::train
+}  // namespace safetune

@@ -1,17 +1,38 @@
-// Small helpers shared by the model subcommands (logits, generate, bench): token-id
-// lists, device names, thread set-up.
+// The arguments of the subcommands that run a model (generate, logits, eval): the model
+// directory, a PEFT adapter on top, the device; and token-id lists.
 #pragma once
-#include <ATen/Parallel.h>
-#include <c10/core/Device.h>
-#include <malloc.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "safetune/core/device.h"
 #include "safetune/core/error.h"
+#include "safetune/model/load.h"
+#include "safetune/model/lora.h"
 
 namespace safetune::cli {
+
+struct ModelArgs {
+  std::string model, adapter, device = "cpu";
+};
+
+// --model (with its help; required unless said otherwise), --adapter and --device.
+inline void add_model_args(CLI::App& app, ModelArgs& a, const std::string& model_help = "HF model directory",
+                           bool model_required = true) {
+  CLI::Option* m = app.add_option("--model", a.model, model_help);
+  if (model_required) m->required();
+  app.add_option("--adapter", a.adapter, "PEFT LoRA adapter directory applied on top of --model");
+  app.add_option("--device", a.device, "cpu | cuda | cuda:N | auto")->capture_default_str();
+}
+
+// The model on its device, with the adapter (if any) applied.
+inline model::LoadedModel load_model_args(const ModelArgs& a) {
+  model::LoadedModel loaded = model::load_model(a.model, resolve_device(a.device, "--device"));
+  if (!a.adapter.empty()) model::load_adapter(a.adapter, *loaded.model);
+  return loaded;
+}
 
 // "1,2,3" (spaces allowed) -> ids; InputError naming `where` otherwise.
 inline std::vector<int64_t> parse_id_list(const std::string& s, const std::string& where) {
@@ -36,21 +57,6 @@ inline void check_ids(const std::vector<int64_t>& ids, int64_t vocab, const std:
   for (int64_t id : ids)
     if (id < 0 || id >= vocab)
       input_error(where, "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-}
-
-inline c10::Device parse_device(const std::string& s) {
-  if (s == "cpu") return c10::Device(c10::kCPU);
-  if (s == "cuda" || s.rfind("cuda:", 0) == 0) return c10::Device(s);
-  input_error("--device", "expected cpu or cuda[:N], got '" + s + "'");
-}
-
-// Keep freed memory in the process for reuse. glibc serves big blocks (logits, attention
-// scores: tens to hundreds of MB) with fresh mmaps that the kernel must fault in and zero
-// again on every forward; reusing heap memory instead saves ~10% of a small model's
-// forward time. Memory is not returned to the system before exit.
-inline void keep_freed_memory() {
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 }  // namespace safetune::cli

@@ -9,6 +9,7 @@
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/json.h"
 #include "safetune/text/bpe_tokenizer.h"
 #include "safetune/text/sentencepiece.h"
 #include "safetune/text/tokenizer.h"
@@ -20,12 +21,7 @@ using json = nlohmann::json;
 
 std::optional<json> read_json(const std::string& path) {
   if (!path_exists(path)) return std::nullopt;
-  try {
-    return json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    input_error(path, "malformed JSON: " + what.substr(0, what.find('\n')));
-  }
+  return parse_json(read_file(path), path);
 }
 
 // What a tokenizer file says about one special token: absent (keep looking), explicitly

@@ -1,5 +1,5 @@
-// glibc malloc tuning (see cpu_memory.h).
-#include "safetune/train/cpu_memory.h"
+// glibc malloc tuning (see memory.h).
+#include "safetune/core/memory.h"
 
 #include <cstdlib>
 
@@ -7,7 +7,7 @@
 #include <malloc.h>
 #endif
 
-namespace safetune::train {
+namespace safetune {
 
 void keep_freed_memory_for_reuse() {
 #if defined(__GLIBC__)
@@ -21,4 +21,4 @@ void keep_freed_memory_for_reuse() {
 #endif
 }
 
-}  // namespace safetune::train
+}  // namespace safetune

@@ -1,6 +1,6 @@
-// Where a training run computes (train.device) and the precision it uses there.
+// Where safetune computes (train.device, the --device flags) and what it measures there.
 //
-//   cpu      the default: everything as before, fp32 compute, bitwise reproducible.
+//   cpu      the default: fp32 compute, bitwise reproducible.
 //   cuda     the current CUDA device (cuda:LOCAL_RANK in a multi-process run, so that
 //            each rank has its own GPU and data parallelism uses NCCL).
 //   cuda:N   that GPU.
@@ -11,7 +11,7 @@
 // LoRA adapters, or every weight in full fine-tuning) then live in the model in bf16 too,
 // but AdamW keeps an fp32 master copy of every non-fp32 parameter, with fp32 moments, and
 // writes the rounded master back after each update, so that small updates accumulate
-// instead of vanishing in bf16 rounding (optimizer.h). The same holds on CPU with an
+// instead of vanishing in bf16 rounding (train/optimizer.h). The same holds on CPU with an
 // explicit model.dtype = bf16, which is how it is tested here. model.dtype = fp32 keeps
 // everything in fp32 on either device.
 #pragma once
@@ -19,21 +19,15 @@
 
 #include <string>
 
-#include "safetune/data/batch.h"
+#include "safetune/core/device_name.h"
 
-namespace safetune::train {
-
-// Whether `name` is one of cpu | auto | cuda | cuda:N (syntax only; no GPU is looked for).
-bool is_device_name(const std::string& name);
+namespace safetune {
 
 // The device `name` stands for on this machine. InputError naming `where` for a bad name,
 // for cuda when LibTorch has no CUDA (a CPU-only build, or no GPU visible) and for a GPU
 // index beyond the visible ones. `local_rank` >= 0 (a multi-process run) makes a bare
 // "cuda" mean cuda:local_rank.
 c10::Device resolve_device(const std::string& name, const std::string& where = "train.device", int local_rank = -1);
-
-// The batch's tensors on `device` (the same tensors, no copy, when already there).
-data::Batch batch_to(const data::Batch& batch, const c10::Device& device);
 
 // Waits for the device's queued work (CUDA); nothing on CPU. For timings.
 void synchronize(const c10::Device& device);
@@ -44,4 +38,4 @@ void synchronize(const c10::Device& device);
 double peak_memory_mb(const c10::Device& device);
 void reset_peak_memory(const c10::Device& device);
 
-}  // namespace safetune::train
+}  // namespace safetune

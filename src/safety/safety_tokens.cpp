@@ -9,9 +9,9 @@
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/core/hash.h"
 #include "safetune/safety/safety_tokens.h"
 #include "safetune/text/tokenizer.h"
-#include "sha256.h"
 
 namespace safetune::safety {
 

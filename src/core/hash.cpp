@@ -1,5 +1,7 @@
-// SHA-256 (FIPS 180-4), streamed, for the model and file hashes that bind tokens.json
-// to the models it was made from. Plain and unoptimised: hashing is I/O bound here.
+// SHA-256 (see hash.h).
+#include "safetune/core/hash.h"
+
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
@@ -8,10 +10,8 @@
 #include <vector>
 
 #include "safetune/core/error.h"
-#include "safetune/safety/safety_tokens.h"
-#include "sha256.h"
 
-namespace safetune::safety {
+namespace safetune {
 
 namespace {
 
@@ -111,4 +111,4 @@ std::string sha256_file(const std::string& path) {
   return h.hex();
 }
 
-}  // namespace safetune::safety
+}  // namespace safetune
