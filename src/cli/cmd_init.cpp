@@ -90,25 +90,15 @@ std::string tokenizer_config_json(int64_t vocab, int64_t max_pos) {
 
 safetune::io::ModelConfig make_config(const Opts& o) {
   const std::string w = "init";
-  safetune::io::ModelConfig c;
-  if (o.arch == "llama") c.architecture = "LlamaForCausalLM";
-  else if (o.arch == "qwen2") c.architecture = "Qwen2ForCausalLM";
-  else if (o.arch == "mistral") c.architecture = "MistralForCausalLM";
-  else input_error("--arch", "unsupported architecture '" + o.arch + "' (supported: llama, qwen2, mistral)");
-  c.arch = o.arch;
+  safetune::io::ModelConfig c = safetune::io::decoder_config(
+      o.arch, {o.vocab, o.hidden, o.intermediate, o.layers, o.heads, o.kv_heads}, "--arch");
   if (o.vocab < 256) input_error("--vocab", "must be at least 256 (the byte tokens)");
   if (o.hidden < 2 || o.layers < 1 || o.heads < 1 || o.kv_heads < 1 || o.intermediate < 1 || o.max_pos < 1)
     input_error("init", "sizes must be positive");
   if (o.heads % o.kv_heads != 0) input_error("--kv-heads", "--heads must be a multiple of --kv-heads");
-  c.vocab_size = o.vocab;
-  c.hidden_size = o.hidden;
-  c.intermediate_size = o.intermediate;
-  c.num_hidden_layers = o.layers;
-  c.num_attention_heads = o.heads;
-  c.num_key_value_heads = o.kv_heads;
   if (o.head_dim > 0) c.head_dim = o.head_dim;
-  else if (o.hidden % o.heads == 0) c.head_dim = o.hidden / o.heads;
-  else input_error("--heads", "--hidden must be a multiple of --heads unless --head-dim is given");
+  else if (o.hidden % o.heads != 0)
+    input_error("--heads", "--hidden must be a multiple of --heads unless --head-dim is given");
   if (c.head_dim % 2) input_error("--head-dim", "head dimension must be even");
   c.max_position_embeddings = o.max_pos;
   c.rms_norm_eps = o.rms_eps;
@@ -121,7 +111,7 @@ safetune::io::ModelConfig make_config(const Opts& o) {
   c.rope_scaling.high_freq_factor = o.rope_high;
   c.rope_scaling.original_max_position_embeddings = o.rope_orig_max;
   c.tie_word_embeddings = o.tie;
-  c.attention_bias = o.arch == "qwen2" ? true : o.attention_bias;
+  c.attention_bias = c.attention_bias || o.attention_bias;  // Qwen2's are always there
   if (o.sliding_window > 0) {
     if (o.arch == "llama") input_error("--sliding-window", "Llama has no sliding window (use mistral or qwen2)");
     c.sliding_window = o.sliding_window;

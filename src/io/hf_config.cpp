@@ -1,5 +1,6 @@
 #include "safetune/io/hf_config.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -77,6 +78,25 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
 }
 
 }  // namespace
+
+ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where) {
+  ModelConfig c;
+  const Family* f = std::find_if(std::begin(kFamilies), std::end(kFamilies),
+                                 [&](const Family& x) { return arch == x.model_type; });
+  if (f == std::end(kFamilies))
+    input_error(where, "unsupported architecture '" + arch + "' (supported: llama, qwen2, mistral)");
+  c.arch = arch;
+  c.architecture = f->architecture;
+  c.vocab_size = sizes.vocab;
+  c.hidden_size = sizes.hidden;
+  c.intermediate_size = sizes.intermediate;
+  c.num_hidden_layers = sizes.layers;
+  c.num_attention_heads = sizes.heads;
+  c.num_key_value_heads = sizes.kv_heads;
+  c.head_dim = sizes.heads > 0 ? sizes.hidden / sizes.heads : 0;
+  c.attention_bias = arch == "qwen2";  // Qwen2 always has q/k/v biases
+  return c;
+}
 
 ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   if (find_json_too_deep(text) != std::string::npos)

@@ -15,6 +15,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/io/tensor_io.h"
+#include "safetune/model/transformer.h"
 
 namespace safetune::model {
 namespace fs = std::filesystem;

@@ -23,7 +23,7 @@
 #include <stdexcept>
 
 #include "safetune/core/error.h"
-#include "safetune/model/checkpoint.h"
+#include "safetune/model/activation_checkpoint.h"
 #include "safetune/model/cpu_kernels.h"
 
 #if TORCH_VERSION_MAJOR >= 2

@@ -213,31 +213,32 @@ std::string ChatTemplate::render(const std::vector<Message>& messages, bool add_
   return {};
 }
 
-std::string ChatTemplate::assistant_header() const {
-  switch (family_) {
+namespace {
+
+// What each family writes before an assistant's answer, and after a turn.
+struct TurnMarkers {
+  const char* assistant_header;
+  const char* end_of_turn;
+};
+
+TurnMarkers turn_markers(Family f) {
+  switch (f) {
     case Family::kLlama3:
-    case Family::kLlama31: return "<|start_header_id|>assistant<|end_header_id|>\n\n";
-    case Family::kChatml: return "<|im_start|>assistant\n";
-    case Family::kGemma: return "<start_of_turn>model\n";
-    case Family::kPlain: return "Assistant: ";
-    case Family::kLlama2:
-    case Family::kMistral: return "";
+    case Family::kLlama31: return {"<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"};
+    case Family::kChatml: return {"<|im_start|>assistant\n", "<|im_end|>"};
+    case Family::kGemma: return {"<start_of_turn>model\n", "<end_of_turn>"};
+    case Family::kPlain: return {"Assistant: ", ""};
+    case Family::kLlama2: return {"", " </s>"};
+    case Family::kMistral: return {"", "</s>"};
   }
-  return {};
+  return {"", ""};
 }
 
-std::string ChatTemplate::end_of_turn() const {
-  switch (family_) {
-    case Family::kLlama3:
-    case Family::kLlama31: return "<|eot_id|>";
-    case Family::kChatml: return "<|im_end|>";
-    case Family::kGemma: return "<end_of_turn>";
-    case Family::kLlama2: return " </s>";
-    case Family::kMistral: return "</s>";
-    case Family::kPlain: return "";
-  }
-  return {};
-}
+}  // namespace
+
+std::string ChatTemplate::assistant_header() const { return turn_markers(family_).assistant_header; }
+
+std::string ChatTemplate::end_of_turn() const { return turn_markers(family_).end_of_turn; }
 
 std::string ChatTemplate::response_prefix() const {
   return family_ == Family::kLlama2 || family_ == Family::kMistral ? " " : "";

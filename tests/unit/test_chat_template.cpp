@@ -54,9 +54,6 @@ TEST(ChatTemplate, Llama3) {
             "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
             "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
-  auto t = ChatTemplate::by_name("llama3");
-  EXPECT_EQ(t.assistant_header(), "<|start_header_id|>assistant<|end_header_id|>\n\n");
-  EXPECT_EQ(t.end_of_turn(), "<|eot_id|>");
 }
 
 // meta-llama/Llama-3.1-8B-Instruct, tokenizer_config.json: the system header is always
@@ -99,9 +96,6 @@ TEST(ChatTemplate, Chatml) {
   EXPECT_EQ(render("chatml", {{"user", "Hi there"}}, true),
             "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
             "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n");
-  auto t = ChatTemplate::by_name("chatml");
-  EXPECT_EQ(t.assistant_header(), "<|im_start|>assistant\n");
-  EXPECT_EQ(t.end_of_turn(), "<|im_end|>");
 }
 
 // meta-llama/Llama-2-7b-chat-hf, tokenizer_config.json: bos_token + '[INST] ' +
@@ -113,10 +107,6 @@ TEST(ChatTemplate, Llama2) {
             "<s>[INST] What is 2+2? [/INST] 4 </s>");
   EXPECT_EQ(render("llama2", without_last(kTwoTurns), true),
             "<s>[INST] Hi there [/INST] Hello! </s><s>[INST] What is 2+2? [/INST]");
-  auto t = ChatTemplate::by_name("llama2");
-  EXPECT_EQ(t.assistant_header(), "");
-  EXPECT_EQ(t.response_prefix(), " ");
-  EXPECT_EQ(t.end_of_turn(), " </s>");
 }
 
 // mistralai/Mistral-7B-Instruct-v0.3, tokenizer_config.json ("V3" in mistralai's
@@ -127,9 +117,6 @@ TEST(ChatTemplate, Mistral) {
             "<s>[INST] Hi there[/INST] Hello!</s>[INST]   What is 2+2?\n[/INST] 4</s>");
   EXPECT_EQ(render("mistral", with_system(without_last(kTwoTurns)), true),
             "<s>[INST] Hi there[/INST] Hello!</s>[INST] You are terse.\n\n  What is 2+2?\n[/INST]");
-  auto t = ChatTemplate::by_name("mistral");
-  EXPECT_EQ(t.assistant_header(), "");
-  EXPECT_EQ(t.end_of_turn(), "</s>");
 }
 
 // google/gemma-2-9b-it, tokenizer_config.json: bos_token, then '<start_of_turn>' + role
@@ -144,23 +131,41 @@ TEST(ChatTemplate, Gemma) {
             "<bos><start_of_turn>user\nYou are terse.\n\nHi there<end_of_turn>\n"
             "<start_of_turn>model\nHello!<end_of_turn>\n"
             "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n");
-  auto t = ChatTemplate::by_name("gemma");
-  EXPECT_EQ(t.assistant_header(), "<start_of_turn>model\n");
-  EXPECT_EQ(t.end_of_turn(), "<end_of_turn>");
 }
 
 // PACT.md's probe format: "User: {x}\n\nAssistant: ".
 TEST(ChatTemplate, Plain) {
   EXPECT_EQ(render("plain", {{"user", "How do I pick a lock?"}}, true),
             "User: How do I pick a lock?\n\nAssistant: ");
-  auto t = ChatTemplate::by_name("plain");
-  EXPECT_EQ(t.assistant_header(), "Assistant: ");
-  EXPECT_EQ(t.end_of_turn(), "");
 }
 
 // The generation prompt is exactly the full conversation's text up to the reply: the
 // prompt + assistant_header + response prefix + reply + end_of_turn is a prefix of the
 // whole render, for every family (this is what makes the label boundary exact).
+// What each family writes before an answer (after the generation prompt), before the
+// response text, and after a turn.
+TEST(ChatTemplate, TurnMarkers) {
+  struct Want {
+    const char* name;
+    const char* assistant_header;
+    const char* response_prefix;
+    const char* end_of_turn;
+  };
+  for (const Want& w : std::vector<Want>{
+           {"llama3", "<|start_header_id|>assistant<|end_header_id|>\n\n", "", "<|eot_id|>"},
+           {"llama3.1", "<|start_header_id|>assistant<|end_header_id|>\n\n", "", "<|eot_id|>"},
+           {"chatml", "<|im_start|>assistant\n", "", "<|im_end|>"},
+           {"llama2", "", " ", " </s>"},
+           {"mistral", "", " ", "</s>"},
+           {"gemma", "<start_of_turn>model\n", "", "<end_of_turn>"},
+           {"plain", "Assistant: ", "", ""}}) {
+    const ChatTemplate t = ChatTemplate::by_name(w.name);
+    EXPECT_EQ(t.assistant_header(), w.assistant_header) << w.name;
+    EXPECT_EQ(t.response_prefix(), w.response_prefix) << w.name;
+    EXPECT_EQ(t.end_of_turn(), w.end_of_turn) << w.name;
+  }
+}
+
 TEST(ChatTemplate, PromptIsPrefixOfConversation) {
   for (const std::string& name : ChatTemplate::names()) {
     auto t = ChatTemplate::by_name(name);

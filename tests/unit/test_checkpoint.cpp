@@ -6,7 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
-#include "safetune/model/checkpoint.h"
+#include "safetune/model/activation_checkpoint.h"
 
 using namespace safetune;
 

@@ -48,6 +48,17 @@ struct ModelConfig {
   bool o_proj_bias() const { return attention_bias && arch == "llama"; }
 };
 
+// Sizes of a decoder, for the random models `safetune init`, the benchmarks and the tests
+// make.
+struct DecoderSizes {
+  int64_t vocab = 0, hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0;
+};
+
+// The config of a model of family `arch` (llama | qwen2 | mistral; InputError naming
+// `where` otherwise) with these sizes: its HF class name, head_dim = hidden / heads, and
+// Qwen2's q/k/v biases; everything else as ModelConfig's defaults.
+ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where = "arch");
+
 // Parses config.json text; `where` names the file in errors (InputError).
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& where);
 ModelConfig load_hf_config(const std::string& path);  // a config.json path or a model dir

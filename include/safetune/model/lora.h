@@ -23,9 +23,10 @@
 #include <utility>
 #include <vector>
 
-#include "safetune/model/transformer.h"
-
 namespace safetune::model {
+
+class Linear;  // transformer.h
+class Transformer;  // transformer.h
 
 struct LoraSpec {
   int64_t r = 8;

@@ -145,7 +145,7 @@ class Transformer : public torch::nn::Module {
   std::shared_ptr<DecoderModel> model;
   std::shared_ptr<Linear> lm_head;  // null when tie_word_embeddings
   // Training only: keep each layer's input, not its activations, and recompute the layer
-  // during backward (model/checkpoint.h). Used when gradients are on and no cache is given.
+  // during backward (model/activation_checkpoint.h). Used when gradients are on and no cache is given.
   bool activation_checkpointing = false;
 
  private:

@@ -9,10 +9,11 @@
 // word-start "▁" of the response (llama2, mistral). They can differ for the plain format,
 // where "Assistant: " + "Sure" would be one " Sure" token in a single string; there the
 // separate tokenization is also how the probe model sees the response in PACT's step 1.
+#include "safetune/data/example.h"
+
 #include <spdlog/spdlog.h>
 
 #include "safetune/core/error.h"
-#include "safetune/data/batch.h"
 
 namespace safetune::data {
 

@@ -1,11 +1,12 @@
-// Padded batches and a deterministic, epoch-aware example order.
+// Padded batches and a deterministic, epoch-aware example order (see batch.h).
+#include "safetune/data/batch.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <random>
 
 #include "safetune/core/error.h"
-#include "safetune/data/batch.h"
 
 namespace safetune::data {
 namespace {
@@ -76,6 +77,14 @@ Batch collate(const std::vector<const Example*>& rows, int32_t pad_id) {
     b.lengths[i] = static_cast<int64_t>(rows[i]->input_ids.size());
     b.post_response_start[i] = rows[i]->post_response_start;
   }
+  return b;
+}
+
+Batch to_device(const Batch& batch, const c10::Device& device) {
+  Batch b = batch;
+  for (at::Tensor* t : {&b.input_ids, &b.attention_mask, &b.labels, &b.response_start, &b.lengths, &b.post_ids,
+                        &b.post_attention_mask, &b.post_response_start})
+    if (t->defined()) *t = t->to(device);
   return b;
 }
 

@@ -1,5 +1,5 @@
 // Activation checkpointing with a custom autograd function.
-#include "safetune/model/checkpoint.h"
+#include "safetune/model/activation_checkpoint.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
