@@ -29,6 +29,7 @@
 #include "safetune/text/sentencepiece.h"
 #include "safetune/text/tokenizer.h"
 #include "safetune/train/config.h"
+#include "safetune/train/objective.h"
 #include "safetune/train/run_data.h"
 #include "safetune/train/trainer.h"
 
@@ -250,7 +251,7 @@ json gate_by_position(const std::string& theta_dir, const std::string& aligned_d
   const text::ChatTemplate tmpl = train::chat_template_for(cfg.model);
   const safety::SafetyTokens st = safety::read_safety_tokens(cfg.objective.tokens);
   const at::Tensor S = st.ids();
-  const loss::ConstraintOptions opts = loss::constraint_options(cfg.objective);
+  const loss::ConstraintOptions opts = train::constraint_options(cfg.objective);
 
   // An even sample of the run's records (benign first, harmful last in that list).
   const std::vector<data::Record> all = train::select_records(cfg.data);
@@ -418,8 +419,9 @@ json run_one_world(const DemoOptions& o, uint64_t seed) {
     c.data.harmful = path_in(data.dir, "finetune_harmful.jsonl");
     c.data.num_examples = static_cast<int64_t>(std::llround(n_benign / (1.0 - c.data.harmful_fraction)));
     c.train.seed = c.data.seed = static_cast<int64_t>(seed);
-    const bool needs_tokens = c.objective.constraint == "pact" || c.objective.constraint == "anchor" ||
-                              c.objective.positions == "probe";
+    const bool needs_tokens = c.objective.constraint == loss::ConstraintKind::pact ||
+                              c.objective.constraint == loss::ConstraintKind::anchor ||
+                              c.objective.positions == loss::Positions::probe;
     if (needs_tokens) c.objective.tokens = tokens_path;
     return c;
   };

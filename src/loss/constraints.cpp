@@ -1,49 +1,14 @@
 // The safety constraints (see constraints.h): plain compositions of torch ops.
+#include "safetune/loss/constraints.h"
+
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
 #include <cmath>
 
-#include "safetune/core/error.h"
-#include "safetune/loss/constraints.h"
+#include "safetune/data/batch.h"
 
 namespace safetune::loss {
-
-ConstraintOptions constraint_options(const train::ObjectiveConfig& cfg) {
-  ConstraintOptions o;
-  o.temperature = cfg.temperature;
-  // gate.enabled = false means the full-context reference alone, whatever reference_mix says.
-  o.reference_mix = cfg.gate.enabled ? cfg.reference_mix : "full";
-  o.gate_alpha = cfg.gate.alpha;
-  o.gate_b = cfg.gate.b;
-  o.gate_top_p = cfg.gate.top_p;
-  o.gate_temperature = cfg.gate.temperature;
-  o.prefix_n = cfg.gate.prefix_n;
-  o.prefix_tau = cfg.gate.prefix_tau;
-  o.positions = cfg.positions;
-  o.first_n = cfg.first_n;
-  o.probe_tau = cfg.probe_tau;
-  return o;
-}
-
-void check_constraint_options(const ConstraintOptions& o, const std::string& where) {
-  auto positive = [&](double v, const char* name) {
-    if (!(v > 0) || !std::isfinite(v)) input_error(where + "." + name, "must be a positive number");
-  };
-  positive(o.temperature, "temperature");
-  positive(o.gate_temperature, "gate.temperature");
-  positive(o.prefix_tau, "gate.prefix_tau");
-  if (!(o.gate_top_p > 0 && o.gate_top_p <= 1)) input_error(where + ".gate.top_p", "must be in (0, 1]");
-  if (!std::isfinite(o.gate_alpha) || !std::isfinite(o.gate_b)) input_error(where + ".gate", "alpha and b must be finite");
-  if (o.prefix_n < 0) input_error(where + ".gate.prefix_n", "must be >= 0");
-  if (o.reference_mix != "gated" && o.reference_mix != "full" && o.reference_mix != "post")
-    input_error(where + ".reference_mix", "expected gated, full or post, got '" + o.reference_mix + "'");
-  if (o.positions != "all" && o.positions != "first_n" && o.positions != "probe")
-    input_error(where + ".positions", "expected all, first_n or probe, got '" + o.positions + "'");
-  if (o.positions == "first_n" && o.first_n < 1) input_error(where + ".first_n", "must be at least 1");
-  if (o.positions == "probe" && !(o.probe_tau >= 0 && o.probe_tau <= 1))
-    input_error(where + ".probe_tau", "must be in [0, 1]");
-}
 
 namespace {
 
@@ -74,8 +39,8 @@ at::Tensor gate_values(const at::Tensor& z_theta, const at::Tensor& z_post, cons
   at::NoGradGuard no_grad;
   const int64_t n = z_theta.size(0);
   auto opts = at::TensorOptions().dtype(at::kFloat).device(z_theta.device());
-  if (o.reference_mix == "full") return at::zeros({n}, opts);
-  if (o.reference_mix == "post") return at::ones({n}, opts);
+  if (o.reference_mix == ReferenceMix::full) return at::zeros({n}, opts);
+  if (o.reference_mix == ReferenceMix::post) return at::ones({n}, opts);
   TORCH_CHECK(z_post.defined() && z_post.sizes() == z_theta.sizes(), "gate_values: z_post must match z_theta");
   at::Tensor I_theta = topp_spread(z_theta, o.gate_top_p, o.gate_temperature);
   at::Tensor I_post = topp_spread(z_post, o.gate_top_p, o.gate_temperature);
@@ -125,9 +90,10 @@ ConstraintResult pact_loss(const at::Tensor& z_theta, const at::Tensor& z_full, 
   {
     at::NoGradGuard no_grad;
     at::Tensor zf = z_full.detach().index_select(0, idx).to(at::kFloat);
-    at::Tensor zp = o.reference_mix == "full" ? at::Tensor() : z_post.detach().index_select(0, idx).to(at::kFloat);
+    const bool full = o.reference_mix == ReferenceMix::full;
+    at::Tensor zp = full ? at::Tensor() : z_post.detach().index_select(0, idx).to(at::kFloat);
     c = gate_values(zt.detach(), zp, t.to(idx.device()).index_select(0, idx), o);
-    z_mix = o.reference_mix == "full" ? zf : (1 - c).unsqueeze(1) * zf + c.unsqueeze(1) * zp;
+    z_mix = full ? zf : (1 - c).unsqueeze(1) * zf + c.unsqueeze(1) * zp;
   }
   at::Tensor all = at::ones({zt.size(0)}, at::TensorOptions().dtype(at::kBool).device(zt.device()));
   r.loss = weighted_subset_kl(zt, z_mix, w, all, o.temperature);
@@ -178,13 +144,16 @@ at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S) {
 at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, const at::Tensor& valid,
                             const at::Tensor& ref_mass) {
   at::Tensor v = valid.to(at::kBool);
-  if (o.positions == "all") return v;
-  if (o.positions == "first_n") return v & (t.to(v.device()) < o.first_n);
-  if (o.positions == "probe") {
-    TORCH_CHECK(ref_mass.defined() && ref_mass.sizes() == v.sizes(), "select_positions: probe needs ref_mass [N]");
-    return v & (ref_mass.to(v.device()) >= o.probe_tau);
+  switch (o.positions) {
+    case Positions::all:
+      return v;
+    case Positions::first_n:
+      return v & (t.to(v.device()) < o.first_n);
+    case Positions::probe:
+      TORCH_CHECK(ref_mass.defined() && ref_mass.sizes() == v.sizes(), "select_positions: probe needs ref_mass [N]");
+      return v & (ref_mass.to(v.device()) >= o.probe_tau);
   }
-  input_error("objective.positions", "expected all, first_n or probe, got '" + o.positions + "'");
+  TORCH_CHECK(false, "select_positions: unknown position selection");
 }
 
 ResponsePositions response_positions(const data::Batch& batch) {

@@ -11,7 +11,7 @@ at::Tensor fused_linear_cross_entropy(const at::Tensor& hidden, const at::Tensor
                                       const CrossEntropyOptions& options) {
   TORCH_CHECK(options.chunk_tokens > 0, "chunk_tokens must be positive");
   const at::Tensor h = hidden.reshape({-1, hidden.size(-1)});
-  return fused_objective(h, weight, targets.reshape({-1}), FusedConstraint{},
+  return fused_objective(h, weight, targets.reshape({-1}), ObjectiveSpec{}, ConstraintInputs{},
                          {options.chunk_tokens, options.ignore_index})
       .total;
 }

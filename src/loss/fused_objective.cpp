@@ -26,9 +26,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
-#include "safetune/core/error.h"
 #include "safetune/cuda/loss_dispatch.h"
 
 namespace safetune::loss {
@@ -54,43 +54,40 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-bool is_full_vocab(const std::string& kind) { return kind == "kl_full" || kind == "anchor"; }
-
-void check_inputs(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& targets, const FusedConstraint& c) {
+void check_inputs(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& targets, const ObjectiveSpec& s,
+                  const ConstraintInputs& c) {
   TORCH_CHECK(h.dim() == 2 && weight.dim() == 2 && h.size(1) == weight.size(1),
               "fused_objective: expected hidden [N, d] and weight [V, d]");
   TORCH_CHECK(targets.dim() == 1 && targets.size(0) == h.size(0), "fused_objective: targets must be [N]");
-  if (c.kind == "none") return;
-  TORCH_CHECK(c.kind == "pact" || is_full_vocab(c.kind), "fused_objective: unknown constraint '", c.kind, "'");
-  TORCH_CHECK(std::isfinite(c.lambda), "fused_objective: lambda must be finite");
+  if (s.kind == ConstraintKind::none) return;
+  const std::string& kind = name_of(s.kind);
+  TORCH_CHECK(std::isfinite(s.lambda), "fused_objective: lambda must be finite");
   TORCH_CHECK(c.rows.dim() == 1 && c.valid.dim() == 1 && c.valid.size(0) == c.rows.size(0),
               "fused_objective: rows and valid must be [M]");
   const int64_t M = c.rows.size(0);
-  if (c.kind == "pact" || c.kind == "anchor")
-    TORCH_CHECK(c.S.dim() == 1 && c.S.numel() > 0, "fused_objective: ", c.kind, " needs the columns S [K]");
-  if (c.kind == "pact") {
-    const int64_t K = c.S.numel();
-    TORCH_CHECK(c.w.dim() == 1 && c.w.size(0) == K, "fused_objective: w must be [K]");
+  if (s.kind == ConstraintKind::pact || s.kind == ConstraintKind::anchor)
+    TORCH_CHECK(s.S.dim() == 1 && s.S.numel() > 0, "fused_objective: ", kind, " needs the columns S [K]");
+  if (s.kind == ConstraintKind::pact) {
+    const int64_t K = s.S.numel();
+    TORCH_CHECK(s.w.dim() == 1 && s.w.size(0) == K, "fused_objective: w must be [K]");
     TORCH_CHECK(c.t.dim() == 1 && c.t.size(0) == M, "fused_objective: t must be [M]");
     TORCH_CHECK(c.z_full.dim() == 2 && c.z_full.size(0) == M && c.z_full.size(1) == K,
                 "fused_objective: z_full must be [M, K]");
-    if (c.options.reference_mix != "full")
+    if (s.options.reference_mix != ReferenceMix::full)
       TORCH_CHECK(c.z_post.defined() && c.z_post.sizes() == c.z_full.sizes(), "fused_objective: z_post must be [M, K]");
-  } else if (is_full_vocab(c.kind)) {
-    if (c.ref_hidden.defined()) {
-      TORCH_CHECK(c.ref_hidden.dim() == 2 && c.ref_hidden.size(0) == M && c.ref_weight.dim() == 2 &&
-                      c.ref_weight.size(0) == weight.size(0) && c.ref_weight.size(1) == c.ref_hidden.size(1),
-                  "fused_objective: expected ref_hidden [M, d] and ref_weight [V, d]");
-    } else {
-      TORCH_CHECK(c.ref_logits.defined() && c.ref_logits.dim() == 2 && c.ref_logits.size(0) == M &&
-                      c.ref_logits.size(1) == weight.size(0),
-                  "fused_objective: ", c.kind, " needs ref_hidden + ref_weight or ref_logits [M, V]");
-    }
+  } else if (c.ref_hidden.defined()) {
+    TORCH_CHECK(c.ref_hidden.dim() == 2 && c.ref_hidden.size(0) == M && c.ref_weight.dim() == 2 &&
+                    c.ref_weight.size(0) == weight.size(0) && c.ref_weight.size(1) == c.ref_hidden.size(1),
+                "fused_objective: expected ref_hidden [M, d] and ref_weight [V, d]");
+  } else {
+    TORCH_CHECK(c.ref_logits.defined() && c.ref_logits.dim() == 2 && c.ref_logits.size(0) == M &&
+                    c.ref_logits.size(1) == weight.size(0),
+                "fused_objective: ", kind, " needs ref_hidden + ref_weight or ref_logits [M, V]");
   }
 }
 
 // The reference's fp32 logits at constraint rows `ci` (indices into M).
-at::Tensor reference_rows(const FusedConstraint& c, const at::Tensor& ci) {
+at::Tensor reference_rows(const ConstraintInputs& c, const at::Tensor& ci) {
   if (c.ref_hidden.defined())
     return at::mm(c.ref_hidden.index_select(0, ci.to(c.ref_hidden.device())), c.ref_weight.t()).to(at::kFloat);
   return c.ref_logits.index_select(0, ci.to(c.ref_logits.device())).to(at::kFloat);
@@ -121,12 +118,75 @@ struct ChunkRows {
   at::Tensor of(const at::Tensor& x) const { return first >= 0 ? x.narrow(0, first, n) : x.index_select(0, local); }
 };
 
+// What the whole op works from, set up once before the chunks: the rows with a CE target
+// and the constraint's valid rows (cidx: index into M; crow: hidden row), increasing, so
+// that each chunk owns a range of each; the per-run tensors on the device; the scales.
+struct Plan {
+  ConstraintKind kind = ConstraintKind::none;
+  at::Tensor tg, ce_valid;         // [N] targets (int64) and whether each has one
+  std::vector<int64_t> ce_prefix;  // ce_prefix[i] = targets among rows < i
+  std::vector<int64_t> cidx, crow;
+  at::Tensor cidx_t, crow_t;
+  at::Tensor S, w, tt;  // [K] columns, [K] pact's weights, [M] pact's t
+  int64_t K = 0, n_ce = 0, n_con = 0;
+  double T = 1, lambda = 0;
+  // con_sum adds up the row losses (pact, kl_full: T^2 KL; anchor: sum over S of the
+  // squared differences); the constraint is their mean, con_sum * con_scale, and its
+  // gradient for the logits lambda * con_scale * d(row loss)/dz.
+  double ce_scale = 0, con_scale = 0, grad_scale = 0;
+};
+
+Plan make_plan(const at::Tensor& targets, const ObjectiveSpec& s, const ConstraintInputs& c, int64_t N,
+               int64_t ignore_index, const c10::Device& dev) {
+  Plan p;
+  p.kind = s.kind;
+  const bool constrained = s.kind != ConstraintKind::none;
+  p.T = s.options.temperature;
+  p.lambda = constrained ? s.lambda : 0.0;
+  p.tg = targets.to(dev, at::kLong);
+  p.ce_valid = p.tg.ne(ignore_index);
+  const at::Tensor ce_valid_cpu = p.ce_valid.cpu();
+  const bool* cev = ce_valid_cpu.data_ptr<bool>();
+  p.ce_prefix.assign(N + 1, 0);
+  for (int64_t i = 0; i < N; ++i) p.ce_prefix[i + 1] = p.ce_prefix[i] + (cev[i] ? 1 : 0);
+  p.n_ce = p.ce_prefix[N];
+  if (constrained) {
+    const at::Tensor rows = c.rows.to(at::kCPU, at::kLong).contiguous();
+    const at::Tensor valid = c.valid.to(at::kCPU, at::kBool).contiguous();
+    const int64_t* r = rows.data_ptr<int64_t>();
+    const bool* v = valid.data_ptr<bool>();
+    for (int64_t m = 0; m < rows.numel(); ++m) {
+      TORCH_CHECK(r[m] >= 0 && r[m] < N && (m == 0 || r[m] > r[m - 1]),
+                  "fused_objective: rows must be strictly increasing indices into the hidden rows");
+      if (v[m]) p.cidx.push_back(m), p.crow.push_back(r[m]);
+    }
+  }
+  p.n_con = static_cast<int64_t>(p.cidx.size());
+  p.cidx_t = at::tensor(p.cidx, at::kLong).to(dev);
+  p.crow_t = at::tensor(p.crow, at::kLong).to(dev);
+  p.K = s.S.defined() ? s.S.numel() : 0;
+  if (s.S.defined()) p.S = s.S.to(dev, at::kLong);
+  if (s.kind == ConstraintKind::pact) {
+    p.w = s.w.to(dev, at::kFloat);
+    p.tt = c.t.to(dev, at::kLong);
+  }
+  p.ce_scale = p.n_ce > 0 ? 1.0 / double(p.n_ce) : 0.0;
+  if (p.n_con > 0) p.con_scale = 1.0 / (double(p.n_con) * (s.kind == ConstraintKind::anchor ? double(p.K) : 1.0));
+  p.grad_scale = p.lambda * p.con_scale;
+  return p;
+}
+
+// The sums over the chunks (fp64 scalars on the device).
+struct Sums {
+  at::Tensor ce, con, gate;
+};
+
 // kl_full on the chunk's constraint rows: adds their T^2 KL(r || p) to con_sum and returns
 // its gradient for those rows times `scale`, T (p - r) scale as [n, V] fp32, where
 // p = softmax(z / T) and r = softmax(zr / T). Two [n, V] buffers besides z: the reference's
 // log r (later the scratch, then p and the gradient) and r. The KL is summed as
 // sum r log r - sum r z / T + lse(z / T) sum r, so that log p is never stored.
-at::Tensor kl_full_rows(const FusedConstraint& c, const ChunkRows& rows, const at::Tensor& z, double T, double scale,
+at::Tensor kl_full_rows(const ConstraintInputs& c, const ChunkRows& rows, const at::Tensor& z, double T, double scale,
                         at::Tensor& con_sum) {
   const at::Tensor zrow = rows.of(z);  // any float dtype, read only
   at::Tensor log_r = reference_rows(c, rows.idx).div_(T);
@@ -142,67 +202,124 @@ at::Tensor kl_full_rows(const FusedConstraint& c, const ChunkRows& rows, const a
   return p.div_(ep.sum).sub_(r).mul_(scale * T);
 }
 
+// Step 1 of a chunk: what the constraint needs from its logits z before they are
+// overwritten, on the chunk's valid constraint rows.
+struct ChunkConstraint {
+  ChunkRows rows;
+  at::Tensor zS;      // [n, K] fp32: the model's logits on S
+  at::Tensor z_ref;   // pact: [n, K] the gate's mix of the references on S
+  at::Tensor lr_S;    // anchor: [n, K] the reference's log-probabilities on S
+  at::Tensor g_rows;  // kl_full: [n, V] its gradient for the rows (its loss already summed)
+};
+
+ChunkConstraint constraint_of_chunk(const Plan& p, const ObjectiveSpec& s, const ConstraintInputs& c,
+                                    const at::Tensor& z, int64_t start, int64_t a, int64_t b, Sums& sums) {
+  ChunkConstraint k;
+  if (b <= a) return k;
+  const auto dev = z.device();
+  ChunkRows& rows = k.rows;
+  rows.n = b - a;
+  rows.idx = p.cidx_t.slice(0, a, b);
+  rows.local = p.crow_t.slice(0, a, b) - start;
+  if (p.crow[b - 1] - p.crow[a] == rows.n - 1) rows.first = p.crow[a] - start;
+  if (p.K > 0) k.zS = rows.of(z.index_select(1, p.S)).to(at::kFloat);
+  if (p.kind == ConstraintKind::pact) {
+    // As pact_loss: the gate from the (detached) model logits on S mixes the contexts.
+    const bool full = s.options.reference_mix == ReferenceMix::full;
+    const at::Tensor zf = c.z_full.index_select(0, rows.idx.to(c.z_full.device())).to(dev, at::kFloat);
+    const at::Tensor zp =
+        full ? at::Tensor() : c.z_post.index_select(0, rows.idx.to(c.z_post.device())).to(dev, at::kFloat);
+    const at::Tensor gate = gate_values(k.zS, zp, p.tt.index_select(0, rows.idx), s.options);
+    sums.gate.add_(gate.sum().to(at::kDouble));
+    k.z_ref = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
+  } else if (p.kind == ConstraintKind::anchor) {
+    const at::Tensor zr = reference_rows(c, rows.idx);  // scratch for its exponentials
+    const at::Tensor zr_S = zr.index_select(1, p.S);
+    k.lr_S = zr_S - exp_rows_(zr).lse;
+  } else if (p.kind == ConstraintKind::kl_full) {
+    k.g_rows = kl_full_rows(c, rows, z, p.T, p.grad_scale, sums.con);
+  }
+  return k;
+}
+
+// Step 2 with torch ops, in place on fp32 z, no [C, V] temporary, one exp per logit: z
+// turns into exp(z - max), then into softmax(z) times each row's coefficient, to which the
+// sparse parts are added.
+void row_terms_torch(const Plan& p, const ChunkConstraint& k, const at::Tensor& z, const at::Tensor& tgt,
+                     const at::Tensor& vf, Sums& sums) {
+  const ChunkRows& rows = k.rows;
+  const double T = p.T;
+  const at::Tensor tc = tgt.clamp_min(0).unsqueeze(1);  // ignored rows: any id, weight 0
+  const at::Tensor z_t = z.gather(1, tc);
+  const RowExp e = exp_rows_(z);
+  sums.ce.add_(((e.lse - z_t) * vf).sum().to(at::kDouble));
+  at::Tensor coef = vf * p.ce_scale;  // [C, 1] on softmax(z)
+  at::Tensor g_cols;                  // [n, K] on the columns S
+  if (p.kind == ConstraintKind::pact && rows.n > 0) {
+    at::Tensor q = at::softmax(k.z_ref / T, -1) * p.w.unsqueeze(0);
+    q = q / q.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
+    const at::Tensor log_p = at::log_softmax(k.zS / T, -1);
+    sums.con.add_(((at::xlogy(q, q) - q * log_p).sum() * (T * T)).to(at::kDouble));
+    // d/dzS of T^2 KL = T (softmax(zS / T) sum(q) - q).
+    g_cols = (log_p.exp() * q.sum(-1, /*keepdim=*/true) - q).mul_(p.grad_scale * T);
+  } else if (p.kind == ConstraintKind::anchor && rows.n > 0) {
+    const at::Tensor diff = k.zS - rows.of(e.lse) - k.lr_S;  // lp_S - lr_S
+    sums.con.add_(diff.pow(2).sum().to(at::kDouble));
+    g_cols = diff * (2.0 * p.grad_scale);
+    coef.index_add_(0, rows.local, -g_cols.sum(1, /*keepdim=*/true));
+  }
+  z.mul_(coef / e.sum);
+  z.scatter_add_(1, tc, vf * -p.ce_scale);
+  if (g_cols.defined()) z.index_put_({rows.local.unsqueeze(1), p.S.unsqueeze(0)}, g_cols, /*accumulate=*/true);
+}
+
+// Step 2 through cuda/loss_dispatch.h, in the order of loss_kernels.h. Its entry points
+// take all C rows, the constraint's as a mask, so no row of z is copied.
+void row_terms_dispatch(const Plan& p, const ChunkConstraint& k, const at::Tensor& z, const at::Tensor& tgt,
+                        int64_t ignore_index, Sums& sums) {
+  const ChunkRows& rows = k.rows;
+  const int64_t C = z.size(0);
+  const auto f32 = z.options().dtype(at::kFloat);
+  cuda::SubsetTermResult con;
+  at::Tensor lse;  // anchor: the rows' logsumexp, read once and used twice
+  if (rows.n > 0 && (p.kind == ConstraintKind::pact || p.kind == ConstraintKind::anchor)) {
+    const at::Tensor mask = at::zeros({C}, f32.dtype(at::kBool)).index_fill_(0, rows.local, true);
+    auto all_rows = [&](const at::Tensor& x) { return at::zeros({C, p.K}, f32).index_copy_(0, rows.local, x); };
+    if (p.kind == ConstraintKind::pact) {
+      con = cuda::subset_kl_rows(z, p.S, all_rows(k.z_ref), p.w, mask, p.T, p.grad_scale);
+    } else {
+      lse = cuda::cross_entropy_rows_(z, tgt, p.ce_scale, ignore_index, {}, {}, /*write_grad=*/false).lse;
+      con = cuda::anchor_rows(z, p.S, lse, all_rows(k.lr_S), mask, p.grad_scale);
+    }
+    sums.con.add_(con.losses.sum().to(at::kDouble));
+  }
+  const auto ce = cuda::cross_entropy_rows_(z, tgt, p.ce_scale, ignore_index, lse, con.row_coef);
+  sums.ce.add_(ce.losses.sum().to(at::kDouble));
+  if (con.grad.defined()) cuda::add_subset_grad_(z, p.S, con.grad);
+}
+
 struct FusedObjective : torch::autograd::Function<FusedObjective> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
-                               const at::Tensor& targets, const FusedConstraint* cp, int64_t chunk,
-                               int64_t ignore_index, RowOps row_ops) {
+                               const at::Tensor& targets, const ObjectiveSpec* spec, const ConstraintInputs* in,
+                               int64_t chunk, int64_t ignore_index, RowOps row_ops) {
     at::NoGradGuard no_grad;
-    const FusedConstraint& c = *cp;
     const at::Tensor h = hidden.detach();
     const at::Tensor W = weight.detach();
     const int64_t N = h.size(0);
     const auto dev = h.device();
     const bool weight_grad = weight.requires_grad();
-    const std::string& kind = c.kind;
-    const bool constrained = kind != "none";
-    const double T = c.options.temperature, lambda = constrained ? c.lambda : 0.0;
-
-    // Row bookkeeping on the CPU: which targets count, and the valid constraint rows
-    // (cidx: index into M; crow: hidden row), increasing, so each chunk owns a range.
-    const at::Tensor tg = targets.to(dev, at::kLong);
-    const at::Tensor ce_valid = tg.ne(ignore_index);
-    const at::Tensor ce_valid_cpu = ce_valid.cpu();
-    const bool* cev = ce_valid_cpu.data_ptr<bool>();
-    std::vector<int64_t> ce_prefix(N + 1, 0);  // ce_prefix[i] = targets among rows < i
-    for (int64_t i = 0; i < N; ++i) ce_prefix[i + 1] = ce_prefix[i] + (cev[i] ? 1 : 0);
-    const int64_t n_ce = ce_prefix[N];
-    std::vector<int64_t> cidx, crow;
-    if (constrained) {
-      const at::Tensor rows = c.rows.to(at::kCPU, at::kLong).contiguous();
-      const at::Tensor valid = c.valid.to(at::kCPU, at::kBool).contiguous();
-      const int64_t* r = rows.data_ptr<int64_t>();
-      const bool* v = valid.data_ptr<bool>();
-      for (int64_t m = 0; m < rows.numel(); ++m) {
-        TORCH_CHECK(r[m] >= 0 && r[m] < N && (m == 0 || r[m] > r[m - 1]),
-                    "fused_objective: rows must be strictly increasing indices into the hidden rows");
-        if (v[m]) cidx.push_back(m), crow.push_back(r[m]);
-      }
-    }
-    const int64_t n_con = static_cast<int64_t>(cidx.size());
-    const at::Tensor cidx_t = at::tensor(cidx, at::kLong).to(dev), crow_t = at::tensor(crow, at::kLong).to(dev);
-    const int64_t K = c.S.defined() ? c.S.numel() : 0;
-    const at::Tensor S = c.S.defined() ? c.S.to(dev, at::kLong) : at::Tensor();
-    const at::Tensor w = kind == "pact" ? c.w.to(dev, at::kFloat) : at::Tensor();
-    const at::Tensor tt = kind == "pact" ? c.t.to(dev, at::kLong) : at::Tensor();
-
-    const double ce_scale = n_ce > 0 ? 1.0 / double(n_ce) : 0.0;
-    // con_sum adds up the row losses (pact, kl_full: T^2 KL; anchor: sum over S of the
-    // squared differences); the constraint is their mean, con_sum * con_scale, and its
-    // gradient for the logits lambda * con_scale * d(row loss)/dz.
-    double con_scale = 0.0;
-    if (n_con > 0) con_scale = 1.0 / (double(n_con) * (kind == "anchor" ? double(K) : 1.0));
-    const double grad_scale = lambda * con_scale;
+    const Plan p = make_plan(targets, *spec, *in, N, ignore_index, dev);
 
     auto dopt = at::TensorOptions().dtype(at::kDouble).device(dev);
-    at::Tensor ce_sum = at::zeros({}, dopt), con_sum = at::zeros({}, dopt), gate_sum = at::zeros({}, dopt);
+    Sums sums{at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt)};
     at::Tensor grad_h = at::zeros_like(h);
     at::Tensor grad_w = weight_grad ? at::zeros(W.sizes(), W.options().dtype(at::kFloat)) : at::Tensor();
 
     for (int64_t start = 0; start < N; start += chunk) {
-      const int64_t end = std::min(N, start + chunk), C = end - start;
-      const int64_t a = std::lower_bound(crow.begin(), crow.end(), start) - crow.begin();
-      const int64_t b = std::lower_bound(crow.begin(), crow.end(), end) - crow.begin();
-      if (ce_prefix[end] == ce_prefix[start] && a == b) continue;  // nothing to learn here
+      const int64_t end = std::min(N, start + chunk);
+      const int64_t a = std::lower_bound(p.crow.begin(), p.crow.end(), start) - p.crow.begin();
+      const int64_t b = std::lower_bound(p.crow.begin(), p.crow.end(), end) - p.crow.begin();
+      if (p.ce_prefix[end] == p.ce_prefix[start] && a == b) continue;  // nothing to learn here
 
       const at::Tensor hc = h.slice(0, start, end);
       at::Tensor z = at::mm(hc, W.t());  // [C, V] in the weight's dtype
@@ -213,87 +330,20 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       if (!dispatch) z = z.to(at::kFloat);
 
       // 1. What the constraint needs from z before it is overwritten.
-      ChunkRows rows;
-      at::Tensor zS, z_ref, lr_S, g_rows;  // [n, K] fp32 on S; kl_full's [n, V] gradient
-      if (b > a) {
-        rows.n = b - a;
-        rows.idx = cidx_t.slice(0, a, b);
-        rows.local = crow_t.slice(0, a, b) - start;
-        if (crow[b - 1] - crow[a] == rows.n - 1) rows.first = crow[a] - start;
-        if (K > 0) zS = rows.of(z.index_select(1, S)).to(at::kFloat);
-        if (kind == "pact") {
-          // As pact_loss: the gate from the (detached) model logits on S mixes the contexts.
-          const bool full = c.options.reference_mix == "full";
-          const at::Tensor zf = c.z_full.index_select(0, rows.idx.to(c.z_full.device())).to(dev, at::kFloat);
-          const at::Tensor zp =
-              full ? at::Tensor() : c.z_post.index_select(0, rows.idx.to(c.z_post.device())).to(dev, at::kFloat);
-          const at::Tensor gate = gate_values(zS, zp, tt.index_select(0, rows.idx), c.options);
-          gate_sum.add_(gate.sum().to(at::kDouble));
-          z_ref = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
-        } else if (kind == "anchor") {
-          const at::Tensor zr = reference_rows(c, rows.idx);  // scratch for its exponentials
-          const at::Tensor zr_S = zr.index_select(1, S);
-          lr_S = zr_S - exp_rows_(zr).lse;
-        } else if (kind == "kl_full") {
-          g_rows = kl_full_rows(c, rows, z, T, grad_scale, con_sum);
-        }
-      }
-
+      ChunkConstraint k = constraint_of_chunk(p, *spec, *in, z, start, a, b, sums);
       // 2. The row terms: z becomes dLoss/dz.
-      const at::Tensor tgt = tg.slice(0, start, end);
-      const at::Tensor vf = ce_valid.slice(0, start, end).to(at::kFloat).unsqueeze(1);  // [C, 1]: has a target
+      const at::Tensor tgt = p.tg.slice(0, start, end);
       if (!dispatch) {
-        // In place on fp32 z, no [C, V] temporary, one exp per logit: z turns into
-        // exp(z - max), then into softmax(z) times each row's coefficient, to which the
-        // sparse parts are added.
-        const at::Tensor tc = tgt.clamp_min(0).unsqueeze(1);  // ignored rows: any id, weight 0
-        const at::Tensor z_t = z.gather(1, tc);
-        const RowExp e = exp_rows_(z);
-        ce_sum.add_(((e.lse - z_t) * vf).sum().to(at::kDouble));
-        at::Tensor coef = vf * ce_scale;  // [C, 1] on softmax(z)
-        at::Tensor g_cols;                // [n, K] on the columns S
-        if (kind == "pact" && rows.n > 0) {
-          at::Tensor q = at::softmax(z_ref / T, -1) * w.unsqueeze(0);
-          q = q / q.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
-          const at::Tensor log_p = at::log_softmax(zS / T, -1);
-          con_sum.add_(((at::xlogy(q, q) - q * log_p).sum() * (T * T)).to(at::kDouble));
-          // d/dzS of T^2 KL = T (softmax(zS / T) sum(q) - q).
-          g_cols = (log_p.exp() * q.sum(-1, /*keepdim=*/true) - q).mul_(grad_scale * T);
-        } else if (kind == "anchor" && rows.n > 0) {
-          const at::Tensor diff = zS - rows.of(e.lse) - lr_S;  // lp_S - lr_S
-          con_sum.add_(diff.pow(2).sum().to(at::kDouble));
-          g_cols = diff * (2.0 * grad_scale);
-          coef.index_add_(0, rows.local, -g_cols.sum(1, /*keepdim=*/true));
-        }
-        z.mul_(coef / e.sum);
-        z.scatter_add_(1, tc, vf * -ce_scale);
-        if (g_cols.defined()) z.index_put_({rows.local.unsqueeze(1), S.unsqueeze(0)}, g_cols, /*accumulate=*/true);
+        const at::Tensor vf = p.ce_valid.slice(0, start, end).to(at::kFloat).unsqueeze(1);  // [C, 1]: has a target
+        row_terms_torch(p, k, z, tgt, vf, sums);
       } else {
-        // The same through cuda/loss_dispatch.h, in the order of loss_kernels.h. Its entry
-        // points take all C rows, the constraint's as a mask, so no row of z is copied.
-        const auto f32 = z.options().dtype(at::kFloat);
-        cuda::SubsetTermResult con;
-        at::Tensor lse;  // anchor: the rows' logsumexp, read once and used twice
-        if (rows.n > 0 && (kind == "pact" || kind == "anchor")) {
-          const at::Tensor mask = at::zeros({C}, f32.dtype(at::kBool)).index_fill_(0, rows.local, true);
-          auto all_rows = [&](const at::Tensor& x) { return at::zeros({C, K}, f32).index_copy_(0, rows.local, x); };
-          if (kind == "pact") {
-            con = cuda::subset_kl_rows(z, S, all_rows(z_ref), w, mask, T, grad_scale);
-          } else {
-            lse = cuda::cross_entropy_rows_(z, tgt, ce_scale, ignore_index, {}, {}, /*write_grad=*/false).lse;
-            con = cuda::anchor_rows(z, S, lse, all_rows(lr_S), mask, grad_scale);
-          }
-          con_sum.add_(con.losses.sum().to(at::kDouble));
-        }
-        const auto ce = cuda::cross_entropy_rows_(z, tgt, ce_scale, ignore_index, lse, con.row_coef);
-        ce_sum.add_(ce.losses.sum().to(at::kDouble));
-        if (con.grad.defined()) cuda::add_subset_grad_(z, S, con.grad);
+        row_terms_dispatch(p, k, z, tgt, ignore_index, sums);
       }
-      if (g_rows.defined()) {  // kl_full, either way
-        if (rows.first >= 0) z.narrow(0, rows.first, rows.n).add_(g_rows);
-        else z.index_add_(0, rows.local, g_rows.to(z.scalar_type()));
+      if (k.g_rows.defined()) {  // kl_full, either way
+        if (k.rows.first >= 0) z.narrow(0, k.rows.first, k.rows.n).add_(k.g_rows);
+        else z.index_add_(0, k.rows.local, k.g_rows.to(z.scalar_type()));
       }
-      g_rows = at::Tensor();
+      k = ChunkConstraint();
 
       // 3. Back through the lm_head, the first GEMM straight into grad_hidden's rows. A bf16
       // z is widened for grad_W, which accumulates over the chunks in fp32.
@@ -302,10 +352,10 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       if (weight_grad) grad_w.addmm_(z.t().to(at::kFloat), hc.to(at::kFloat));
     }
 
-    const at::Tensor ce = (ce_sum * ce_scale).to(at::kFloat);
-    const at::Tensor con = (con_sum * con_scale).to(at::kFloat);
-    const at::Tensor gate = (n_con > 0 ? gate_sum / double(n_con) : gate_sum).to(at::kFloat);
-    const at::Tensor total = ce + con * lambda;
+    const at::Tensor ce = (sums.ce * p.ce_scale).to(at::kFloat);
+    const at::Tensor con = (sums.con * p.con_scale).to(at::kFloat);
+    const at::Tensor gate = (p.n_con > 0 ? sums.gate / double(p.n_con) : sums.gate).to(at::kFloat);
+    const at::Tensor total = ce + con * p.lambda;
     ctx->saved_data["grad_h"] = grad_h;
     ctx->saved_data["grad_w"] = weight_grad ? grad_w.to(W.scalar_type()) : at::Tensor();
     ctx->mark_non_differentiable({ce, con, gate});
@@ -327,34 +377,38 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       grad_h.mul_(g.to(grad_h.scalar_type()));
       if (grad_w.defined()) grad_w.mul_(g.to(grad_w.scalar_type()));
     }
-    // One entry per argument of forward: hidden, weight, then five without a gradient.
-    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    // One entry per argument of forward: hidden, weight, then six without a gradient.
+    return {grad_h, grad_w, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 }  // namespace
 
 ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
-                                const FusedConstraint& c, const FusedObjectiveOptions& options) {
-  check_inputs(hidden, weight, targets, c);
+                                const ObjectiveSpec& spec, const ConstraintInputs& in,
+                                const FusedObjectiveOptions& options) {
+  check_inputs(hidden, weight, targets, spec, in);
   TORCH_CHECK(options.chunk_tokens >= 0, "fused_objective: chunk_tokens must be >= 0");
-  const int64_t chunk = options.chunk_tokens > 0 ? options.chunk_tokens : default_chunk_tokens(weight.size(0), weight.requires_grad(), weight.is_cuda());
+  const int64_t chunk = options.chunk_tokens > 0
+                            ? options.chunk_tokens
+                            : default_chunk_tokens(weight.size(0), weight.requires_grad(), weight.is_cuda());
   variable_list out =
-      FusedObjective::apply(hidden, weight, targets, &c, chunk, options.ignore_index, options.row_ops);
+      FusedObjective::apply(hidden, weight, targets, &spec, &in, chunk, options.ignore_index, options.row_ops);
   return {out[0], out[1], out[2], out[3]};
 }
 
 ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
-                                  const FusedConstraint& c, int64_t ignore_index) {
-  check_inputs(hidden, weight, targets, c);
+                                  const ObjectiveSpec& spec, const ConstraintInputs& c, int64_t ignore_index) {
+  check_inputs(hidden, weight, targets, spec, c);
   const auto dev = hidden.device();
   const auto fopt = at::TensorOptions().dtype(at::kFloat).device(dev);
+  const bool constrained = spec.kind != ConstraintKind::none;
   ObjectiveValues v;
   v.constraint = at::zeros({}, fopt);
   v.gate_mean = at::zeros({}, fopt);
-  const at::Tensor valid = c.kind == "none" ? at::Tensor() : c.valid.to(dev, at::kBool);
-  const at::Tensor rows = c.kind == "none" ? at::Tensor() : c.rows.to(dev, at::kLong);
-  if (is_full_vocab(c.kind)) {
+  const at::Tensor valid = constrained ? c.valid.to(dev, at::kBool) : at::Tensor();
+  const at::Tensor rows = constrained ? c.rows.to(dev, at::kLong) : at::Tensor();
+  if (needs_whole_vocab(spec.kind)) {
     // One [N, V] logits tensor serves both terms; the reference's [M, V] logits too.
     const at::Tensor logits = at::matmul(hidden, weight.t()).to(at::kFloat);
     if (targets.ne(ignore_index).sum().item<int64_t>() == 0) v.ce = logits.sum() * 0.0;
@@ -366,20 +420,20 @@ ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& we
                                    : c.ref_logits.to(dev, at::kFloat);
     }
     const at::Tensor lt = logits.index_select(0, rows);
-    v.constraint = c.kind == "kl_full" ? kl_full_loss(lt, ref, valid, c.options.temperature)
-                                       : anchor_loss(lt, ref, c.S.to(dev), valid);
+    v.constraint = spec.kind == ConstraintKind::kl_full ? kl_full_loss(lt, ref, valid, spec.options.temperature)
+                                                        : anchor_loss(lt, ref, spec.S.to(dev), valid);
   } else {
     v.ce = linear_cross_entropy(hidden, weight, targets, ignore_index);
-    if (c.kind == "pact") {
-      const at::Tensor WS = weight.index_select(0, c.S.to(dev, at::kLong));
+    if (spec.kind == ConstraintKind::pact) {
+      const at::Tensor WS = weight.index_select(0, spec.S.to(dev, at::kLong));
       const at::Tensor z_theta = at::matmul(hidden.index_select(0, rows), WS.t());
       ConstraintResult r = pact_loss(z_theta, c.z_full.to(dev), c.z_post.defined() ? c.z_post.to(dev) : at::Tensor(),
-                                     c.w.to(dev), c.t.to(dev), valid, c.options);
+                                     spec.w.to(dev), c.t.to(dev), valid, spec.options);
       v.constraint = r.loss;
       v.gate_mean = r.gate_mean;
     }
   }
-  v.total = c.kind == "none" ? v.ce : v.ce + c.lambda * v.constraint;
+  v.total = constrained ? v.ce + spec.lambda * v.constraint : v.ce;
   return v;
 }
 

@@ -24,19 +24,42 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <variant>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/text/unicode.h"
-#include "safetune/train/device.h"
+#include "safetune/core/device_name.h"
 
 namespace safetune::train {
 namespace {
 
+// An enumerated field (loss/constraint_choices.h), read and written as the index of its
+// name among names_of(E).
+struct Choice {
+  void* p;
+  size_t (*get)(const void*);
+  void (*set)(void*, size_t);
+  const std::vector<std::string>* names;
+  const std::string& name() const { return (*names)[get(p)]; }
+};
+template <class E>
+Choice choice_of(E* p) {
+  return {p, [](const void* q) { return static_cast<size_t>(*static_cast<const E*>(q)); },
+          [](void* q, size_t i) { *static_cast<E*>(q) = static_cast<E>(i); }, &loss::names_of(E{})};
+}
+
 // A typed pointer to one field of a RunConfig.
-using Ref = std::variant<bool*, int64_t*, double*, std::string*, std::vector<std::string>*>;
-const char* const kTypeNames[] = {"true or false", "an integer", "a number", "a string", "a list of strings"};
+using Ref = std::variant<bool*, int64_t*, double*, std::string*, std::vector<std::string>*, Choice>;
+const char* const kTypeNames[] = {"true or false", "an integer",        "a number",
+                                  "a string",      "a list of strings", "a name"};
+
+template <class T>
+Ref ref_of(T* p) {
+  if constexpr (std::is_enum_v<T>) return choice_of(p);
+  else return p;
+}
 
 struct Bound {
   double value;
@@ -48,11 +71,15 @@ struct Field {
   Ref (*ref)(RunConfig&);        // where the value lives
   std::string doc;
   std::optional<Bound> lo, hi;   // numbers: allowed range
-  std::vector<std::string> one_of;  // strings: allowed values; lists: allowed items
+  std::vector<std::string> one_of;  // strings, enums: allowed values; lists: allowed items
   bool required = false;         // strings: must not be empty
   std::vector<std::string> aliases;  // other tools' names for it (suggestions only)
 
-  Field(std::string n, Ref (*r)(RunConfig&), std::string d) : name(std::move(n)), ref(r), doc(std::move(d)) {}
+  Field(std::string n, Ref (*r)(RunConfig&), std::string d) : name(std::move(n)), ref(r), doc(std::move(d)) {
+    RunConfig defaults;
+    const Ref value = ref(defaults);
+    if (const auto* c = std::get_if<Choice>(&value)) one_of = *c->names;  // an enum: its names
+  }
   Field& min(double v) { lo = Bound{v, false}; return *this; }
   Field& above(double v) { lo = Bound{v, true}; return *this; }
   Field& max(double v) { hi = Bound{v, false}; return *this; }
@@ -62,7 +89,7 @@ struct Field {
   Field& alias(std::vector<std::string> a) { aliases = std::move(a); return *this; }
 };
 
-#define F(name, member, doc) Field(name, [](RunConfig& c) -> Ref { return &c.member; }, doc)
+#define F(name, member, doc) Field(name, [](RunConfig& c) -> Ref { return ref_of(&c.member); }, doc)
 
 const std::vector<std::string> kLoraModules = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                "gate_proj", "up_proj", "down_proj"};
@@ -155,14 +182,13 @@ const std::vector<Field>& fields() {
                     .above(0).alias({"ddp_timeout"}));
     // objective
     t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss")
-                    .choices({"none", "pact", "kl_full", "anchor"}).alias({"method", "defense", "type"}));
+                    .alias({"method", "defense", "type"}));
     t.push_back(F("objective.lambda", objective.lambda, "loss = CE + lambda x constraint").min(0).alias({"kl_weight", "weight", "beta"}));
     t.push_back(F("objective.tokens", objective.tokens, "safety tokens (tokens.json from `safetune tokens`); pact needs it")
                     .alias({"tokens_path", "safety_tokens"}));
     t.push_back(F("objective.temperature", objective.temperature, "temperature T of the constraint KL (scaled by T^2)")
                     .above(0).alias({"T", "kl_temperature", "temp"}));
-    t.push_back(F("objective.positions", objective.positions, "response positions that are constrained")
-                    .choices({"all", "first_n", "probe"}));
+    t.push_back(F("objective.positions", objective.positions, "response positions that are constrained"));
     t.push_back(F("objective.first_n", objective.first_n, "positions = first_n: how many").min(1));
     t.push_back(F("objective.probe_tau", objective.probe_tau,
                   "positions = probe: minimum reference probability mass on the safety tokens")
@@ -172,8 +198,7 @@ const std::vector<Field>& fields() {
                   "the reference itself on S (v only selects S: zero at model == reference)")
                     .choices({"weighted", "reference"}));
     t.push_back(F("objective.reference_mix", objective.reference_mix,
-                  "pact's reference: gated (full/post-only mix by the gate), full or post only")
-                    .choices({"gated", "full", "post"}));
+                  "pact's reference: gated (full/post-only mix by the gate), full or post only"));
     t.push_back(F("objective.reference", objective.reference,
                   "frozen reference: auto = adapter_off with LoRA, copy otherwise; cache = precomputed logits")
                     .choices({"auto", "copy", "adapter_off", "cache"}).alias({"ref", "reference_model"}));
@@ -248,6 +273,19 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
   return best_d <= std::max<size_t>(2, word.size() / 3) ? best : "";
 }
 
+// A field's allowed values, comma separated.
+std::string choices_text(const Field& f) {
+  std::string s;
+  for (const std::string& c : f.one_of) s += (s.empty() ? "" : ", ") + c;
+  return s;
+}
+
+[[noreturn]] void not_one_of(const Field& f, const std::string& value, const std::string& where) {
+  const std::string near = closest(value, f.one_of);
+  input_error(where, f.name + " = '" + value + "' is not one of: " + choices_text(f) +
+                         (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+}
+
 // ---- values: text forms and conversions -------------------------------------------------
 
 std::string format_double(double v) {
@@ -267,6 +305,7 @@ std::string value_text(const Ref& ref) {
       for (size_t i = 0; i < v->size(); ++i) s += (i ? ", " : "") + (*v)[i];
       return s + "]";
     }
+    std::string operator()(const Choice& c) const { return "'" + c.name() + "'"; }
   } visit;
   return std::visit(visit, ref);
 }
@@ -311,6 +350,12 @@ void set_from_node(const Field& f, RunConfig& cfg, const YAML::Node& node, const
   }
   if (!node.IsScalar()) fail(describe(node));
   const std::string& text = node.Scalar();
+  if (auto* c = std::get_if<Choice>(&ref)) {
+    const auto it = std::find(c->names->begin(), c->names->end(), text);
+    if (it == c->names->end()) not_one_of(f, text, where);
+    c->set(c->p, static_cast<size_t>(it - c->names->begin()));
+    return;
+  }
   if (auto* b = std::get_if<bool*>(&ref)) {
     if (text == "true" || text == "True" || text == "TRUE") **b = true;
     else if (text == "false" || text == "False" || text == "FALSE") **b = false;
@@ -434,19 +479,11 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
       if (f.hi && (f.hi->open ? !(number < f.hi->value) : !(number <= f.hi->value)))
         input_error(where, f.name + " = " + shown + " must be " + (f.hi->open ? "< " : "<= ") + format_double(f.hi->value));
     }
-    auto list_choices = [&] {
-      std::string s;
-      for (const std::string& c : f.one_of) s += (s.empty() ? "" : ", ") + c;
-      return s;
-    };
     if (auto* s = std::get_if<std::string*>(&ref)) {
       if (f.required && (*s)->empty())
         input_error(where, f.name + " is required (set it in the YAML or as " + f.name + "=...)");
-      if (!f.one_of.empty() && std::find(f.one_of.begin(), f.one_of.end(), **s) == f.one_of.end()) {
-        const std::string near = closest(**s, f.one_of);
-        input_error(where, f.name + " = '" + **s + "' is not one of: " + list_choices() +
-                               (near.empty() ? "" : " (did you mean '" + near + "'?)"));
-      }
+      if (!f.one_of.empty() && std::find(f.one_of.begin(), f.one_of.end(), **s) == f.one_of.end())
+        not_one_of(f, **s, where);
     }
     if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
       std::set<std::string> seen;
@@ -454,7 +491,7 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
         if (!f.one_of.empty() && std::find(f.one_of.begin(), f.one_of.end(), item) == f.one_of.end()) {
           const std::string near = closest(item, f.one_of);
           input_error(where, f.name + ": unknown name '" + item + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") +
-                                 "; valid: " + list_choices());
+                                 "; valid: " + choices_text(f));
         }
         if (!seen.insert(item).second) input_error(where, f.name + " lists '" + item + "' twice");
       }
@@ -466,13 +503,23 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     input_error(at("lora.target_modules"), "lora.target_modules is empty: name at least one module, or set lora.enabled=false");
   if (cfg.data.harmful_fraction > 0 && cfg.data.harmful.empty())
     input_error(at("data.harmful_fraction"), "data.harmful_fraction > 0 needs data.harmful (harmful records)");
-  if (cfg.objective.constraint == "pact" && cfg.objective.tokens.empty())
-    input_error(at("objective.constraint"), "objective.constraint = pact needs objective.tokens (from `safetune tokens`)");
-  if (cfg.objective.reference == "adapter_off" && !cfg.lora.enabled)
+  // The objective's: stated here alone; the trainer, `bench step` and `ref-cache` rely on them.
+  const ObjectiveConfig& o = cfg.objective;
+  const std::string& kind = loss::name_of(o.constraint);
+  const bool probe = o.constraint != loss::ConstraintKind::none && o.positions == loss::Positions::probe;
+  if ((o.constraint == loss::ConstraintKind::pact || o.constraint == loss::ConstraintKind::anchor || probe) &&
+      o.tokens.empty())
+    input_error(at("objective.constraint"), "objective.constraint = " + kind + (probe ? " with positions = probe" : "") +
+                                                " needs objective.tokens (tokens.json from `safetune tokens`)");
+  if (o.reference == "adapter_off" && !cfg.lora.enabled)
     input_error(at("objective.reference"), "objective.reference = adapter_off needs LoRA (lora.enabled=true); use copy");
-  if (cfg.objective.reference == "cache" && cfg.objective.ref_cache.empty())
+  if (o.reference == "cache" && o.ref_cache.empty())
     input_error(at("objective.reference"), "objective.reference = cache needs objective.ref_cache (from `safetune ref-cache`)");
-  // Syntax only: whether a GPU is there is checked when the run starts (train/device.h).
+  if (o.reference == "cache" && loss::needs_whole_vocab(o.constraint))
+    input_error(at("objective.reference"), "objective.constraint = " + kind +
+                                               " needs the reference's logits over the whole vocabulary, which a "
+                                               "reference cache does not hold; use adapter_off or copy");
+  // Syntax only: whether a GPU is there is checked when the run starts (core/device.h).
   if (!is_device_name(cfg.train.device))
     input_error(at("train.device"), "train.device = '" + cfg.train.device + "' is not one of: cpu, cuda, cuda:N, auto");
   if (cfg.train.resume == "auto" && cfg.train.overwrite)
@@ -534,6 +581,8 @@ void emit_level(YAML::Emitter& out, RunConfig& cfg, const std::string& prefix) {
         text.insert(e == std::string::npos ? text.size() : e, ".0");
       }
       out << text;
+    } else if (auto* c = std::get_if<Choice>(&ref)) {
+      out << c->name();
     } else if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
       out << YAML::Flow << YAML::BeginSeq;
       for (const std::string& item : **l) out << YAML::DoubleQuoted << item;
@@ -584,7 +633,14 @@ bool same_config(const RunConfig& a_in, const RunConfig& b_in) {
   RunConfig a = a_in, b = b_in;
   for (const Field& f : fields()) {
     const Ref ra = f.ref(a), rb = f.ref(b);
-    const bool same = std::visit([&](auto* pa) { return *pa == *std::get<decltype(pa)>(rb); }, ra);
+    const bool same = std::visit(
+        [&](const auto& pa) {
+          using P = std::decay_t<decltype(pa)>;
+          const P& pb = std::get<P>(rb);
+          if constexpr (std::is_same_v<P, Choice>) return pa.get(pa.p) == pb.get(pb.p);
+          else return *pa == *pb;
+        },
+        ra);
     if (!same) return false;
   }
   return true;

@@ -6,21 +6,54 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
-#include "safetune/core/error.h"
+#include "safetune/data/batch.h"
 #include "safetune/loss/constraints.h"
 #include "safetune/loss/cross_entropy.h"
-#include "safetune/loss/fused_objective.h"
-#include "safetune/train/reference.h"
+#include "safetune/model/transformer.h"
+#include "safetune/safety/safety_tokens.h"
 
 namespace safetune::train {
 
-void check_objective(const ObjectiveConfig& cfg) {
-  if (cfg.constraint != "none" && cfg.constraint != "pact" && cfg.constraint != "kl_full" && cfg.constraint != "anchor")
-    input_error("objective.constraint", "unknown constraint '" + cfg.constraint + "' (none, pact, kl_full, anchor)");
-  if (cfg.reference == "cache" && (cfg.constraint == "kl_full" || cfg.constraint == "anchor"))
-    input_error("objective.reference", "objective.constraint = " + cfg.constraint +
-                                           " needs the reference's logits over the whole vocabulary, which a "
-                                           "reference cache does not hold; use adapter_off or copy");
+loss::ConstraintOptions constraint_options(const ObjectiveConfig& cfg) {
+  loss::ConstraintOptions o;
+  o.temperature = cfg.temperature;
+  // gate.enabled = false means the full-context reference alone, whatever reference_mix says.
+  o.reference_mix = cfg.gate.enabled ? cfg.reference_mix : loss::ReferenceMix::full;
+  o.gate_alpha = cfg.gate.alpha;
+  o.gate_b = cfg.gate.b;
+  o.gate_top_p = cfg.gate.top_p;
+  o.gate_temperature = cfg.gate.temperature;
+  o.prefix_n = cfg.gate.prefix_n;
+  o.prefix_tau = cfg.gate.prefix_tau;
+  o.positions = cfg.positions;
+  o.first_n = cfg.first_n;
+  o.probe_tau = cfg.probe_tau;
+  return o;
+}
+
+Objective setup_objective(const RunConfig& cfg, model::Transformer& policy, const text::Tokenizer* tokenizer) {
+  const ObjectiveConfig& oc = cfg.objective;
+  Objective obj;
+  obj.fused = oc.fused;
+  obj.spec.kind = oc.constraint;
+  obj.spec.lambda = oc.lambda;
+  obj.spec.options = constraint_options(oc);
+  if (oc.constraint == loss::ConstraintKind::none) return obj;
+  // The config made sure that every constraint needing S has objective.tokens.
+  if (!oc.tokens.empty()) {
+    safety::SafetyTokens t = safety::read_safety_tokens(oc.tokens);
+    safety::validate_safety_tokens(t, oc.tokens, policy.config().vocab_size, tokenizer, cfg.model.path);
+    obj.spec.S = t.ids();
+    obj.spec.w = t.weights();
+    // target = reference: q is the reference's own distribution on S (every weight 1).
+    if (oc.target == "reference") obj.spec.w = at::ones_like(obj.spec.w);
+  } else {
+    obj.spec.S = at::empty({0}, at::kLong);
+    obj.spec.w = at::empty({0}, at::kFloat);
+  }
+  obj.request = reference_request(oc, obj.spec.options);
+  obj.reference = make_reference(cfg, policy, obj.spec.S);
+  return obj;
 }
 
 at::Tensor shift_labels(const at::Tensor& labels) {
@@ -38,46 +71,33 @@ int64_t trained_tokens(const data::Batch& batch) {
   return batch.labels.narrow(1, 1, T - 1).ne(loss::kIgnoreIndex).sum().item<int64_t>();
 }
 
-LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& model, const data::Batch& batch,
-                            Constraint* constraint) {
-  if (cfg.constraint != "none" && !constraint)
-    input_error("objective.constraint", cfg.constraint + " needs its reference and safety tokens (setup_constraint)");
+LossTerms compute_objective(const Objective& objective, model::Transformer& model, const data::Batch& batch) {
+  const loss::ObjectiveSpec& spec = objective.spec;
+  const bool constrained = spec.kind != loss::ConstraintKind::none;
   // The reference first: it runs without gradients (and, for adapter_off, on the same
   // module with its adapters off), so nothing of it is alive during the policy's backward.
   loss::ResponsePositions P;
   ReferenceLogits ref;
-  if (constraint && cfg.constraint != "none") {
+  if (constrained) {
     P = loss::response_positions(batch);
-    ref = constraint->reference->compute(batch, P, constraint->request);
+    ref = objective.reference->compute(batch, P, objective.request);
   }
-  const bool constrained = constraint && cfg.constraint != "none";
   at::Tensor hidden = model.forward(batch.input_ids, batch.attention_mask);  // [B,T,d]
   const int64_t T = hidden.size(1);
   at::Tensor h = hidden.reshape({-1, hidden.size(-1)});
   at::Tensor t = shift_labels(batch.labels).reshape({-1});
   // The constraint applies at the response positions P, as rows of h. kl_full and anchor
   // take the reference's hidden states and lm_head weight (fused) or its logits.
-  loss::FusedConstraint fc;
+  loss::ConstraintInputs in;
   at::Tensor flat_p;
   if (constrained) {
-    const loss::ConstraintOptions& o = constraint->options;
     flat_p = P.rows.mul(T).add(P.cols).to(at::kCPU, at::kLong);
-    fc.kind = cfg.constraint;
-    fc.lambda = cfg.lambda;
-    fc.options = o;
-    fc.rows = flat_p;
-    fc.valid = loss::select_positions(o, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
-    fc.S = constraint->S;
-    fc.w = constraint->w;
-    fc.t = P.t;
-    fc.z_full = ref.z_full;
-    fc.z_post = ref.z_post;
-    fc.ref_hidden = ref.hidden;
-    fc.ref_weight = ref.weight;
-    fc.ref_logits = ref.logits;
+    const at::Tensor valid = loss::select_positions(spec.options, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
+    // rows, valid, t; the reference's z_full, z_post; hidden and weight, or logits.
+    in = {flat_p, valid, P.t, ref.z_full, ref.z_post, ref.hidden, ref.weight, ref.logits};
   }
   loss::ObjectiveValues v;
-  if (cfg.fused) {
+  if (objective.fused) {
     // Only the rows that count go through the op: the trained positions (CE) and the
     // response positions (the constraint), usually the same set. Prompt and padding rows
     // would cost a [rows x vocab] GEMM forward and two backward for nothing.
@@ -88,20 +108,20 @@ LossTerms compute_objective(const ObjectiveConfig& cfg, model::Transformer& mode
       h = h.index_select(0, kept.to(h.device()));
       t = t.index_select(0, kept.to(t.device()));
       // Each response position's row among the kept ones: its rank.
-      if (constrained) fc.rows = keep.to(at::kLong).cumsum(0).sub_(1).index_select(0, flat_p);
+      if (constrained) in.rows = keep.to(at::kLong).cumsum(0).sub_(1).index_select(0, flat_p);
     }
-    v = loss::fused_objective(h, model.lm_head_weight(), t, fc);
+    v = loss::fused_objective(h, model.lm_head_weight(), t, spec, in);
   } else {
     // The plain composition over every position, with the plain row mapping: what the
     // fused path (and its row selection) is checked against.
-    v = loss::unfused_objective(h, model.lm_head_weight(), t, fc);
+    v = loss::unfused_objective(h, model.lm_head_weight(), t, spec, in);
   }
   LossTerms out;
   out.total = v.total;
   out.terms.emplace_back("ce", v.ce);
   if (!constrained) return out;
-  out.terms.emplace_back(cfg.constraint, v.constraint);
-  if (cfg.constraint == "pact") out.terms.emplace_back("gate", v.gate_mean);
+  out.terms.emplace_back(loss::name_of(spec.kind), v.constraint);
+  if (spec.kind == loss::ConstraintKind::pact) out.terms.emplace_back("gate", v.gate_mean);
   return out;
 }
 

@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <optional>
 
+#include "safetune/core/device.h"
 #include "safetune/core/error.h"
+#include "safetune/core/hash.h"
 #include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
 #include "safetune/io/safetensors.h"
@@ -16,9 +18,9 @@
 #include "safetune/model/load.h"
 #include "safetune/safety/safety_tokens.h"
 #include "safetune/text/tokenizer.h"
-#include "safetune/train/device.h"
 #include "safetune/train/reference.h"
 #include "safetune/train/run_data.h"
+#include "safetune/train/setup.h"
 
 namespace safetune::train {
 namespace fs = std::filesystem;
@@ -27,7 +29,7 @@ namespace {
 constexpr const char* kFormat = "safetune.ref_cache.v1";
 
 std::string file_hash_or_none(const std::string& path) {
-  return fs::is_regular_file(path) ? safety::sha256_file(path) : std::string("-");
+  return fs::is_regular_file(path) ? sha256_file(path) : std::string("-");
 }
 }  // namespace
 
@@ -42,29 +44,28 @@ RefCacheHashes ref_cache_hashes(const RunConfig& cfg) {
   // A GPU computes in other precisions (bf16 with model.dtype = auto): its cache is not the
   // CPU's. (CPU runs keep the hash they always had.)
   const bool gpu = resolve_device(cfg.train.device).is_cuda();
-  h.model = safety::sha256_hex("model " + safety::model_hash(cfg.model.path) + "\ndtype " + cfg.model.dtype + "\n" +
+  h.model = sha256_hex("model " + safety::model_hash(cfg.model.path) + "\ndtype " + cfg.model.dtype + "\n" +
                                (gpu ? "device cuda\n" : ""));
   const DataConfig& d = cfg.data;
   if (d.train.empty() || !fs::is_regular_file(d.train))
     input_error("data.train", "'" + d.train + "' does not exist or is not a file");
-  std::string dt = "train " + safety::sha256_file(d.train) + "\n";
+  std::string dt = "train " + sha256_file(d.train) + "\n";
   if (d.harmful_fraction > 0) {
     if (!fs::is_regular_file(d.harmful)) input_error("data.harmful", "'" + d.harmful + "' does not exist or is not a file");
-    dt += "harmful " + safety::sha256_file(d.harmful) + "\n";
+    dt += "harmful " + sha256_file(d.harmful) + "\n";
   }
   dt += "num_examples " + std::to_string(d.num_examples) + "\nharmful_fraction " + std::to_string(d.harmful_fraction) +
         "\nseed " + std::to_string(d.seed) + "\n";
-  h.data = safety::sha256_hex(dt);
+  h.data = sha256_hex(dt);
   std::string tt;
   for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
     tt += std::string(f) + " " + file_hash_or_none((fs::path(cfg.model.path) / f).string()) + "\n";
   tt += "chat_template " + cfg.model.chat_template + " " + file_hash_or_none(cfg.model.chat_template) + "\n";
   tt += "max_length " + std::to_string(d.max_length) + "\n";
-  h.tokenizer = safety::sha256_hex(tt);
-  if (cfg.objective.tokens.empty()) input_error("objective.tokens", "the reference cache needs objective.tokens");
+  h.tokenizer = sha256_hex(tt);
   if (!fs::is_regular_file(cfg.objective.tokens))
     input_error("objective.tokens", "'" + cfg.objective.tokens + "' does not exist or is not a file");
-  h.tokens = safety::sha256_file(cfg.objective.tokens);
+  h.tokens = sha256_file(cfg.objective.tokens);
   return h;
 }
 
@@ -80,9 +81,7 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
   const RefCacheHashes hashes = ref_cache_hashes(cfg);
   std::vector<data::Record> records = select_records(cfg.data);
 
-  std::optional<at::ScalarType> dtype;
-  if (cfg.model.dtype != "auto") dtype = model::parse_torch_dtype(cfg.model.dtype, "model.dtype");
-  model::LoadedModel loaded = model::load_model(cfg.model.path, device, dtype);
+  model::LoadedModel loaded = load_run_model(cfg, device);
   model::Transformer& m = *loaded.model;
   for (auto& p : m.parameters()) p.set_requires_grad(false);
   std::unique_ptr<text::Tokenizer> tok = text::load_tokenizer(cfg.model.path);
@@ -103,7 +102,7 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
   for (int64_t i0 = 0; i0 < E; i0 += bs) {
     std::vector<const data::Example*> rows;
     for (int64_t i = i0; i < std::min(E, i0 + bs); ++i) rows.push_back(&examples[i]);
-    data::Batch b = batch_to(data::collate(rows, pad), device);
+    data::Batch b = data::to_device(data::collate(rows, pad), device);
     const loss::ResponsePositions P = loss::response_positions(b);
     ReferenceLogits r = reference_pass(m, b, P, S, req);
     zf.push_back(r.z_full.to(at::kCPU));
@@ -135,7 +134,6 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
 
 std::unique_ptr<Reference> load_ref_cache(const RunConfig& cfg, const at::Tensor& S) {
   const std::string& path = cfg.objective.ref_cache;
-  if (path.empty()) input_error("objective.ref_cache", "reference = cache needs objective.ref_cache (from `safetune ref-cache`)");
   if (!fs::is_regular_file(path)) input_error("objective.ref_cache", "'" + path + "' does not exist or is not a file");
   std::map<std::string, std::string> meta;
   {

@@ -5,11 +5,11 @@
 #include <torch/torch.h>
 
 #include "safetune/core/error.h"
+#include "safetune/data/batch.h"
 #include "safetune/loss/fused_objective.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
-#include "safetune/safety/safety_tokens.h"
-#include "safetune/text/tokenizer.h"
+#include "safetune/model/transformer.h"
 #include "safetune/train/ref_cache.h"
 
 namespace safetune::train {
@@ -118,9 +118,8 @@ class MemoryReference : public Reference {
       : offsets_(offsets.to(at::kLong).contiguous()), z_full_(std::move(z_full)), z_post_(std::move(z_post)),
         mass_(std::move(mass)), where_(std::move(where)) {}
   ReferenceLogits compute(const data::Batch& b, const loss::ResponsePositions& P, const ReferenceRequest& r) override {
-    if (r.full_vocab || r.hidden)
-      input_error(where_, "the reference cache holds safety-token logits only; this constraint needs the whole "
-                          "vocabulary (use objective.reference=adapter_off or copy)");
+    // The config refuses a cache for the constraints that need the whole vocabulary.
+    TORCH_CHECK(!r.full_vocab && !r.hidden, "the reference cache holds safety-token logits only");
     // The batch's rows are its examples in order, each with its response positions in
     // order: the same layout as the cache's blocks.
     const int64_t* off = offsets_.data_ptr<int64_t>();
@@ -164,59 +163,21 @@ std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_ful
 
 ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o) {
   ReferenceRequest r;
-  r.post = cfg.constraint == "pact" && o.reference_mix != "full";
-  const bool whole_vocab = cfg.constraint == "kl_full" || cfg.constraint == "anchor";
+  r.post = cfg.constraint == loss::ConstraintKind::pact && o.reference_mix != loss::ReferenceMix::full;
+  const bool whole_vocab = loss::needs_whole_vocab(cfg.constraint);
   r.full_vocab = whole_vocab && !cfg.fused;
   r.hidden = whole_vocab && cfg.fused;
-  r.mass = o.positions == "probe";
+  r.mass = o.positions == loss::Positions::probe;
   return r;
 }
 
 std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transformer& policy, const at::Tensor& S) {
   std::string kind = cfg.objective.reference;
   if (kind == "auto") kind = cfg.lora.enabled ? "adapter_off" : "copy";
-  if (kind == "adapter_off") {
-    if (!cfg.lora.enabled)
-      input_error("objective.reference", "adapter_off needs LoRA (lora.enabled=true); use copy");
-    return std::make_unique<AdapterOffReference>(policy, S);
-  }
+  if (kind == "adapter_off") return std::make_unique<AdapterOffReference>(policy, S);
   if (kind == "copy") return std::make_unique<CopyReference>(cfg, policy, S);
-  if (kind == "cache") {
-    if (cfg.objective.constraint == "kl_full" || cfg.objective.constraint == "anchor")
-      input_error("objective.reference", "objective.constraint = " + cfg.objective.constraint +
-                                             " needs the reference's logits over the whole vocabulary, which a "
-                                             "reference cache does not hold; use adapter_off or copy");
-    return load_ref_cache(cfg, S);
-  }
+  if (kind == "cache") return load_ref_cache(cfg, S);
   input_error("objective.reference", "unknown reference '" + kind + "'");
-}
-
-std::unique_ptr<Constraint> setup_constraint(const RunConfig& cfg, model::Transformer& policy,
-                                             const text::Tokenizer* tokenizer) {
-  const ObjectiveConfig& oc = cfg.objective;
-  if (oc.constraint == "none") return nullptr;
-  auto c = std::make_unique<Constraint>();
-  c->options = loss::constraint_options(oc);
-  loss::check_constraint_options(c->options, "objective");
-  const bool needs_tokens = oc.constraint == "pact" || oc.constraint == "anchor" || c->options.positions == "probe";
-  if (needs_tokens && oc.tokens.empty())
-    input_error("objective.tokens", "objective.constraint = " + oc.constraint +
-                                        (c->options.positions == "probe" ? " with positions = probe" : "") +
-                                        " needs objective.tokens (tokens.json from `safetune tokens`)");
-  if (!oc.tokens.empty()) {
-    safety::SafetyTokens t = safety::read_safety_tokens(oc.tokens);
-    safety::validate_safety_tokens(t, oc.tokens, policy.config().vocab_size, tokenizer, cfg.model.path);
-    c->S = t.ids();
-    c->w = t.weights();
-    // target = reference: q is the reference's own distribution on S (every weight 1).
-    if (oc.target == "reference") c->w = at::ones_like(c->w);
-  } else {
-    c->S = at::empty({0}, at::kLong);
-    c->w = at::empty({0}, at::kFloat);
-  }
-  c->request = reference_request(oc, c->options);
-  c->reference = make_reference(cfg, policy, c->S);
-  return c;
 }
 
 }  // namespace safetune::train

@@ -101,7 +101,7 @@ data:
   EXPECT_EQ(c.optim.weight_decay, 0.01);
   EXPECT_EQ(c.schedule.type, "cosine");
   EXPECT_EQ(c.schedule.warmup_steps, 20);
-  EXPECT_EQ(c.objective.constraint, "pact");
+  EXPECT_EQ(c.objective.constraint, loss::ConstraintKind::pact);
   EXPECT_EQ(c.objective.gate.alpha, 3.0);
   EXPECT_EQ(c.objective.gate.top_p, 0.95);
   EXPECT_FALSE(c.objective.gate.enabled);
@@ -119,7 +119,7 @@ TEST(Config, OverridesUseTheSameDottedNames) {
                                         "model.chat_template={{ messages }}", "data.eval=\"quoted: yes\""});
   EXPECT_EQ(c.optim.lr, 3e-5);  // the override wins over the file
   EXPECT_EQ(c.lora.target_modules, (std::vector<std::string>{"q_proj", "v_proj", "o_proj"}));
-  EXPECT_EQ(c.objective.constraint, "pact");
+  EXPECT_EQ(c.objective.constraint, loss::ConstraintKind::pact);
   EXPECT_EQ(c.objective.tokens, "runs/tok ens.json");
   EXPECT_TRUE(c.train.activation_checkpointing);
   EXPECT_EQ(c.objective.gate.prefix_n, 4);
@@ -186,17 +186,40 @@ TEST(Config, ValueChecks) {
   EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=pakt"}),
                   "objective.constraint = 'pakt' is not one of: none, pact, kl_full, anchor (did you mean 'pact'?)");
   EXPECT_CONTAINS(error_of(kBase, {"schedule.type=cosine_with_restarts"}), "schedule.type = 'cosine_with_restarts' is not one of");
-  EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=pact"}), "needs objective.tokens");
-  EXPECT_CONTAINS(error_of(kBase, {"data.harmful_fraction=0.1"}), "needs data.harmful");
-  EXPECT_CONTAINS(error_of(kBase, {"objective.reference=adapter_off", "lora.enabled=false"}), "needs LoRA");
-  EXPECT_CONTAINS(error_of(kBase, {"objective.reference=cache"}), "needs objective.ref_cache");
-  EXPECT_CONTAINS(error_of(kBase, {"train.resume=auto", "train.overwrite=true"}), "contradict");
+  EXPECT_CONTAINS(error_of(kBase, {"objective.positions=sometimes"}),
+                  "objective.positions = 'sometimes' is not one of: all, first_n, probe");
+  EXPECT_CONTAINS(error_of(kBase, {"objective.reference_mix=[gated]"}), "objective.reference_mix: expected a name");
+  EXPECT_CONTAINS(error_of(kBase, {"train.device=gpu"}), "train.device = 'gpu' is not one of");
   EXPECT_CONTAINS(error_of(kBase, {"model.path="}), "model.path is required");
   EXPECT_CONTAINS(error_of("data:\n  train: d\n"), "model.path is required");
   // Errors name where the bad value came from: the file line, or the override.
   EXPECT_CONTAINS(error_of(kBase + "optim:\n  lr: -1\n"), "run.yaml:8: optim.lr = -1 must be > 0");
   EXPECT_CONTAINS(error_of(kBase + "optim:\n  lr: -1\n", {"optim.lr=-2"}), "override 'optim.lr=-2': optim.lr = -2");
   EXPECT_EQ(error_of(kBase + "optim:\n  lr: -1\n", {"optim.lr=2e-5"}), "");  // fixed on the command line
+}
+
+// Every rule that involves several fields, each stated once, in the config's validation
+// (the trainer, `bench step` and `ref-cache` rely on it).
+TEST(Config, CrossFieldRules) {
+  EXPECT_CONTAINS(error_of(kBase, {"data.harmful_fraction=0.1"}), "needs data.harmful");
+  // Safety tokens: pact and anchor use S, and positions = probe measures the mass on S.
+  EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=pact"}), "objective.constraint = pact needs objective.tokens");
+  EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=anchor"}), "anchor needs objective.tokens");
+  EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=kl_full", "objective.positions=probe"}),
+                  "kl_full with positions = probe needs objective.tokens");
+  EXPECT_EQ(error_of(kBase, {"objective.constraint=kl_full"}), "");
+  EXPECT_EQ(error_of(kBase, {"objective.positions=probe"}), "");  // no constraint: nothing is selected
+  // The reference: adapter_off switches LoRA adapters off; a cache holds S's columns only.
+  EXPECT_CONTAINS(error_of(kBase, {"objective.reference=adapter_off", "lora.enabled=false"}), "needs LoRA");
+  EXPECT_CONTAINS(error_of(kBase, {"objective.reference=cache"}), "needs objective.ref_cache");
+  for (const char* kind : {"kl_full", "anchor"})
+    EXPECT_CONTAINS(error_of(kBase, {std::string("objective.constraint=") + kind, "objective.tokens=t.json",
+                                     "objective.reference=cache", "objective.ref_cache=c.safetensors"}),
+                    "reference cache does not hold");
+  EXPECT_EQ(error_of(kBase, {"objective.constraint=pact", "objective.tokens=t.json", "objective.reference=cache",
+                             "objective.ref_cache=c.safetensors"}),
+            "");
+  EXPECT_CONTAINS(error_of(kBase, {"train.resume=auto", "train.overwrite=true"}), "contradict");
 }
 
 // The resolved YAML parses back to the identical config, for defaults and for a config
@@ -221,7 +244,9 @@ TEST(Config, ResolvedYamlRoundTrips) {
   c.schedule.type = "linear";
   c.train.seed = -7;
   c.objective.gate.b = -0.25;
-  c.objective.constraint = "pact";
+  c.objective.constraint = loss::ConstraintKind::pact;
+  c.objective.positions = loss::Positions::first_n;
+  c.objective.reference_mix = loss::ReferenceMix::post;
   c.objective.tokens = "t.json";
   const std::string y1 = to_yaml(c);
   const RunConfig back = parse_run_config(y1, "config.resolved.yaml");
@@ -236,6 +261,9 @@ TEST(Config, ResolvedYamlRoundTrips) {
   EXPECT_FALSE(same_config(d, c));
   d = c;
   d.lora.target_modules.pop_back();
+  EXPECT_FALSE(same_config(d, c));
+  d = c;
+  d.objective.reference_mix = loss::ReferenceMix::gated;
   EXPECT_FALSE(same_config(d, c));
   // Every field is written, with its doc as a comment.
   EXPECT_CONTAINS(y0, "  lr: 3.0e-05  # AdamW learning rate");
@@ -260,9 +288,9 @@ TEST(Config, ShippedConfigsLoad) {
   const RunConfig llama = load_run_config(dir + "llama3-8b.yaml");
   EXPECT_EQ(llama.optim.lr, 3e-5);
   EXPECT_EQ(llama.lora.r, 8);
-  EXPECT_EQ(llama.objective.constraint, "pact");
+  EXPECT_EQ(llama.objective.constraint, loss::ConstraintKind::pact);
   const RunConfig qwen = load_run_config(dir + "qwen2.5-7b.yaml");
-  EXPECT_EQ(qwen.objective.constraint, "pact");
+  EXPECT_EQ(qwen.objective.constraint, loss::ConstraintKind::pact);
   for (const auto& entry : std::filesystem::directory_iterator(dir))
     if (entry.path().extension() == ".yaml") {
       EXPECT_NO_THROW(load_run_config(entry.path().string())) << entry.path();

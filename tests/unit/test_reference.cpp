@@ -176,13 +176,13 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
   }
   // pact with objective.target = reference (q is the reference on S, v only selects S)
   // and the full-context reference is 0 there too; PACT's weighted q is not.
-  cfg.objective.constraint = "pact";
+  cfg.objective.constraint = loss::ConstraintKind::pact;
   cfg.objective.reference = "adapter_off";
-  cfg.objective.reference_mix = "full";
+  cfg.objective.reference_mix = loss::ReferenceMix::full;
   for (const char* target : {"reference", "weighted"}) {
     cfg.objective.target = target;
-    auto c = train::setup_constraint(cfg, m, tok.get());
-    const double term = train::compute_objective(cfg.objective, m, batch, c.get()).terms.at(1).second.item<double>();
+    auto c = train::setup_objective(cfg, m, tok.get());
+    const double term = train::compute_objective(c, m, batch).terms.at(1).second.item<double>();
     if (std::string(target) == "reference") EXPECT_NEAR(term, 0.0, 1e-6);
     else EXPECT_GT(term, 1e-3);
   }

@@ -34,23 +34,21 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <string>
 
-#include "safetune/data/batch.h"
-#include "safetune/train/config.h"
+#include "safetune/loss/constraint_choices.h"
+
+namespace safetune::data {
+struct Batch;
+}
 
 namespace safetune::loss {
 
+// The constraint's settings: the loss module's own struct (the trainer fills it from the
+// run config, objective.*; the config validates every value and range).
 struct ConstraintOptions {
   double temperature = 2.0;  // T of the KL, with the T^2 factor
 
-  // Where pact's reference comes from at each position:
-  //  "gated" (PACT): the gate's c_t mixes z_full and z_post;
-  //  "full": c_t = 0, the full-context reference alone (what GateConfig::enabled = false
-  //          means; also the only choice without a post-only context, and then z_post
-  //          need not be computed);
-  //  "post": c_t = 1, the post-only reference alone (ablation: no mixing).
-  std::string reference_mix = "gated";
+  ReferenceMix reference_mix = ReferenceMix::gated;  // where pact's reference comes from
   double gate_alpha = 2.0;
   double gate_b = 0.0;
   double gate_top_p = 0.9;
@@ -59,21 +57,14 @@ struct ConstraintOptions {
   int64_t prefix_n = 8;           // N
   double prefix_tau = 8.0;        // tau_d
 
-  std::string positions = "all";  // all | first_n | probe
+  Positions positions = Positions::all;
   int64_t first_n = 8;
   double probe_tau = 0.5;  // probe: minimum reference probability mass on S
 };
 
-// From the run config: objective.temperature, objective.positions / first_n, and the gate
-// (gate.enabled = false -> reference_mix "full").
-ConstraintOptions constraint_options(const train::ObjectiveConfig& cfg);
-
-// Checks option values (InputError naming `where`).
-void check_constraint_options(const ConstraintOptions& o, const std::string& where = "objective");
-
 // The result of a constraint: the scalar loss (differentiable w.r.t. the model's logits)
 // and, for pact, the mean gate value c_t over the constrained positions (detached; 0
-// when nothing is constrained or reference_mix is "full").
+// when nothing is constrained or reference_mix is full).
 struct ConstraintResult {
   at::Tensor loss;
   at::Tensor gate_mean;
@@ -83,12 +74,12 @@ struct ConstraintResult {
 at::Tensor topp_spread(const at::Tensor& z, double top_p, double temperature);
 
 // c_t [N] (fp32, no gradient) for the options' reference_mix: the gate from z_theta and
-// z_post for "gated", zeros for "full", ones for "post".
+// z_post for gated, zeros for full, ones for post.
 at::Tensor gate_values(const at::Tensor& z_theta, const at::Tensor& z_post, const at::Tensor& t,
                        const ConstraintOptions& o);
 
 // PACT's L_KL. z_theta, z_full, z_post: [N, K] logits on S (z_post may be undefined when
-// reference_mix is "full"); w: [K] weights max(v, 0); t: [N] int64 response index;
+// reference_mix is full); w: [K] weights max(v, 0); t: [N] int64 response index;
 // valid: [N] bool, the positions to constrain (after position selection). Rows that are
 // not valid may hold anything (they are dropped before any arithmetic).
 ConstraintResult pact_loss(const at::Tensor& z_theta, const at::Tensor& z_full, const at::Tensor& z_post,
@@ -112,8 +103,8 @@ at::Tensor anchor_loss(const at::Tensor& logits_theta, const at::Tensor& logits_
 at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S);
 
 // Which response positions to constrain: `valid` [N] bool restricted by o.positions
-// ("first_n": t < first_n; "probe": ref_mass >= probe_tau, ref_mass from mass_on_subset
-// of the full-context reference; may be undefined for the other modes).
+// (first_n: t < first_n; probe: ref_mass >= probe_tau, ref_mass from mass_on_subset of
+// the full-context reference; may be undefined for the other modes).
 at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, const at::Tensor& valid,
                             const at::Tensor& ref_mass = {});
 

@@ -24,29 +24,31 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <string>
 
 #include "safetune/loss/constraints.h"
 #include "safetune/loss/cross_entropy.h"
 
 namespace safetune::loss {
 
-// The active constraint and its inputs. The constraint applies to a row set of its own
-// (the response positions), given as indices into the hidden rows; CE applies to the rows
-// whose target is not ignore_index. The hidden rows are normally the union of the two.
-struct FusedConstraint {
-  std::string kind = "none";  // none | pact | kl_full | anchor
-  double lambda = 1.0;        // total = ce + lambda * constraint
-  ConstraintOptions options;  // temperature; pact's reference_mix and gate
+// A run's objective, fixed for the whole run: total = ce + lambda x the constraint `kind`
+// with its options, on the safety-token columns S with pact's weights w.
+struct ObjectiveSpec {
+  ConstraintKind kind = ConstraintKind::none;
+  double lambda = 1.0;
+  ConstraintOptions options;  // temperature; pact's reference_mix and gate; positions
+  at::Tensor S;               // [K] int64 safety-token columns (pact, anchor, positions = probe)
+  at::Tensor w;               // [K] fp32 weights max(v, 0) (pact)
+};
 
+// One batch's inputs of the constraint. It applies to a row set of its own (the response
+// positions), given as indices into the hidden rows; CE applies to the rows whose target
+// is not ignore_index. The hidden rows are normally the union of the two.
+struct ConstraintInputs {
   at::Tensor rows;   // [M] int64, strictly increasing indices into the hidden rows
   at::Tensor valid;  // [M] bool: the rows constrained (after select_positions)
-
-  at::Tensor S;       // [K] int64 safety-token columns (pact, anchor)
-  at::Tensor w;       // [K] fp32 weights max(v, 0) (pact)
-  at::Tensor t;       // [M] int64 response index (pact's gate)
+  at::Tensor t;      // [M] int64 response index (pact's gate)
   at::Tensor z_full;  // [M, K] reference logits on S, full context (pact)
-  at::Tensor z_post;  // [M, K] post-only context (pact; undefined for reference_mix "full")
+  at::Tensor z_post;  // [M, K] post-only context (pact; undefined for reference_mix full)
 
   // kl_full and anchor need the full-context reference over the whole vocabulary. Either
   // its final hidden states at the rows and its lm_head weight, from which the op computes
@@ -91,13 +93,16 @@ struct ObjectiveValues {
 // computed only when it requires grad: frozen under LoRA), targets [N] int64.
 // In the result only `total` carries a gradient; ce, constraint and gate_mean are
 // detached values (for metrics).
+// `in` is read only when spec.kind is not none.
 ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
-                                const FusedConstraint& c, const FusedObjectiveOptions& options = {});
+                                const ObjectiveSpec& spec, const ConstraintInputs& in,
+                                const FusedObjectiveOptions& options = {});
 
 // The same objective composed of torch ops on full logits (linear_cross_entropy,
 // pact_loss, kl_full_loss, anchor_loss), differentiated by autograd. Every output but
 // gate_mean carries a gradient.
 ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
-                                  const FusedConstraint& c, int64_t ignore_index = kIgnoreIndex);
+                                  const ObjectiveSpec& spec, const ConstraintInputs& in,
+                                  int64_t ignore_index = kIgnoreIndex);
 
 }  // namespace safetune::loss

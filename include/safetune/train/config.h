@@ -11,12 +11,16 @@
 // gamma 0.85 per epoch, grad-clip 1.0, batch 8, max length 512, seed 42; constraint
 // temperature 2, gate alpha 2 / b 0 / top-p 0.9, prefix emphasis N 8 / tau_d 8).
 //
-// String-valued choices stay strings (validated against their allowed values) so that
-// the struct, the YAML and the command line all spell them the same way.
+// Choices the loss reads (the constraint, pact's reference mix, the constrained
+// positions) are the loss module's enums, parsed once here from their names; the other
+// choices stay strings, validated against their allowed values. Every rule that involves
+// several fields is checked in validate(), and only there.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "safetune/loss/constraint_choices.h"
 
 namespace safetune::train {
 
@@ -91,15 +95,15 @@ struct GateConfig {
 };
 
 struct ObjectiveConfig {
-  std::string constraint = "none";  // none | pact | kl_full | anchor
+  loss::ConstraintKind constraint = loss::ConstraintKind::none;  // none | pact | kl_full | anchor
   double lambda = 1.0;              // loss = CE + lambda * constraint
-  std::string tokens;               // tokens.json from `safetune tokens`; required by pact
+  std::string tokens;               // tokens.json from `safetune tokens`; pact, anchor and probe need it
   double temperature = 2.0;         // T of the constraint's KL (scaled by T^2)
-  std::string positions = "all";    // all | first_n | probe: response positions constrained
+  loss::Positions positions = loss::Positions::all;  // all | first_n | probe: response positions constrained
   int64_t first_n = 8;              // positions = first_n: how many
   double probe_tau = 0.5;           // positions = probe: min reference probability mass on S
   std::string target = "weighted";  // weighted (PACT's q) | reference (the reference on S, v only selects S)
-  std::string reference_mix = "gated";  // gated | full | post: pact's reference per position
+  loss::ReferenceMix reference_mix = loss::ReferenceMix::gated;  // gated | full | post: pact's reference
   std::string reference = "auto";   // auto | copy | adapter_off | cache
   std::string ref_cache;            // reference = cache: file from `safetune ref-cache`
   bool fused = true;                // fused safety-column kernels instead of full-vocab logits

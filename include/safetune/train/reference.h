@@ -20,13 +20,14 @@
 #include <memory>
 #include <string>
 
-#include "safetune/data/batch.h"
 #include "safetune/loss/constraints.h"
-#include "safetune/model/transformer.h"
 #include "safetune/train/config.h"
 
-namespace safetune::text {
-class Tokenizer;
+namespace safetune::data {
+struct Batch;
+}
+namespace safetune::model {
+class Transformer;
 }
 
 namespace safetune::train {
@@ -61,9 +62,9 @@ class Reference {
 ReferenceLogits reference_pass(model::Transformer& model, const data::Batch& batch, const loss::ResponsePositions& P,
                                const at::Tensor& S, const ReferenceRequest& req);
 
-// The reference of `cfg.objective.reference` for `policy`. `S` is kept for the passes.
-// InputError for adapter_off without LoRA, a missing/stale cache, kl_full or anchor with
-// a cache (they need the whole vocabulary, which the cache does not hold).
+// The reference of `cfg.objective.reference` for `policy` (a validated config: adapter_off
+// has LoRA, a cache serves neither kl_full nor anchor). `S` is kept for the passes.
+// InputError for a missing or stale cache.
 std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transformer& policy, const at::Tensor& S);
 
 // A reference that serves precomputed rows from memory: row block `offsets[e] ..
@@ -71,20 +72,6 @@ std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transform
 // order). Used for reference = cache (loaded from the file) and by `bench step`.
 std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass,
                                             std::string where);
-
-// Everything the objective needs for a constraint, prepared once per run.
-struct Constraint {
-  loss::ConstraintOptions options;
-  at::Tensor S, w;  // [K] int64 safety-token columns, [K] fp32 weights max(v, 0)
-  std::unique_ptr<Reference> reference;
-  ReferenceRequest request;  // what each micro-batch asks the reference for
-};
-
-// nullptr for constraint = none. Reads and validates tokens.json against the model's
-// vocabulary and tokenizer (and the model's hash), checks the options, builds the
-// reference. InputError for any bad input.
-std::unique_ptr<Constraint> setup_constraint(const RunConfig& cfg, model::Transformer& policy,
-                                             const text::Tokenizer* tokenizer);
 
 // The request a constraint config makes of its reference.
 ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o);
