@@ -6,22 +6,22 @@
 #include <cstdio>
 
 #include "command.h"
+#include "config_args.h"
 #include "safetune/core/error.h"
 #include "safetune/train/config.h"
 #include "safetune/train/ref_cache.h"
 
 namespace {
 
-struct Opts {
-  std::string config, out;
-  std::vector<std::string> overrides;
+struct Opts : safetune::cli::ConfigArgs {
+  std::string out;
 };
 
 safetune::cli::Command cmd(
     "ref-cache", "precompute the reference's safety-token logits for objective.reference=cache", [](CLI::App& sub) {
       auto o = std::make_shared<Opts>();
       sub.add_option("config", o->config, "YAML run config (the same as for train)");
-      sub.add_option("overrides", o->overrides, "key=value overrides with the config's dotted names");
+      safetune::cli::add_overrides(sub, *o);
       sub.add_option("--out", o->out, "the cache file to write (safetensors)");
       sub.footer(
           "The cache is bound to sha256 hashes of the model, the dataset, the tokenizer/template/max_length\n"
@@ -31,12 +31,9 @@ safetune::cli::Command cmd(
           "  safetune ref-cache run.yaml objective.tokens=tokens.json --out ref.safetensors");
       return [o]() -> int {
         using namespace safetune;
-        if (o->config.empty()) input_error("ref-cache", "give a config file: safetune ref-cache CONFIG.yaml --out FILE");
+        const train::RunConfig cfg = cli::load_config_args(
+            *o, "ref-cache", "give a config file: safetune ref-cache CONFIG.yaml --out FILE", "objective.tokens=tokens.json");
         if (o->out.empty()) input_error("ref-cache", "give --out FILE");
-        for (const std::string& kv : o->overrides)
-          if (kv.find('=') == std::string::npos)
-            input_error(kv, "overrides are key=value (e.g. objective.tokens=tokens.json); got '" + kv + "'");
-        train::RunConfig cfg = train::load_run_config(o->config, o->overrides);
         const bool tty = isatty(2);
         train::RefCacheInfo info = train::build_ref_cache(cfg, o->out, [&](int64_t done, int64_t total) {
           if (tty) std::fprintf(stderr, "\rref-cache: %lld/%lld examples", (long long)done, (long long)total);

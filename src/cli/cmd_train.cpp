@@ -5,15 +5,14 @@
 #include <cstdio>
 
 #include "command.h"
+#include "config_args.h"
 #include "safetune/core/error.h"
 #include "safetune/train/config.h"
 #include "safetune/train/trainer.h"
 
 namespace {
 
-struct Opts {
-  std::string config;
-  std::vector<std::string> overrides;
+struct Opts : safetune::cli::ConfigArgs {
   bool list_keys = false;
 };
 
@@ -40,7 +39,7 @@ std::string resume_command(const Opts& o) {
 safetune::cli::Command cmd("train", "fine-tune a model from a YAML config (+ key=value overrides)", [](CLI::App& sub) {
   auto o = std::make_shared<Opts>();
   sub.add_option("config", o->config, "YAML run config (see configs/)");
-  sub.add_option("overrides", o->overrides, "key=value overrides with the config's dotted names");
+  safetune::cli::add_overrides(sub, *o);
   sub.add_flag("--list-keys", o->list_keys, "print every config key with its type, default and meaning");
   sub.footer(
       "Examples:\n"
@@ -54,11 +53,8 @@ safetune::cli::Command cmd("train", "fine-tune a model from a YAML config (+ key
       std::fputs(train::config_reference().c_str(), stdout);
       return 0;
     }
-    if (o->config.empty()) input_error("train", "give a config file: safetune train CONFIG.yaml [key=value ...]");
-    for (const std::string& kv : o->overrides)
-      if (kv.find('=') == std::string::npos)
-        input_error(kv, "overrides are key=value (e.g. optim.lr=3e-5); got '" + kv + "'");
-    train::RunConfig cfg = train::load_run_config(o->config, o->overrides);
+    const train::RunConfig cfg = cli::load_config_args(
+        *o, "train", "give a config file: safetune train CONFIG.yaml [key=value ...]", "optim.lr=3e-5");
     train::TrainOptions opts;
     opts.resume_command = resume_command(*o);
     train::TrainResult r = train::run_training(cfg, opts);

@@ -46,10 +46,7 @@ struct TrainResult {
   std::string final_dir;      // run_dir/adapter or run_dir/model when the run completed
 };
 
+// setup_run (setup.h), then the steps. InputError before the first step for bad input.
 TrainResult run_training(const RunConfig& cfg, const TrainOptions& options = {});
-
-// Optimizer steps per epoch for `num_examples`, batch size and accumulation (a partial
-// accumulation group at the end of an epoch is a step of its own).
-int64_t steps_per_epoch(int64_t num_examples, int64_t batch_size, int64_t grad_accum);
 
 }  // namespace safetune::train
