@@ -22,15 +22,15 @@
 #include <cstdint>
 #include <string>
 
-namespace safetune::train {
+namespace safetune::bench {
 
-struct BenchLossOptions {
+struct LossOptions {
   int64_t tokens = 4096;  // N
   int64_t vocab = 32000;  // V
   int64_t hidden = 1024;  // d
   int64_t subset = 50;    // K
   std::string constraint = "pact";  // pact | kl_full | anchor | none
-  std::string device = "cpu";
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto
   std::string dtype = "fp32";  // fp32 | bf16 (of H and W; the losses are computed in fp32)
   int64_t chunk = 0;           // rows per chunk of the fused op (0: its default)
   bool train_weight = false;   // W trainable (full fine-tuning): its gradient is computed too
@@ -38,7 +38,7 @@ struct BenchLossOptions {
   uint64_t seed = 0;
 };
 
-struct BenchLossResult {
+struct LossResult {
   double fused_ms = 0, unfused_ms = 0;            // forward + backward, best of iters (wall)
   double fused_cpu_ms = 0, unfused_cpu_ms = 0;    // process CPU time of that run, all threads
   double fused_peak_mb = 0, unfused_peak_mb = 0;  // extra allocated memory, MiB
@@ -48,6 +48,6 @@ struct BenchLossResult {
 };
 
 // InputError for bad sizes or names; for device cuda when LibTorch has no CUDA.
-BenchLossResult bench_loss(const BenchLossOptions& o);
+LossResult bench_loss(const LossOptions& o);
 
-}  // namespace safetune::train
+}  // namespace safetune::bench

@@ -1,5 +1,5 @@
-// bench loss: fused vs unfused objective, time and peak extra memory (see bench_loss.h).
-#include "safetune/train/bench_loss.h"
+// bench loss: fused vs unfused objective, time and peak extra memory (see loss.h).
+#include "safetune/bench/loss.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -13,11 +13,13 @@
 #include <ctime>
 #include <memory>
 #include <mutex>
+#include <optional>
 
+#include "safetune/core/device.h"
 #include "safetune/core/error.h"
 #include "safetune/loss/fused_objective.h"
 
-namespace safetune::train {
+namespace safetune::bench {
 namespace {
 
 // Receives every allocation (+bytes) and free (-bytes) LibTorch's allocators report on
@@ -60,10 +62,12 @@ using Clock = std::chrono::steady_clock;
 
 struct Problem {
   at::Tensor H, W, targets;
-  loss::FusedConstraint c;
+  loss::ObjectiveSpec spec;
+  loss::ConstraintInputs in;
 };
 
-Problem make_problem(const BenchLossOptions& o, const c10::Device& dev, at::ScalarType dtype) {
+Problem make_problem(const LossOptions& o, loss::ConstraintKind kind, const c10::Device& dev, at::ScalarType dtype) {
+  using loss::ConstraintKind;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   const int64_t N = o.tokens, V = o.vocab, d = o.hidden, K = o.subset;
   auto f32 = at::TensorOptions().dtype(at::kFloat);
@@ -73,27 +77,25 @@ Problem make_problem(const BenchLossOptions& o, const c10::Device& dev, at::Scal
   at::Tensor W = at::randn({V, d}, gen, f32) * (2.0 / std::sqrt(double(d)));
   at::Tensor tg = at::randint(0, V, {N}, gen, at::TensorOptions().dtype(at::kLong));
   tg.index_fill_(0, at::arange(0, N, 10, at::kLong), loss::kIgnoreIndex);
-  p.c.kind = o.constraint;
-  p.c.lambda = 1.0;
-  p.c.rows = at::arange(N, at::kLong).to(dev);
-  p.c.valid = at::ones({N}, at::kBool).to(dev);
-  if (o.constraint == "pact" || o.constraint == "anchor") {
-    p.c.S = at::randperm(V, gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, K).to(dev);
-    p.c.w = at::rand({K}, gen, f32).sub_(0.2).clamp_min_(0).to(dev);
+  p.spec.kind = kind;
+  p.spec.lambda = 1.0;
+  p.in.rows = at::arange(N, at::kLong).to(dev);
+  p.in.valid = at::ones({N}, at::kBool).to(dev);
+  if (kind == ConstraintKind::pact || kind == ConstraintKind::anchor) {
+    p.spec.S = at::randperm(V, gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, K).to(dev);
+    p.spec.w = at::rand({K}, gen, f32).sub_(0.2).clamp_min_(0).to(dev);
   }
-  if (o.constraint == "pact") {
-    p.c.t = at::arange(N, at::kLong).remainder_(64).to(dev);  // 64-token responses
-    p.c.z_full = (at::randn({N, K}, gen, f32) * 2).to(dev);
-    p.c.z_post = (at::randn({N, K}, gen, f32) * 2).to(dev);
+  if (kind == ConstraintKind::pact) {
+    p.in.t = at::arange(N, at::kLong).remainder_(64).to(dev);  // 64-token responses
+    p.in.z_full = (at::randn({N, K}, gen, f32) * 2).to(dev);
+    p.in.z_post = (at::randn({N, K}, gen, f32) * 2).to(dev);
   }
-  if (o.constraint == "kl_full" || o.constraint == "anchor") {
-    p.c.ref_hidden = (H + 0.3 * at::randn({N, d}, gen, f32)).to(dev, dtype);
-  }
+  if (loss::needs_whole_vocab(kind)) p.in.ref_hidden = (H + 0.3 * at::randn({N, d}, gen, f32)).to(dev, dtype);
   p.H = H.to(dev, dtype).requires_grad_(true);
   p.W = W.to(dev, dtype).requires_grad_(o.train_weight);
   p.targets = tg.to(dev);
   // The reference's lm_head is W itself, as with LoRA's adapters switched off.
-  if (o.constraint == "kl_full" || o.constraint == "anchor") p.c.ref_weight = p.W.detach();
+  if (loss::needs_whole_vocab(kind)) p.in.ref_weight = p.W.detach();
   return p;
 }
 
@@ -103,22 +105,18 @@ struct RunOut {
 
 }  // namespace
 
-BenchLossResult bench_loss(const BenchLossOptions& o) {
+LossResult bench_loss(const LossOptions& o) {
   if (o.tokens < 1 || o.vocab < 2 || o.hidden < 1) input_error("bench loss", "--tokens, --hidden >= 1, --vocab >= 2");
   if (o.subset < 1 || o.subset > o.vocab) input_error("--subset", "must be in [1, vocab]");
   if (o.chunk < 0) input_error("--chunk", "must be >= 0 (0: default)");
   if (o.iters < 1 || o.warmup < 0) input_error("bench loss", "--iters >= 1, --warmup >= 0");
-  if (o.constraint != "pact" && o.constraint != "kl_full" && o.constraint != "anchor" && o.constraint != "none")
-    input_error("--constraint", "expected pact, kl_full, anchor or none, got '" + o.constraint + "'");
+  const std::optional<loss::ConstraintKind> kind = loss::parse_name<loss::ConstraintKind>(o.constraint);
+  if (!kind) input_error("--constraint", "expected pact, kl_full, anchor or none, got '" + o.constraint + "'");
   if (o.dtype != "fp32" && o.dtype != "bf16") input_error("--dtype", "expected fp32 or bf16, got '" + o.dtype + "'");
-  if (o.device != "cpu" && o.device != "cuda" && o.device.rfind("cuda:", 0) != 0)
-    input_error("--device", "expected cpu or cuda, got '" + o.device + "'");
-  const c10::Device dev(o.device);
-  if (dev.is_cuda() && !at::hasCUDA())
-    input_error("--device", "this safetune was built against a LibTorch without CUDA; use --device cpu");
+  const c10::Device dev = resolve_device(o.device, "--device");
   const at::ScalarType dtype = o.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
 
-  Problem p = make_problem(o, dev, dtype);
+  Problem p = make_problem(o, *kind, dev, dtype);
   loss::FusedObjectiveOptions fo;
   fo.chunk_tokens = o.chunk;
   auto reset = [&] {
@@ -128,7 +126,8 @@ BenchLossResult bench_loss(const BenchLossOptions& o) {
   // One forward + backward; the scalar read at the end waits for a GPU to finish.
   auto run = [&](bool fused) {
     loss::ObjectiveValues v =
-        fused ? loss::fused_objective(p.H, p.W, p.targets, p.c, fo) : loss::unfused_objective(p.H, p.W, p.targets, p.c);
+        fused ? loss::fused_objective(p.H, p.W, p.targets, p.spec, p.in, fo)
+              : loss::unfused_objective(p.H, p.W, p.targets, p.spec, p.in);
     v.total.backward();
     return v.total.detach().to(at::kCPU, at::kDouble).item<double>();
   };
@@ -162,8 +161,8 @@ BenchLossResult bench_loss(const BenchLossOptions& o) {
     return r;
   };
 
-  BenchLossResult res;
-  res.chunk = o.chunk > 0 ? o.chunk : loss::default_chunk_tokens(o.vocab, o.train_weight, o.device != "cpu");
+  LossResult res;
+  res.chunk = o.chunk > 0 ? o.chunk : loss::default_chunk_tokens(o.vocab, o.train_weight, dev.is_cuda());
   Timing tu, tf;
   const RunOut u = measured(false, tu);
   const RunOut f = measured(true, tf);
@@ -178,4 +177,4 @@ BenchLossResult bench_loss(const BenchLossOptions& o) {
   return res;
 }
 
-}  // namespace safetune::train
+}  // namespace safetune::bench

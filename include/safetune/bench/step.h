@@ -19,9 +19,9 @@
 
 #include "safetune/train/config.h"
 
-namespace safetune::train {
+namespace safetune::bench {
 
-struct BenchStepResult {
+struct StepResult {
   double step_ms = 0;         // median over the timed steps
   double step_ms_min = 0;
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;  // phases of the median step
@@ -43,10 +43,11 @@ struct BenchStepResult {
 // a post-only context of a 4-token header followed by the response (the whole row after
 // the first token when prompt_len is 0), and the constraint is set up as the trainer does
 // (reference = cache: the reference's rows for the batch are computed once beforehand and
-// served from memory during the timed steps).
+// served from memory during the timed steps). The model, its trainable parameters, the
+// objective and AdamW come from the trainer's own set-up (train/setup.h).
 // `trace_path` non-empty: the timed steps run under LibTorch's autograd profiler, which
 // writes a Chrome trace of every ATen op there (times then include its overhead).
-BenchStepResult bench_step(const RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
-                           int64_t prompt_len = 0, const std::string& trace_path = "");
+StepResult bench_step(const train::RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
+                      int64_t prompt_len = 0, const std::string& trace_path = "");
 
-}  // namespace safetune::train
+}  // namespace safetune::bench
