@@ -7,6 +7,7 @@
 #include "safetune/core/error.h"
 #include "safetune/eval/judge.h"
 #include "safetune/eval/metrics.h"
+#include "safetune/model/generate.h"
 
 namespace safetune::eval {
 
@@ -72,12 +73,8 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ids[a].size() < ids[b].size(); });
 
-  model::GenerateOptions opts;
-  opts.max_new_tokens = g.max_new_tokens;
-  opts.temperature = g.temperature;
-  opts.top_p = g.top_p;
-  opts.eos_ids = r.eos_ids;
-  opts.pad_id = r.pad_id;
+  model::GenerateOptions opts =
+      model::generate_options(g.max_new_tokens, g.temperature, g.top_p, g.seed, r.eos_ids, r.pad_id);
 
   const std::string eot = strip(r.tmpl->end_of_turn());
   std::vector<std::string> out(n);

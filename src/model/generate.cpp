@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "safetune/core/error.h"
+#include "safetune/model/transformer.h"
 
 namespace safetune::model {
 
@@ -28,6 +29,18 @@ at::Tensor sample_next(const at::Tensor& logits, double temperature, double top_
     probs = at::zeros_like(probs).scatter_(-1, idx, sp);
   }
   return at::multinomial(probs, 1, /*replacement=*/false, gen).squeeze(-1);
+}
+
+GenerateOptions generate_options(int64_t max_new_tokens, double temperature, double top_p, uint64_t seed,
+                                 std::vector<int64_t> eos_ids, int64_t pad_id) {
+  GenerateOptions o;
+  o.max_new_tokens = max_new_tokens;
+  o.temperature = temperature;
+  o.top_p = top_p;
+  o.seed = seed;
+  o.eos_ids = std::move(eos_ids);
+  o.pad_id = pad_id;
+  return o;
 }
 
 std::vector<std::vector<int64_t>> generate(Transformer& model, const std::vector<std::vector<int64_t>>& prompts,

@@ -15,10 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "safetune/eval/suite.h"
-#include "safetune/model/generate.h"
-#include "safetune/model/transformer.h"
 #include "safetune/text/chat_template.h"
 #include "safetune/text/tokenizer.h"
+
+namespace safetune::model {
+class Transformer;
+}
 
 namespace safetune::eval {
 

@@ -2,12 +2,15 @@
 // mask), a preallocated KV cache, greedy or temperature / top-p sampling from a seeded
 // generator, per-row stop on EOS.
 #pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <vector>
 
-#include "safetune/model/transformer.h"
-
 namespace safetune::model {
+
+class Transformer;  // transformer.h
 
 struct GenerateOptions {
   int64_t max_new_tokens = 32;
@@ -18,6 +21,12 @@ struct GenerateOptions {
   int64_t pad_id = 0;            // filler for left padding and finished rows
   bool use_cache = true;         // false: recompute the whole sequence every step
 };
+
+// The options of one decode from what a user sets (tokens, temperature, top-p, seed) and
+// what the model's configuration and tokenizer say (EOS ids, pad id): the one place
+// GenerateOptions are filled, for `safetune generate` and eval alike.
+GenerateOptions generate_options(int64_t max_new_tokens, double temperature, double top_p, uint64_t seed,
+                                 std::vector<int64_t> eos_ids, int64_t pad_id);
 
 // Returns the new ids of each prompt (at most max_new_tokens each, ending at EOS if one was
 // produced). Prompts must be non-empty.
