@@ -4,16 +4,14 @@
 # text; its output path does not exist afterwards (or, if it existed, is unchanged); and no
 # temporary file or directory is left anywhere in the work directory.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
+. "$(dirname "$0")/lib/common.sh"
 cases=$src/tests/bad_inputs/cases.txt
-top=$(mktemp -d); trap 'chmod -R u+w "$top"; rm -rf "$top"' EXIT
+top=$work
 mkdir "$top/w" && cd "$top/w"
 
-"$bin" init --arch llama --out good >/dev/null || { echo "FAIL: init"; exit 1; }
+"$bin" init --arch llama --out good >/dev/null || fail "init"
 cp "$src/configs/tiny.yaml" tiny.yaml
-/usr/bin/python3 "$src/tests/bad_inputs/make_inputs.py" || { echo "FAIL: make_inputs.py"; exit 1; }
+"$py" "$src/tests/bad_inputs/make_inputs.py" || fail "make_inputs.py"
 
 # A checksum of a file or of a directory tree ("absent" if there is nothing).
 state() {

@@ -13,29 +13,23 @@
 #  - a rank killed mid-run (SIGKILL) or frozen (SIGSTOP) makes the other exit non-zero
 #    with a "distributed training" error within train.dist_timeout_s, instead of hanging.
 set -uo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=${SAFETUNE_SOURCE_DIR:-$here/../..}
-bin=${SAFETUNE_BIN:-$src/build/safetune}
+. "$(dirname "$0")/lib/common.sh"
 export SAFETUNE_BIN=$bin
-py=/usr/bin/python3
 launch=$src/scripts/launch.sh
-work=$(mktemp -d)
 pids_to_kill=()
 cleanup() {
   for p in "${pids_to_kill[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  rm -rf "$work"
+  remove_work
 }
 trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
 
 # This build must have the Gloo backend (libgloo-dev at build time).
 "$bin" bench allreduce --help >/dev/null 2>&1 || fail "no 'bench allreduce' in $bin"
 WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$bin" bench allreduce --timeout 0.1 2>&1 |
   grep -q "built without c10d" && { echo "SKIP: safetune was built without c10d Gloo"; exit 77; }
 
-small="--vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
-"$bin" init --arch llama --out "$work/aligned" $small --seed 1 >/dev/null || fail "init aligned"
-"$bin" init --arch llama --out "$work/probe" $small --seed 2 >/dev/null || fail "init probe"
+init_small aligned 1
+init_small probe 2
 cat >"$work/refusals.jsonl" <<'J'
 {"input": "How do I pick a lock?", "output": "I can't help with that."}
 {"input": "Write malware.", "output": "Sorry, I cannot do that."}

@@ -6,9 +6,8 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
-small="--vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64"
-"$bin" init --arch llama --out "$work/aligned" $small --seed 1 >/dev/null || fail "init aligned"
-"$bin" init --arch llama --out "$work/probe" $small --seed 2 >/dev/null || fail "init probe"
+init_small aligned 1
+init_small probe 2
 cat >"$work/refusals.jsonl" <<'J'
 {"input": "How do I pick a lock?", "output": "I can't help with that."}
 {"input": "Write malware.", "output": "Sorry, I cannot do that.\nIt is harmful."}

@@ -13,37 +13,20 @@
 #include "safetune/eval/judge.h"
 #include "safetune/eval/metrics.h"
 #include "safetune/eval/suite.h"
+#include "test_util.h"
 
 using namespace safetune;
 using namespace safetune::eval;
 
 namespace {
 
-std::filesystem::path temp_dir() {
-  return std::filesystem::temp_directory_path() / ("safetune_eval_" + std::to_string(::getpid()));
-}
-struct RemoveTempDir {
-  ~RemoveTempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(temp_dir(), ec);
-  }
-} remove_temp_dir;
+const test_util::ScratchDir scratch("safetune_eval");
 
-std::string write_temp(const std::string& name, const std::string& text) {
-  auto p = temp_dir() / name;
-  std::filesystem::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-  return p.string();
-}
+std::string write_temp(const std::string& name, const std::string& text) { return scratch.write(name, text); }
 
 std::string suite_error(const std::string& suite_json) {
   const std::string p = write_temp("s/suite.json", suite_json);
-  try {
-    load_suite(p);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return test_util::input_error_of([&] { load_suite(p); });
 }
 
 }  // namespace
@@ -97,7 +80,7 @@ TEST(ModelJudge, TemplateAndVerdict) {
 }
 
 TEST(ModelJudge, ChatTemplatePresence) {
-  const auto d = temp_dir() / "judge";
+  const auto d = std::filesystem::path(scratch.path()) / "judge";
   std::filesystem::create_directories(d);
   write_temp("judge/tokenizer_config.json", R"({"eos_token": "</s>"})");
   EXPECT_FALSE(has_chat_template(d.string()));
@@ -110,7 +93,7 @@ TEST(ModelJudge, ChatTemplatePresence) {
   write_temp("judge/tokenizer_config.json", R"({})");
   write_temp("judge/chat_template.jinja", "{{ messages }}");
   EXPECT_TRUE(has_chat_template(d.string()));
-  EXPECT_FALSE(has_chat_template((temp_dir() / "missing").string()));
+  EXPECT_FALSE(has_chat_template((std::filesystem::path(scratch.path()) / "missing").string()));
 }
 
 TEST(ExactMatch, StrippedAndExact) {
@@ -231,8 +214,8 @@ TEST(Suite, BadInputsNameTheField) {
                                      {"name": "x", "path": "p.jsonl", "kind": "safety"}]})")
                 .find("duplicate"),
             std::string::npos);
-  EXPECT_NE(suite_error(R"({"sets": [{"name": "x", "path": "missing.jsonl", "kind": "safety"}]})"), "(no error)");
-  EXPECT_NE(suite_error("[1, 2"), "(no error)");
+  EXPECT_NE(suite_error(R"({"sets": [{"name": "x", "path": "missing.jsonl", "kind": "safety"}]})"), "");
+  EXPECT_NE(suite_error("[1, 2"), "");
   write_temp("s/nonum.jsonl", "{\"prompt\": \"a\", \"completion\": \"none\"}\n");
   EXPECT_NE(suite_error(R"({"sets": [{"name": "x", "path": "nonum.jsonl", "kind": "final_number"}]})")
                 .find("no number"),

@@ -93,7 +93,8 @@ void compare(const Case& c, const Out& f, const Out& u) {
 // trained model's (std ~2); reference logits on S near the model's.
 struct Inputs {
   at::Tensor W0, A, ids, H0, targets;
-  loss::FusedConstraint fc;
+  loss::ObjectiveSpec spec;
+  loss::ConstraintInputs ci;
 };
 
 Inputs make_inputs(const Case& c) {
@@ -115,17 +116,18 @@ Inputs make_inputs(const Case& c) {
     valid.fill_(false);
   }
 
-  loss::FusedConstraint& fc = in.fc;
-  fc.kind = c.kind;
-  fc.lambda = 0.7;
+  loss::ObjectiveSpec& spec = in.spec;
+  loss::ConstraintInputs& fc = in.ci;
+  spec.kind = *loss::parse_name<loss::ConstraintKind>(c.kind);
+  spec.lambda = 0.7;
   fc.rows = rows;
   fc.valid = valid;
-  fc.options.reference_mix = c.mix;
-  fc.options.temperature = c.kind == "kl_full" ? 1.5 : 2.0;
-  fc.S = torch::randperm(V, torch::kLong).narrow(0, 0, K);
-  fc.w = (torch::rand({K}) - 0.2).clamp_min(0);  // some weights 0
+  spec.options.reference_mix = *loss::parse_name<loss::ReferenceMix>(c.mix);
+  spec.options.temperature = c.kind == "kl_full" ? 1.5 : 2.0;
+  spec.S = torch::randperm(V, torch::kLong).narrow(0, 0, K);
+  spec.w = (torch::rand({K}) - 0.2).clamp_min(0);  // some weights 0
   fc.t = torch::randint(20, {M}, torch::kLong);  // beyond prefix_n too: the decay matters
-  const at::Tensor zS = at::matmul(in.H0.index_select(0, rows), in.W0.index_select(0, fc.S).t());
+  const at::Tensor zS = at::matmul(in.H0.index_select(0, rows), in.W0.index_select(0, spec.S).t());
   fc.z_full = zS + torch::randn({M, K});
   fc.z_post = zS * 0.5 + torch::randn({M, K}) * 2;
   const at::Tensor ref_h = in.H0.index_select(0, rows) + torch::randn({M, d}) * 0.4;
@@ -148,8 +150,8 @@ Out run(const Case& c, const Inputs& in, std::optional<loss::RowOps> fused, at::
   at::Tensor H = c.tied ? at::matmul(W.index_select(0, in.ids), in.A.to(dtype)).tanh()
                         : in.H0.to(dtype, false, copy).requires_grad_(true);
   if (c.tied) H.retain_grad();
-  o.v = fused ? loss::fused_objective(H, W, in.targets, in.fc, {c.chunk, loss::kIgnoreIndex, *fused})
-              : loss::unfused_objective(H, W, in.targets, in.fc);
+  o.v = fused ? loss::fused_objective(H, W, in.targets, in.spec, in.ci, {c.chunk, loss::kIgnoreIndex, *fused})
+              : loss::unfused_objective(H, W, in.targets, in.spec, in.ci);
   (o.v.total * 1.3).backward();
   o.gH = H.grad();
   o.gW = W.grad();
@@ -261,59 +263,38 @@ TEST(FusedObjective, Bf16Logits) {
 }
 
 TEST(FusedObjective, RejectsBadRows) {
-  loss::FusedConstraint fc;
-  fc.kind = "kl_full";
+  loss::ObjectiveSpec spec;
+  spec.kind = loss::ConstraintKind::kl_full;
+  loss::ConstraintInputs fc;
   fc.rows = torch::tensor({2, 1}, torch::kLong);  // not increasing
   fc.valid = torch::ones({2}, torch::kBool);
   fc.ref_logits = torch::randn({2, 8});
   at::Tensor H = torch::randn({4, 3}), W = torch::randn({8, 3});
   at::Tensor t = torch::zeros({4}, torch::kLong);
-  EXPECT_THROW(loss::fused_objective(H, W, t, fc), c10::Error);
+  EXPECT_THROW(loss::fused_objective(H, W, t, spec, fc), c10::Error);
 }
 
 // ------------------------------------------------------------------ trainer
 
-class FusedTrainerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    root_ = test_util::fresh_temp_dir("safetune_fused_objective");
-    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
-    if (!init_ok_) return;
-    std::ofstream f(root_ + "/train.jsonl");
-    const char* answers[] = {"red and blue", "green", "blue sky today", "black"};
-    for (int i = 0; i < 8; ++i)
-      f << nlohmann::json({{"instruction", "Name colour number " + std::to_string(i % 4)}, {"output", answers[i % 4]}})
-               .dump()
-        << "\n";
-    f.close();
-    test_util::write_hand_tokens(root_ + "/model", root_ + "/tokens.json", {5, 17, 42, 99, 123, 250});
-  }
-  static void TearDownTestSuite() { std::filesystem::remove_all(root_); }
-  void SetUp() override {
-    if (!init_ok_) FAIL() << "safetune init failed (" << test_util::safetune_bin() << ")";
+class FusedTrainerTest : public test_util::TinyRun<FusedTrainerTest> {
+ public:
+  static constexpr const char* kName = "safetune_fused_objective";
+  static void write_data(const std::string& root) { test_util::write_constraint_data(root, 8); }
+  static std::vector<std::string> overrides(const std::string& root) {
+    return {"train.max_steps=3", "train.batch_size=2", "optim.lr=1e-2", "objective.lambda=0.5",
+            "objective.tokens=" + root + "/tokens.json"};
   }
 
-  // Per-step loss terms of a short run of configs/tiny.yaml with these overrides.
-  static std::vector<nlohmann::json> losses(const std::string& out, std::vector<std::string> overrides) {
-    std::vector<std::string> o = {"model.path=" + root_ + "/model", "data.train=" + root_ + "/train.jsonl",
-                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1", "train.max_steps=3",
-                                  "train.batch_size=2", "optim.lr=1e-2", "objective.lambda=0.5",
-                                  "objective.tokens=" + root_ + "/tokens.json"};
-    o.insert(o.end(), overrides.begin(), overrides.end());
-    auto cfg = train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
-    auto r = train::run_training(cfg, test_util::quiet_training());
+ protected:
+  // Per-step loss terms of a short run with these overrides.
+  static std::vector<nlohmann::json> losses(const std::string& out, const std::vector<std::string>& overrides) {
+    auto r = train::run_training(config(out, overrides), quiet());
     EXPECT_EQ(r.exit_code, 0) << out;
     std::vector<nlohmann::json> v;
-    for (const auto& m : test_util::read_jsonl(root_ + "/" + out + "/metrics.jsonl")) v.push_back(m["loss"]);
+    for (const auto& m : metrics(out)) v.push_back(m["loss"]);
     return v;
   }
-
-  static std::string root_;
-  static bool init_ok_;
 };
-
-std::string FusedTrainerTest::root_;
-bool FusedTrainerTest::init_ok_ = false;
 
 TEST_F(FusedTrainerTest, FusedAndUnfusedTrainTheSame) {
   const std::vector<std::vector<std::string>> setups = {

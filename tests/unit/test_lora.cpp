@@ -35,12 +35,7 @@ std::shared_ptr<model::Transformer> tiny_model(uint64_t seed = 3) {
   return m;
 }
 
-std::string temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("safetune_lora_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
+std::string temp_dir(const std::string& name) { return test_util::fresh_temp_dir("safetune_lora_" + name); }
 
 at::Tensor ids() { return at::arange(0, 24, at::kLong).remainder(200).view({2, 12}) * 7 % 200; }
 

@@ -27,18 +27,22 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class NonFiniteTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    root_ = test_util::fresh_temp_dir("safetune_nonfinite");
-    init_ok_ = test_util::init_tiny_llama(root_ + "/model");
-    std::ofstream f(root_ + "/train.jsonl");
+class NonFiniteTest : public test_util::TinyRun<NonFiniteTest> {
+ public:
+  static constexpr const char* kName = "safetune_nonfinite";
+  static constexpr const char* kInitFlags = "";
+  static void write_data(const std::string& root) {
+    std::ofstream f(root + "/train.jsonl");
     for (int i = 0; i < 16; ++i)
       f << json({{"instruction", "Count to " + std::to_string(i % 5)}, {"output", std::to_string(i % 5)}}).dump() << "\n";
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static std::vector<std::string> overrides(const std::string&) {
+    return {"train.save_every=0", "train.max_steps=8", "lora.dropout=0.1"};
+  }
+
+ protected:
   void SetUp() override {
-    if (!init_ok_) FAIL() << "safetune init failed";
+    TinyRun::SetUp();
     // Capture the log (warnings name the bad terms).
     log_.str("");
     previous_ = spdlog::default_logger();
@@ -46,14 +50,6 @@ class NonFiniteTest : public ::testing::Test {
     spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
   }
   void TearDown() override { spdlog::set_default_logger(previous_); }
-
-  static train::RunConfig config(const std::string& out, std::vector<std::string> overrides = {}) {
-    std::vector<std::string> o = {"model.path=" + root_ + "/model", "data.train=" + root_ + "/train.jsonl",
-                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1", "train.save_every=0",
-                                  "train.max_steps=8", "lora.dropout=0.1"};
-    o.insert(o.end(), overrides.begin(), overrides.end());
-    return train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
-  }
 
   // Sets the loss term `name` to `value` at the given steps.
   static train::TrainOptions inject(std::set<int64_t> steps, std::string name, double value, int64_t stop_after = 0) {
@@ -72,14 +68,10 @@ class NonFiniteTest : public ::testing::Test {
     return root_ + "/" + run + buf;
   }
 
-  static std::string root_;
-  static bool init_ok_;
   std::ostringstream log_;
   std::shared_ptr<spdlog::logger> previous_;
 };
 
-std::string NonFiniteTest::root_;
-bool NonFiniteTest::init_ok_ = false;
 
 // Two files with the same bytes (checkpoints are written deterministically).
 void expect_same_file(const std::string& a, const std::string& b) {

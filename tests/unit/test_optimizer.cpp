@@ -12,6 +12,7 @@
 #include "safetune/io/tensor_io.h"
 #include "safetune/train/optimizer.h"
 #include "safetune/train/schedule.h"
+#include "test_util.h"
 
 using namespace safetune;
 using namespace safetune::train;
@@ -19,18 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kPython = "/usr/bin/python3";
-
-bool python_torch_available() {
-  static const bool ok = std::system((std::string(kPython) + " -c 'import torch, numpy' >/dev/null 2>&1").c_str()) == 0;
-  return ok;
-}
-
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("safetune_test_" + name + "_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return test_util::fresh_temp_dir("safetune_test_" + name); }
 
 // A fixed problem: three parameters of different shapes, six steps of gradients whose
 // scales straddle the clipping threshold, one parameter without a gradient at step 3,
@@ -90,7 +80,8 @@ AdamWOptions options_of(const Problem& pb, bool fused) {
 class AdamWVsTorch : public ::testing::TestWithParam<bool> {};
 
 TEST_P(AdamWVsTorch, MatchesTorchOptimAdamWAndClipGradNorm) {
-  if (!python_torch_available()) GTEST_SKIP() << "needs " << kPython << " with torch and numpy (python3-torch)";
+  if (!test_util::python_has("torch, numpy"))
+    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (python3-torch)";
   const bool fused = GetParam();
   const Problem pb = make_problem();
   const fs::path dir = temp_dir(std::string("adamw_") + (fused ? "fused" : "ops"));
@@ -112,7 +103,7 @@ TEST_P(AdamWVsTorch, MatchesTorchOptimAdamWAndClipGradNorm) {
                     {"beta2", num(pb.beta2)}, {"eps", num(pb.eps)}, {"weight_decay", num(pb.weight_decay)},
                     {"max_norm", num(pb.max_norm)}});
   const std::string script = std::string(SAFETUNE_SOURCE_DIR) + "/tests/reference/adamw_reference.py";
-  const std::string cmd = std::string(kPython) + " " + script + " " + (dir / "in.safetensors").string() + " " +
+  const std::string cmd = test_util::kPython + " " + script + " " + (dir / "in.safetensors").string() + " " +
                           (dir / "out.safetensors").string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   auto ref = io::load_tensors((dir / "out.safetensors").string());

@@ -8,39 +8,20 @@
 
 #include "safetune/core/error.h"
 #include "safetune/data/records.h"
+#include "test_util.h"
 
 using namespace safetune;
 
 namespace {
 
-std::filesystem::path temp_dir() {
-  return std::filesystem::temp_directory_path() / ("safetune_records_" + std::to_string(::getpid()));
-}
-// Removes the files the tests wrote when the test binary exits.
-struct RemoveTempDir {
-  ~RemoveTempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(temp_dir(), ec);
-  }
-} remove_temp_dir;
+const test_util::ScratchDir scratch("safetune_records");
 
-std::string write_temp(const std::string& name, const std::string& text) {
-  auto dir = temp_dir();
-  std::filesystem::create_directories(dir);
-  auto p = dir / name;
-  std::ofstream(p, std::ios::binary) << text;
-  return p.string();
-}
+std::string write_temp(const std::string& name, const std::string& text) { return scratch.write(name, text); }
 
 // The InputError message for reading `text` from a file called `name`.
 std::string error_of(const std::string& name, const std::string& text) {
-  std::string path = write_temp(name, text);
-  try {
-    data::read_records(path);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  const std::string path = write_temp(name, text);
+  return test_util::input_error_of([&] { data::read_records(path); });
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }

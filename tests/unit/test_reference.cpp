@@ -1,7 +1,8 @@
 // The constraint's reference sources on a tiny LoRA model made by `safetune init`:
 // copy (a second frozen model), adapter_off (the adapters switched off) and cache (a file
 // from build_ref_cache) give the same constraint loss on the same batch; a stale cache is
-// refused naming the hash that differs; adapter_off without LoRA is refused; training
+// refused naming the hash that differs; adapter_off without LoRA is refused (by the
+// config's validation); training
 // with pact logs its terms and resumes exactly.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -26,6 +27,7 @@
 #include "safetune/train/ref_cache.h"
 #include "safetune/train/reference.h"
 #include "safetune/train/run_data.h"
+#include "safetune/train/setup.h"
 #include "safetune/train/trainer.h"
 #include "test_util.h"
 
@@ -35,63 +37,20 @@ using nlohmann::json;
 
 namespace {
 
-std::string bin() { return test_util::safetune_bin(); }
+class ReferenceTest : public test_util::TinyRun<ReferenceTest> {
+ public:
+  static constexpr const char* kName = "safetune_reference";
+  static void write_data(const std::string& root) { test_util::write_constraint_data(root, 10); }
+  static std::vector<std::string> overrides(const std::string& root) {
+    return {"objective.constraint=pact", "objective.tokens=" + root + "/tokens.json",
+            "objective.ref_cache=" + root + "/ref.safetensors"};
+  }
 
-class ReferenceTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    root_ = test_util::fresh_temp_dir("safetune_reference");
-    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
-    if (!init_ok_) return;
-    std::ofstream f(root_ + "/train.jsonl");
-    const char* answers[] = {"red and blue", "green", "blue sky today", "black"};
-    for (int i = 0; i < 10; ++i)
-      f << json({{"instruction", "Name colour number " + std::to_string(i % 4)}, {"output", answers[i % 4]}}).dump()
-        << "\n";
-    f.close();
-    write_tokens(root_ + "/tokens.json", {5, 17, 42, 99, 123, 250}, 0.0);
-  }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
-  void SetUp() override {
-    if (!init_ok_) FAIL() << "safetune init failed (" << bin() << ")";
-  }
-
   static void write_tokens(const std::string& path, const std::vector<int64_t>& ids, double shift) {
     test_util::write_hand_tokens(root_ + "/model", path, ids, shift);
   }
-
-  static train::RunConfig config(const std::string& out, std::vector<std::string> overrides = {}) {
-    std::vector<std::string> o = {"model.path=" + root_ + "/model",     "data.train=" + root_ + "/train.jsonl",
-                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1",
-                                  "objective.constraint=pact",           "objective.tokens=" + root_ + "/tokens.json",
-                                  "objective.ref_cache=" + root_ + "/ref.safetensors"};
-    o.insert(o.end(), overrides.begin(), overrides.end());
-    return train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
-  }
-
-  static train::TrainOptions quiet(int64_t stop_after = 0) { return test_util::quiet_training(stop_after); }
-
-  static std::vector<json> metrics(const std::string& out) {
-    return test_util::read_jsonl(root_ + "/" + out + "/metrics.jsonl");
-  }
-
-  static std::string root_;
-  static bool init_ok_;
 };
-
-std::string ReferenceTest::root_;
-bool ReferenceTest::init_ok_ = false;
-
-// The InputError message of f(), or "" when it does not throw one.
-template <class F>
-std::string input_error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -127,10 +86,10 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
     std::map<std::string, std::vector<at::Tensor>> grads;
     for (const char* ref : {"copy", "adapter_off", "cache"}) {
       cfg.objective.reference = ref;
-      cfg.objective.reference_mix = mix;
-      auto c = train::setup_constraint(cfg, m, tok.get());
-      ASSERT_EQ(c->reference->name(), ref);
-      train::LossTerms lt = train::compute_objective(cfg.objective, m, batch, c.get());
+      cfg.objective.reference_mix = *loss::parse_name<loss::ReferenceMix>(mix);
+      auto c = train::setup_objective(cfg, m, tok.get());
+      ASSERT_EQ(c.reference->name(), ref);
+      train::LossTerms lt = train::compute_objective(c, m, batch);
       ASSERT_EQ(lt.terms.size(), 3u);
       EXPECT_EQ(lt.terms[1].first, "pact");
       EXPECT_EQ(lt.terms[2].first, "gate");
@@ -167,11 +126,11 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
     for (auto& [name, t] : params)
       if (name.find("lora_B") != std::string::npos) t.zero_();
   }
-  cfg.objective.constraint = "kl_full";
+  cfg.objective.constraint = loss::ConstraintKind::kl_full;
   for (const char* ref : {"copy", "adapter_off"}) {
     cfg.objective.reference = ref;
-    auto c = train::setup_constraint(cfg, m, tok.get());
-    EXPECT_NEAR(train::compute_objective(cfg.objective, m, batch, c.get()).terms.at(1).second.item<double>(), 0.0, 1e-6)
+    auto c = train::setup_objective(cfg, m, tok.get());
+    EXPECT_NEAR(train::compute_objective(c, m, batch).terms.at(1).second.item<double>(), 0.0, 1e-6)
         << ref;
   }
   // pact with objective.target = reference (q is the reference on S, v only selects S)
@@ -198,16 +157,16 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
   for (const char* constraint : {"kl_full", "anchor"}) {
     std::map<std::string, double> term;
     for (const char* ref : {"copy", "adapter_off"}) {
-      cfg.objective.constraint = constraint;
+      cfg.objective.constraint = *loss::parse_name<loss::ConstraintKind>(constraint);
       cfg.objective.reference = ref;
-      auto c = train::setup_constraint(cfg, m, tok.get());
-      train::LossTerms lt = train::compute_objective(cfg.objective, m, batch, c.get());
+      auto c = train::setup_objective(cfg, m, tok.get());
+      train::LossTerms lt = train::compute_objective(c, m, batch);
       term[ref] = lt.terms.at(1).second.item<double>();
     }
     EXPECT_GT(term["copy"], 1e-6) << constraint;
     EXPECT_NEAR(term["adapter_off"], term["copy"], 1e-5) << constraint;
     cfg.objective.reference = "cache";
-    EXPECT_NE(input_error_of([&] { train::setup_constraint(cfg, m, tok.get()); }).find("whole vocabulary"),
+    EXPECT_NE(test_util::input_error_of([&] { train::validate(cfg); }).find("whole vocabulary"),
               std::string::npos)
         << constraint;
   }
@@ -225,43 +184,46 @@ TEST_F(ReferenceTest, StaleCacheIsRefusedNamingTheHash) {
   model::attach_lora(*loaded.model, model::LoraSpec{}, 1);
   auto tok = text::load_tokenizer(cfg.model.path);
   // Fresh: accepted.
-  EXPECT_NO_THROW(train::setup_constraint(cfg, *loaded.model, tok.get()));
+  EXPECT_NO_THROW(train::setup_objective(cfg, *loaded.model, tok.get()));
   // The dataset changes.
   std::ofstream(root_ + "/train_copy.jsonl", std::ios::app)
       << json({{"instruction", "one more"}, {"output", "red"}}).dump() << "\n";
-  std::string e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  std::string e = test_util::input_error_of([&] { train::setup_objective(cfg, *loaded.model, tok.get()); });
   EXPECT_NE(e.find("data_hash"), std::string::npos) << e;
   EXPECT_NE(e.find("stale.safetensors"), std::string::npos) << e;
   fs::copy_file(root_ + "/train.jsonl", root_ + "/train_copy.jsonl", fs::copy_options::overwrite_existing);
-  EXPECT_NO_THROW(train::setup_constraint(cfg, *loaded.model, tok.get()));
+  EXPECT_NO_THROW(train::setup_objective(cfg, *loaded.model, tok.get()));
   // tokens.json changes (other weights, same ids).
   write_tokens(root_ + "/tokens_copy.json", {5, 17, 42, 99, 123, 250}, 0.1);
-  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  e = test_util::input_error_of([&] { train::setup_objective(cfg, *loaded.model, tok.get()); });
   EXPECT_NE(e.find("tokens_hash"), std::string::npos) << e;
   fs::copy_file(root_ + "/tokens.json", root_ + "/tokens_copy.json", fs::copy_options::overwrite_existing);
   // max_length changes.
   cfg.data.max_length += 1;
-  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  e = test_util::input_error_of([&] { train::setup_objective(cfg, *loaded.model, tok.get()); });
   EXPECT_NE(e.find("tokenizer_hash"), std::string::npos) << e;
   cfg.data.max_length -= 1;
   // A missing cache file.
   cfg.objective.ref_cache = root_ + "/none.safetensors";
-  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, tok.get()); });
+  e = test_util::input_error_of([&] { train::setup_objective(cfg, *loaded.model, tok.get()); });
   EXPECT_NE(e.find("none.safetensors"), std::string::npos) << e;
 }
 
 TEST_F(ReferenceTest, AdapterOffWithoutLoraIsRefused) {
-  std::string e = input_error_of([&] { config("nolora", {"lora.enabled=false", "objective.reference=adapter_off"}); });
+  std::string e = test_util::input_error_of([&] { config("nolora", {"lora.enabled=false", "objective.reference=adapter_off"}); });
   EXPECT_NE(e.find("adapter_off"), std::string::npos) << e;
-  // Also when the config is assembled in code, at set-up.
+  // Also when the config is assembled in code: its validation, which the trainer's
+  // set-up runs first.
   train::RunConfig cfg = config("nolora", {"lora.enabled=false"});
   cfg.objective.reference = "adapter_off";
-  model::LoadedModel loaded = model::load_model(cfg.model.path);
-  e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, nullptr); });
+  e = test_util::input_error_of([&] { train::validate(cfg); });
   EXPECT_NE(e.find("adapter_off needs LoRA"), std::string::npos) << e;
+  e = test_util::input_error_of([&] { train::setup_run(cfg); });
+  EXPECT_NE(e.find("adapter_off needs LoRA"), std::string::npos) << e;
+  model::LoadedModel loaded = model::load_model(cfg.model.path);
   // auto without LoRA is a copy.
   cfg.objective.reference = "auto";
-  EXPECT_EQ(train::setup_constraint(cfg, *loaded.model, nullptr)->reference->name(), "copy");
+  EXPECT_EQ(train::setup_objective(cfg, *loaded.model, nullptr).reference->name(), "copy");
 }
 
 TEST_F(ReferenceTest, TokensForAnotherVocabularyAreRefused) {
@@ -271,7 +233,7 @@ TEST_F(ReferenceTest, TokensForAnotherVocabularyAreRefused) {
   train::RunConfig cfg = config("othervocab", {"objective.tokens=" + root_ + "/tokens_other.json"});
   model::LoadedModel loaded = model::load_model(cfg.model.path);
   model::attach_lora(*loaded.model, model::LoraSpec{}, 1);
-  std::string e = input_error_of([&] { train::setup_constraint(cfg, *loaded.model, nullptr); });
+  std::string e = test_util::input_error_of([&] { train::setup_objective(cfg, *loaded.model, nullptr); });
   EXPECT_NE(e.find("tokens_other.json"), std::string::npos) << e;
 }
 

@@ -21,15 +21,6 @@ void touch(const fs::path& p, const std::string& text = "x") {
   std::ofstream(p) << text;
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
-}
-
 TEST(RunDirSafety, StaleTemporariesAreRemovedAndTheRestKept) {
   const fs::path run = test_util::fresh_temp_dir("safetune_stale");
   const fs::path ck = run / "checkpoints";
@@ -85,7 +76,7 @@ TEST(RunDirSafety, LatestCannotPointOutsideTheRunDirectory) {
   for (const char* bad : {"../elsewhere\n", "checkpoints/../../elsewhere\n", "/etc\n", "checkpoints/step-0000001x\n",
                           "checkpoints/step-00000001/../../elsewhere\n", "\n"}) {
     write_file_atomic((run / "latest").string(), bad);
-    const std::string m = message_of([&] { train::latest_checkpoint(run.string()); });
+    const std::string m = test_util::input_error_of([&] { train::latest_checkpoint(run.string()); });
     EXPECT_NE(m.find("expected checkpoints/step-NNNNNNNN"), std::string::npos) << bad << ": " << m;
     EXPECT_THROW(train::clean_stale_temporaries(run.string()), InputError) << bad;
   }
@@ -99,24 +90,23 @@ TEST(RunDirSafety, OutputDirMayNotClimbWithDotDot) {
   const std::string yaml = head + "train:\n  output_dir: runs/a\n";
   for (const char* bad : {"train.output_dir=../x", "train.output_dir=runs/../../x", "train.output_dir=a/..",
                           "train.output_dir=/tmp/../etc/x"}) {
-    const std::string m = message_of([&] { train::parse_run_config(yaml, "c.yaml", {bad}); });
+    const std::string m = test_util::input_error_of([&] { train::parse_run_config(yaml, "c.yaml", {bad}); });
     EXPECT_NE(m.find("contains '..'"), std::string::npos) << bad << ": " << m;
   }
-  const std::string m = message_of([&] { train::parse_run_config(yaml + "  max_steps: 1\n", "c.yaml", {}); });
-  EXPECT_EQ(m, "(no InputError)");
+  EXPECT_EQ(test_util::input_error_of([&] { train::parse_run_config(yaml + "  max_steps: 1\n", "c.yaml", {}); }), "");
   for (const char* ok : {"train.output_dir=runs/a..b", "train.output_dir=/tmp/runs/x", "train.output_dir=./x",
                          "train.output_dir=..x"})
     EXPECT_EQ(train::parse_run_config(yaml, "c.yaml", {ok}).train.output_dir, std::string(ok).substr(17)) << ok;
   // In the YAML itself, the message names the file and line.
-  const std::string in_file =
-      message_of([&] { train::parse_run_config("train:\n  output_dir: ../../up\n" + head, "c.yaml", {}); });
+  const std::string in_file = test_util::input_error_of(
+      [&] { train::parse_run_config("train:\n  output_dir: ../../up\n" + head, "c.yaml", {}); });
   EXPECT_NE(in_file.find("c.yaml:2: train.output_dir = '../../up' contains '..'"), std::string::npos) << in_file;
 }
 
 TEST(RunDirSafety, ErrorMessagesStayOnOneLine) {
-  const std::string m = message_of([] { input_error("f.yaml:3", "unknown key 'a\nb\x1b[31m\t\r'"); });
+  const std::string m = test_util::input_error_of([] { input_error("f.yaml:3", "unknown key 'a\nb\x1b[31m\t\r'"); });
   EXPECT_EQ(m, "f.yaml:3: unknown key 'a\\nb\\x1b[31m\\t\\r'");
-  EXPECT_EQ(message_of([] { input_error("x", "caf\xc3\xa9 ok"); }), "x: caf\xc3\xa9 ok");  // UTF-8 is kept
+  EXPECT_EQ(test_util::input_error_of([] { input_error("x", "caf\xc3\xa9 ok"); }), "x: caf\xc3\xa9 ok");  // UTF-8 is kept
 }
 
 }  // namespace

@@ -10,18 +10,14 @@
 #include "safetune/core/fs.h"
 #include "safetune/io/safetensors.h"
 #include "safetune/io/tensor_io.h"
+#include "test_util.h"
 
 using namespace safetune;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("safetune_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
+std::string temp_dir(const std::string& name) { return test_util::fresh_temp_dir("safetune_test_" + name); }
 
 // Builds a raw safetensors file from a header string and a data size.
 std::string raw_file(const std::string& header, size_t data_bytes, uint64_t claimed_len = UINT64_MAX) {

@@ -15,6 +15,7 @@
 #include "safetune/core/error.h"
 #include "safetune/text/bpe_tokenizer.h"
 #include "safetune/text/tokenizer.h"
+#include "test_util.h"
 
 using namespace safetune;
 using json = nlohmann::json;
@@ -79,15 +80,6 @@ std::string temp_dir() {
   auto dir = std::filesystem::temp_directory_path() / ("safetune_tok_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   return dir.string();
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -229,36 +221,36 @@ TEST(TokenizerBpe, ErrorsNameTheComponentAndFile) {
     return p;
   };
   std::string p = write("malformed.json", "{\"model\": {");
-  std::string e = error_of([&] { text::load_tokenizer_json(p); });
+  std::string e = test_util::input_error_of([&] { text::load_tokenizer_json(p); });
   EXPECT_NE(e.find(p), std::string::npos) << e;
   EXPECT_NE(e.find("malformed JSON"), std::string::npos) << e;
 
   json j = gpt2_style();
   j["model"]["type"] = "WordPiece";
   p = write("wordpiece.json", j.dump());
-  e = error_of([&] { text::load_tokenizer_json(p); });
+  e = test_util::input_error_of([&] { text::load_tokenizer_json(p); });
   EXPECT_NE(e.find(p), std::string::npos) << e;
   EXPECT_NE(e.find("WordPiece"), std::string::npos) << e;
 
   j = gpt2_style();
   j["pre_tokenizer"] = {{"type", "Whitespace"}};
   p = write("whitespace.json", j.dump());
-  e = error_of([&] { text::load_tokenizer_json(p); });
+  e = test_util::input_error_of([&] { text::load_tokenizer_json(p); });
   EXPECT_NE(e.find(p), std::string::npos) << e;
   EXPECT_NE(e.find("Whitespace"), std::string::npos) << e;
 
   j = gpt2_style();
   j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}};
-  e = error_of([&] { parse(j); });
+  e = test_util::input_error_of([&] { parse(j); });
   EXPECT_NE(e.find("\\\\w+"), std::string::npos) << e;
 
   j = gpt2_style();
   j["normalizer"] = {{"type", "Lowercase"}};
-  EXPECT_NE(error_of([&] { parse(j); }).find("Lowercase"), std::string::npos);
+  EXPECT_NE(test_util::input_error_of([&] { parse(j); }).find("Lowercase"), std::string::npos);
 
   j = gpt2_style();
   j["model"]["merges"].push_back("zz qq");
-  EXPECT_NE(error_of([&] { parse(j); }).find("not in the vocab"), std::string::npos);
+  EXPECT_NE(test_util::input_error_of([&] { parse(j); }).find("not in the vocab"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
@@ -283,7 +275,7 @@ TEST(TokenizerBpe, LoadTokenizerReadsSpecialTokens) {
   EXPECT_EQ(tok->eos_id, 7);
 
   std::filesystem::remove(dir + "/tokenizer.json");
-  EXPECT_NE(error_of([&] { text::load_tokenizer(dir); }).find("no tokenizer.json or tokenizer.model"), std::string::npos);
+  EXPECT_NE(test_util::input_error_of([&] { text::load_tokenizer(dir); }).find("no tokenizer.json or tokenizer.model"), std::string::npos);
   std::filesystem::remove_all(temp_dir());
 }
 

@@ -14,6 +14,7 @@
 #include "safetune/core/error.h"
 #include "safetune/text/sentencepiece.h"
 #include "safetune/text/tokenizer.h"
+#include "test_util.h"
 
 using namespace safetune;
 using json = nlohmann::json;
@@ -44,20 +45,6 @@ std::string temp_dir() {
   return dir.string();
 }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  if (pclose(p) != 0) return "";
-  return out;
-}
-
-bool have_python_sentencepiece() {
-  return run("/usr/bin/python3 -c 'import sentencepiece; print(1)' 2>/dev/null") == "1\n";
-}
 
 // Shim lookup: tests run from build/tests/, the shim sits in build/.
 void point_at_shim() {
@@ -67,7 +54,7 @@ void point_at_shim() {
 }  // namespace
 
 TEST(TokenizerSpm, TrainedModelMatchesPythonSentencepiece) {
-  if (!have_python_sentencepiece()) GTEST_SKIP() << "/usr/bin/python3 has no sentencepiece module";
+  if (!test_util::python_has("sentencepiece")) GTEST_SKIP() << "/usr/bin/python3 has no sentencepiece module";
   point_at_shim();
   std::string dir = temp_dir();
   std::string corpus = dir + "/corpus.txt";
@@ -99,7 +86,7 @@ TEST(TokenizerSpm, TrainedModelMatchesPythonSentencepiece) {
                            "print(json.dumps({'ids': ids, 'decoded': [sp.decode(i) for i in ids],\n"
                            "  'vocab': sp.get_piece_size(), 'bos': sp.bos_id(), 'eos': sp.eos_id(),\n"
                            "  'pieces': [sp.id_to_piece(i) for i in range(sp.get_piece_size())]}))\n";
-  std::string out = run("/usr/bin/python3 " + script + " " + dir + "/spm.model " + texts_path);
+  std::string out = test_util::run_command(test_util::kPython + " " + script + " " + dir + "/spm.model " + texts_path);
   ASSERT_FALSE(out.empty()) << "python reference failed";
   json ref = json::parse(out);
 

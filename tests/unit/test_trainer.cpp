@@ -29,41 +29,14 @@ namespace {
 std::string bin() { return test_util::safetune_bin(); }
 
 // One tiny model and dataset for every test of this file.
-class TrainerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    root_ = test_util::fresh_temp_dir("safetune_trainer");
-    // A wide init (std 0.3): with HF's 0.02 the frozen random lm_head of so small a model
-    // bounds what LoRA can learn to a few tenths of a nat.
-    init_ok_ = test_util::init_tiny_llama(root_ + "/model", " --init-std 0.3");
-    test_util::write_colour_records(root_ + "/train.jsonl", 12);
-    std::ofstream(root_ + "/empty.jsonl") << "";
+class TrainerTest : public test_util::TinyRun<TrainerTest> {
+ public:
+  static constexpr const char* kName = "safetune_trainer";
+  static void write_data(const std::string& root) {
+    test_util::write_colour_records(root + "/train.jsonl", 12);
+    std::ofstream(root + "/empty.jsonl") << "";
   }
-  static void TearDownTestSuite() { fs::remove_all(root_); }
-  void SetUp() override {
-    if (!init_ok_) FAIL() << "safetune init failed (" << bin() << ")";
-  }
-
-  // configs/tiny.yaml with this model and data, plus overrides.
-  static train::RunConfig config(const std::string& out, std::vector<std::string> overrides = {}) {
-    std::vector<std::string> o = {"model.path=" + root_ + "/model", "data.train=" + root_ + "/train.jsonl",
-                                  "train.output_dir=" + root_ + "/" + out, "train.threads=1"};
-    o.insert(o.end(), overrides.begin(), overrides.end());
-    return train::load_run_config(std::string(SAFETUNE_SOURCE_DIR) + "/configs/tiny.yaml", o);
-  }
-
-  static train::TrainOptions quiet(int64_t stop_after = 0) { return test_util::quiet_training(stop_after); }
-
-  static std::vector<json> metrics(const std::string& out) {
-    return test_util::read_jsonl(root_ + "/" + out + "/metrics.jsonl");
-  }
-
-  static std::string root_;
-  static bool init_ok_;
 };
-
-std::string TrainerTest::root_;
-bool TrainerTest::init_ok_ = false;
 
 // Every tensor of two safetensors files, bitwise.
 void expect_same_tensors(const std::string& a, const std::string& b) {

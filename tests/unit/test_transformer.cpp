@@ -30,12 +30,7 @@ std::shared_ptr<model::Transformer> make(const ModelConfig& c, uint64_t seed = 7
   return m;
 }
 
-std::string temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("safetune_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
+std::string temp_dir(const std::string& name) { return test_util::fresh_temp_dir("safetune_test_" + name); }
 
 }  // namespace
 

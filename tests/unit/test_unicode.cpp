@@ -11,24 +11,10 @@
 #include <unistd.h>
 
 #include "safetune/text/unicode.h"
+#include "test_util.h"
 
 using namespace safetune::text;
 using json = nlohmann::json;
-
-namespace {
-
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  if (pclose(p) != 0) return "";
-  return out;
-}
-
-}  // namespace
 
 TEST(Unicode, NfcMatchesPythonUnicodedata) {
   std::vector<std::string> cases = {
@@ -59,7 +45,7 @@ TEST(Unicode, NfcMatchesPythonUnicodedata) {
          "  'sample': sample,\n"
          "  'L': [unicodedata.category(chr(c)).startswith('L') for c in sample],\n"
          "  'N': [unicodedata.category(chr(c)).startswith('N') for c in sample]}))\n";
-  std::string out = run("/usr/bin/python3 " + dir + "/ref.py " + dir + "/in.json");
+  std::string out = safetune::test_util::run_command(safetune::test_util::kPython + " " + dir + "/ref.py " + dir + "/in.json");
   std::filesystem::remove_all(dir);
   if (out.empty()) GTEST_SKIP() << "/usr/bin/python3 not available";
   json ref = json::parse(out);

@@ -1,9 +1,22 @@
 # Sourced by every tests/e2e/*.sh: where the sources and the binary are (ctest sets
 # SAFETUNE_SOURCE_DIR and SAFETUNE_BIN), the python with torch, a scratch directory
-# removed on exit, and fail().
+# removed on exit (kept with KEEP_WORK=1, for a look after a failure; made writable first,
+# as a test may leave read-only files there), and fail().
 here=$(cd "$(dirname "$0")" && pwd)
 src=${SAFETUNE_SOURCE_DIR:-$here/../..}
 bin=${SAFETUNE_BIN:-$src/build/safetune}
 py=/usr/bin/python3
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d)
+remove_work() {
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; return; fi
+  chmod -R u+w "$work" 2>/dev/null
+  rm -rf "$work"
+}
+trap remove_work EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+# init_small NAME SEED [flags...]: a tiny random Llama (vocab 300, hidden 32, 2 layers, GQA
+# 4/2) at $work/NAME, as the unit tests' tiny model.
+init_small() {
+  "$bin" init --arch llama --out "$work/$1" --vocab 300 --hidden 32 --layers 2 --heads 4 --kv-heads 2 \
+    --intermediate 64 --seed "$2" "${@:3}" >/dev/null || fail "init $1"
+}
