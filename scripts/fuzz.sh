@@ -38,10 +38,17 @@ if [ -z "$cxx" ]; then
 fi
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S tests/fuzz -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
+  cmake -S tests/fuzz -B "$build" "${generator[@]}" "${launcher[@]}" -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
 fi
-cmake --build "$build" -j "$jobs" -- $(for t in "${targets[@]}"; do echo "fuzz_$t"; done) >/dev/null
+# The build's own output only when it fails (then it is the message that matters).
+if ! out=$(cmake --build "$build" -j "$jobs" -- $(for t in "${targets[@]}"; do echo "fuzz_$t"; done) 2>&1); then
+  echo "$out" | grep -E "error|FAILED" | head -20
+  echo "fuzz.sh: the fuzz targets do not build (above)" >&2
+  exit 2
+fi
 
 status=0
 printf '%-16s %12s %8s  %s\n' target executions crashes note

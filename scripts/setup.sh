@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
+  clang-14 libclang-rt-14-dev  # the fuzz targets (libFuzzer, sanitizers): built and run by the tests
   libtorch-dev libopenblas0-pthread
   nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev googletest
