@@ -27,9 +27,11 @@ namespace safetune::bench {
 
 namespace {
 
-// The FLOPs of one trained token (see step.h) and the batch's tokens.
-void count_flops(const train::Run& run, StepResult& r) {
+// The trainable parameters, the FLOPs of one trained token (see step.h) and the batch's
+// tokens.
+void count_work(const train::Run& run, StepResult& r) {
   const train::RunConfig& cfg = run.cfg;
+  for (const at::Tensor& p : run.param_tensors) r.trainable += p.numel();
   const model::Transformer& m = *run.model.model;
   const auto& mc = run.model.config;
   int64_t n_matmul = 0;
@@ -107,8 +109,7 @@ StepResult bench_step(const train::RunConfig& cfg, int steps, int warmup, const 
   std::vector<at::Tensor>& params = run.param_tensors;
   StepResult r;
   r.threads = run.threads;
-  for (auto& p : params) r.trainable += p.numel();
-  count_flops(run, r);
+  count_work(run, r);
   const int64_t B = cfg.train.batch_size, T = cfg.data.max_length;
   const data::Batch batch = random_batch(cfg, run.model.config.vocab_size, prompt_len, device);
   if (cached && run.objective.reference)

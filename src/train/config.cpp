@@ -27,10 +27,10 @@
 #include <type_traits>
 #include <variant>
 
+#include "safetune/core/device_name.h"
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/text/unicode.h"
-#include "safetune/core/device_name.h"
 
 namespace safetune::train {
 namespace {
@@ -184,7 +184,7 @@ const std::vector<Field>& fields() {
     t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss")
                     .alias({"method", "defense", "type"}));
     t.push_back(F("objective.lambda", objective.lambda, "loss = CE + lambda x constraint").min(0).alias({"kl_weight", "weight", "beta"}));
-    t.push_back(F("objective.tokens", objective.tokens, "safety tokens (tokens.json from `safetune tokens`); pact needs it")
+    t.push_back(F("objective.tokens", objective.tokens, "safety tokens (tokens.json from `safetune tokens`); pact, anchor and positions = probe need it")
                     .alias({"tokens_path", "safety_tokens"}));
     t.push_back(F("objective.temperature", objective.temperature, "temperature T of the constraint KL (scaled by T^2)")
                     .above(0).alias({"T", "kl_temperature", "temp"}));
