@@ -2,18 +2,21 @@
 # Builds the libFuzzer targets of tests/fuzz/ with clang (ASan + UBSan, no LibTorch) into
 # build-fuzz/ and runs each for N executions on its seed corpus tests/fuzz/corpus/<target>/.
 #
-#   scripts/fuzz.sh [-runs N] [-max_total_time S] [-jobs J] [target...]
+#   scripts/fuzz.sh [-runs N] [-max_total_time S] [-seed N] [-jobs J] [target...]
 #
 # Targets: safetensors hf_config tokenizer_json records yaml_config (default: all), run one
 # after another. New inputs the fuzzer finds go to build-fuzz/corpus/<target>/ (the
 # checked-in seeds are only read); a crashing input is written to
-# build-fuzz/artifacts/<target>/. Exits non-zero if any target crashed.
+# build-fuzz/artifacts/<target>/. -seed fixes libFuzzer's random seed (the tests use one,
+# so that a CI run is reproducible; 0, the default, draws one). Exits non-zero if any
+# target crashed.
 # Reproduce a crash: build-fuzz/fuzz_<target> <crash file>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs=200000
 max_time=0
+seed=0
 jobs=${JOBS:-2}
 targets=()
 while [ $# -gt 0 ]; do
@@ -22,8 +25,10 @@ while [ $# -gt 0 ]; do
     -runs=*) runs=${1#-runs=}; shift ;;
     -max_total_time) max_time=$2; shift 2 ;;
     -max_total_time=*) max_time=${1#-max_total_time=}; shift ;;
+    -seed) seed=$2; shift 2 ;;
+    -seed=*) seed=${1#-seed=}; shift ;;
     -jobs) jobs=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
     *) targets+=("${1#fuzz_}"); shift ;;
   esac
@@ -59,7 +64,7 @@ for t in "${targets[@]}"; do
   log=$build/logs/$t.log
   mkdir -p "$work" "$artifacts" "$(dirname "$log")"
   rc=0
-  "$build/fuzz_$t" -runs="$runs" -max_total_time="$max_time" -timeout=10 -print_final_stats=1 \
+  "$build/fuzz_$t" -runs="$runs" -max_total_time="$max_time" -seed="$seed" -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$work" "$seeds" >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   # libFuzzer stops at the first crash (ASan/UBSan report, uncaught exception, abort,
