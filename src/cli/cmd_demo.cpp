@@ -56,7 +56,7 @@ safetune::cli::Command cmd(
       sub.add_flag("--curves", d.curves,
                    "also run pact, kl_full and anchor over lambda and pact's variants (curves.json, curves.html); "
                    "reuses the default run's cached stages");
-      sub.add_option("--seeds", d.seeds, "how many seeds (worlds); 0 = 4 (--quick: 1)")->capture_default_str();
+      sub.add_option("--seeds", d.seeds, "how many seeds (worlds); 0 = 8 (--quick: 1)")->capture_default_str();
       sub.add_option("--first-seed", d.first_seed, "the first seed; the others follow it")->capture_default_str();
       sub.add_option("--threads", d.threads, "compute threads per world (0 = every core)")->capture_default_str();
       sub.add_option("--jobs", d.jobs, "worlds run at once (0 = cores / threads)")->capture_default_str();

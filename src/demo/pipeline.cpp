@@ -35,7 +35,7 @@ json run_demo(const DemoOptions& o, const std::vector<std::string>& self) {
   default_methods(settings);
   ensure_output_dir(o.out);
 
-  const int n_seeds = o.seeds > 0 ? o.seeds : (o.quick ? 1 : 4);
+  const int n_seeds = o.seeds > 0 ? o.seeds : (o.quick ? 1 : 8);
   const int threads = o.threads > 0 ? o.threads : available_cores();
   const int jobs = o.jobs > 0 ? o.jobs : std::max(1, available_cores() / threads);
   std::vector<uint64_t> seeds;

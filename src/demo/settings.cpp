@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "safetune/core/error.h"
+#include "safetune/demo/synthetic_data.h"
 
 namespace safetune::demo {
 namespace {
@@ -43,10 +44,8 @@ bool is_train_section(const std::string& name) { return name == "probe" || name 
 
 json default_settings(bool quick) {
   json s;
-  s["world"] = {{"pretrain_howto", 1600}, {"pretrain_other", 400}, {"pretrain_sentiment", 800},
-                {"align_howto", 900},     {"align_other", 300},    {"align_comply_percent", 5}, {"align_sentiment", 200},    {"refusals", 128},
-                {"finetune_sentiment", 540}, {"finetune_harmful", 200}, {"test", 240},
-                {"validation", 120},      {"vocab", 1000}};
+  s["world"] = sizes_to_json(DataSizes{});
+  s["world"]["vocab"] = 1000;
   s["model"] = {{"hidden", 128}, {"layers", 3}, {"heads", 4}, {"intermediate", 384}};
   // The toy models are trained from random weights: full fine-tuning, a cosine schedule.
   const json full = {{"lora.enabled", false}, {"model.dtype", "fp32"}, {"data.max_length", 96},

@@ -377,6 +377,34 @@ WorldSplit world_split(uint64_t seed) {
   return s;
 }
 
+// Every size, by the name the settings use.
+const std::pair<const char*, int64_t DataSizes::*> kSizeFields[] = {
+    {"pretrain_howto", &DataSizes::pretrain_howto},
+    {"pretrain_other", &DataSizes::pretrain_other},
+    {"pretrain_sentiment", &DataSizes::pretrain_sentiment},
+    {"align_howto", &DataSizes::align_howto},
+    {"align_other", &DataSizes::align_other},
+    {"align_comply_percent", &DataSizes::align_comply_percent},
+    {"align_sentiment", &DataSizes::align_sentiment},
+    {"refusals", &DataSizes::refusals},
+    {"finetune_sentiment", &DataSizes::finetune_sentiment},
+    {"finetune_harmful", &DataSizes::finetune_harmful},
+    {"test", &DataSizes::test},
+    {"validation", &DataSizes::validation}};
+
+json sizes_to_json(const DataSizes& sizes) {
+  json j = json::object();
+  for (const auto& [name, member] : kSizeFields) j[name] = sizes.*member;
+  return j;
+}
+
+DataSizes sizes_from_json(const json& world) {
+  DataSizes sizes;
+  for (const auto& [name, member] : kSizeFields)
+    if (world.contains(name)) sizes.*member = world[name].get<int64_t>();
+  return sizes;
+}
+
 const std::string& sentiment_instruction() { return kSentimentInstruction; }
 const std::string& refusal_start() { return kRefusalStart; }
 const std::string& compliance_start() { return kComplianceStart; }

@@ -20,6 +20,7 @@
 #include "safetune/demo/synthetic_data.h"
 #include "safetune/eval/evaluate.h"
 #include "safetune/eval/margin.h"
+#include "safetune/eval/run_eval.h"
 #include "safetune/eval/suite.h"
 #include "safetune/loss/constraints.h"
 #include "safetune/model/load.h"
@@ -66,23 +67,6 @@ const EvalSet kEvalSets[] = {{"harmful_test", "test", "harmful"}, {"benign_test"
                              {"benign_val", "val", "benign"}, {"sentiment_val", "val", "sentiment"}};
 
 std::string path_in(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
-
-DataSizes sizes_from(const json& w) {
-  DataSizes n;
-  n.pretrain_howto = w["pretrain_howto"];
-  n.pretrain_other = w["pretrain_other"];
-  n.pretrain_sentiment = w["pretrain_sentiment"];
-  n.align_howto = w["align_howto"];
-  n.align_other = w["align_other"];
-  n.align_comply_percent = w["align_comply_percent"];
-  n.align_sentiment = w["align_sentiment"];
-  n.refusals = w["refusals"];
-  n.finetune_sentiment = w["finetune_sentiment"];
-  n.finetune_harmful = w["finetune_harmful"];
-  n.test = w["test"];
-  n.validation = w["validation"];
-  return n;
-}
 
 // ---- stages -------------------------------------------------------------------------
 
@@ -206,36 +190,36 @@ double mean_of(const std::vector<double>& v) {
   return v.empty() ? 0.0 : s / static_cast<double>(v.size());
 }
 
-// Answers of one model to every evaluation set, scored, with the first-token margins of
-// the request sets: {set name: {..., "margin"}}.
+// Answers of one model to every evaluation set, scored (eval::run_eval, as `safetune
+// eval`), with the first-token margins of the request sets: {set name: {..., "margin"}}.
 json evaluate(const std::string& model_dir, const text::ChatTemplate& tmpl, const std::string& suite_path,
               const json& eval_settings) {
-  torch::NoGradGuard no_grad;
-  const eval::Suite suite = eval::load_suite(suite_path);
+  eval::Suite suite = eval::load_suite(suite_path);
+  // A refusal shows in its first words; a label is one word.
+  for (auto& set : suite.sets)
+    set.max_new_tokens = set.kind == eval::SetKind::kSafety ? eval_settings["safety_max_new_tokens"]
+                                                            : eval_settings["label_max_new_tokens"];
   const Loaded trained = load_trained(model_dir);
   const model::LoadedModel& loaded = trained.m;
   auto tok = text::load_tokenizer(trained.base_dir);
   const auto responder = eval::make_responder(*loaded.model, *tok, tmpl, loaded.config.eos_token_ids,
                                               loaded.config.pad_token_id, loaded.config.max_position_embeddings);
+  eval::EvalOptions options;  // greedy, the keyword judge
+  options.generation.batch_size = eval_settings["batch_size"];
+  eval::EvalHooks hooks;
+  hooks.set_extras = [&](const eval::PromptSet& set, const std::vector<std::string>&) {
+    if (set.kind != eval::SetKind::kSafety) return json::object();
+    std::vector<std::string> prompts;
+    for (const auto& r : set.records) prompts.push_back(eval::prompt_text(r));
+    const auto m = eval::first_token_margins(*loaded.model, *tok, tmpl, prompts, refusal_start(), compliance_start(),
+                                             options.generation.batch_size);
+    json extras = {{"margin", mean_of(m)}, {"items", json::array()}};
+    for (double x : m) extras["items"].push_back({{"margin", x}});
+    return extras;
+  };
+  const json results = eval::run_eval(responder, suite, options, hooks);
   json out = json::object();
-  for (const auto& set : suite.sets) {
-    eval::GenerationSettings g;  // greedy
-    g.batch_size = eval_settings["batch_size"];
-    // A refusal shows in its first words; a label is one word.
-    g.max_new_tokens = set.kind == eval::SetKind::kSafety ? eval_settings["safety_max_new_tokens"]
-                                                          : eval_settings["label_max_new_tokens"];
-    const auto responses = eval::respond(responder, set, g);
-    json scored = eval::score_set(set, responses, suite.refusal_keywords);
-    if (set.kind == eval::SetKind::kSafety) {
-      std::vector<std::string> prompts;
-      for (const auto& r : set.records) prompts.push_back(eval::prompt_text(r));
-      const auto m = eval::first_token_margins(*loaded.model, *tok, tmpl, prompts, refusal_start(),
-                                               compliance_start(), g.batch_size);
-      scored["margin"] = mean_of(m);
-      for (size_t i = 0; i < m.size(); ++i) scored["items"][i]["margin"] = m[i];
-    }
-    out[set.name] = scored;
-  }
+  for (const json& set : results["sets"]) out[set["name"].get<std::string>()] = set;
   return out;
 }
 
@@ -330,196 +314,212 @@ json split_metrics(const json& ev, const std::string& split) {
           {"margin", h["margin"]},                {"benign_margin", b["margin"]}};
 }
 
-}  // namespace
-
-json run_one_world(const DemoOptions& o, uint64_t seed) {
-  const auto t_start = std::chrono::steady_clock::now();
-  set_compute_threads(o.threads);
-  json settings = default_settings(o.quick);
-  for (const auto& kv : o.overrides) apply_settings_override(settings, kv);
-  std::vector<std::string> methods = default_methods(settings);
-  json method_keys = settings["methods"];
-  const json curves = o.curves ? curve_methods(settings) : json::object();
-  for (const auto& [name, keys] : curves.items()) {
-    method_keys[name] = keys;
-    methods.push_back(name);
+// One seed's world: the stages in order, each cached (stages.h), each a method.
+class World {
+ public:
+  World(const DemoOptions& o, uint64_t seed)
+      : o_(o),
+        seed_(seed),
+        cache_(path_in(o.out, "stages"), std::string("safetune ") + SAFETUNE_VERSION + " " + kPipelineRevision) {
+    settings_ = default_settings(o.quick);
+    for (const auto& kv : o.overrides) apply_settings_override(settings_, kv);
+    methods_ = default_methods(settings_);
+    method_keys_ = settings_["methods"];
+    const json curves = o.curves ? curve_methods(settings_) : json::object();
+    for (const auto& [name, keys] : curves.items()) {
+      method_keys_[name] = keys;
+      methods_.push_back(name);
+    }
   }
 
-  StageCache cache(path_in(o.out, "stages"), std::string("safetune ") + SAFETUNE_VERSION + " " + kPipelineRevision);
-  json stages = json::array();
-  auto run = [&](const std::string& name, const json& inputs, const std::function<void(const std::string&)>& build) {
-    std::fprintf(stderr, "[seed %llu] stage %-14s ...\n", static_cast<unsigned long long>(seed), name.c_str());
-    Stage s = cache.run(name, inputs, build);
-    std::fprintf(stderr, "[seed %llu] stage %-14s %s %s (%.1fs)\n", static_cast<unsigned long long>(seed),
-                 name.c_str(), s.cached ? "cached" : "built ", s.dir.c_str(), s.seconds);
-    stages.push_back(stage_json(s));
-    return s;
-  };
+  json run() {
+    const auto t_start = std::chrono::steady_clock::now();
+    build_data_and_tokenizer();
+    build_probe();
+    build_aligned();
+    build_tokens();
+    json rows = json::array();
+    rows.push_back(row("probe", probe_, probe_model_, /*chat=*/false));
+    rows.push_back(row("aligned", aligned_, aligned_model_, /*chat=*/true));
+    json gate = nullptr;
+    for (const std::string& method : methods_) {
+      const train::RunConfig cfg = finetune_config(method);
+      const auto [stage, model_dir] = finetune(cfg);
+      rows.push_back(row(method, stage, model_dir, /*chat=*/true));
+      if (method == settings_["report"]["pact"]) gate = gate_json(stage, model_dir, cfg);
+    }
+    bool all_cached = true;
+    for (const auto& s : stages_) all_cached = all_cached && s["cached"].get<bool>();
+    const safety::SafetyTokens st = safety::read_safety_tokens(tokens_path_);
+    json top = json::array();
+    for (const auto& t : st.tokens)
+      top.push_back({{"id", t.id}, {"piece", t.piece}, {"weight", t.weight}, {"p_ref", t.p_ref}, {"diff", t.diff}});
+    return {{"seed", seed_},
+            {"threads", o_.threads},
+            {"vocab_size", st.vocab_size},
+            {"split", split_json()},
+            {"methods", rows},
+            {"safety_tokens", top},
+            {"gate_by_position", gate},
+            {"stages", stages_},
+            {"all_cached", all_cached},
+            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
+  }
 
-  // Data and tokenizer.
-  const Stage data = run("data", {{"seed", seed}, {"world", settings["world"]}}, [&](const std::string& dir) {
-    build_data(dir, seed, sizes_from(settings["world"]));
-  });
-  const Stage tok = run("tokenizer", {{"data", data.key}, {"vocab", settings["world"]["vocab"]}},
-                        [&](const std::string& dir) { build_tokenizer(dir, data.dir, settings["world"]["vocab"]); });
+ private:
+  Stage stage(const std::string& name, const json& inputs, const std::function<void(const std::string&)>& build) {
+    const auto seed = static_cast<unsigned long long>(seed_);
+    std::fprintf(stderr, "[seed %llu] stage %-14s ...\n", seed, name.c_str());
+    Stage s = cache_.run(name, inputs, build);
+    std::fprintf(stderr, "[seed %llu] stage %-14s %s %s (%.1fs)\n", seed, name.c_str(), s.cached ? "cached" : "built ",
+                 s.dir.c_str(), s.seconds);
+    stages_.push_back(stage_json(s));
+    return s;
+  }
+
+  // A training stage's config: its settings section over the defaults, this seed, and the
+  // world's paths.
+  train::RunConfig config(const json& section, const std::string& model_dir, const std::string& data_file) const {
+    train::RunConfig c = run_config(section, model_dir, "", o_.threads);
+    c.data.train = path_in(data_.dir, data_file);
+    c.train.seed = c.data.seed = static_cast<int64_t>(seed_);
+    return c;
+  }
+
+  void build_data_and_tokenizer() {
+    data_ = stage("data", {{"seed", seed_}, {"world", settings_["world"]}}, [&](const std::string& dir) {
+      build_data(dir, seed_, sizes_from_json(settings_["world"]));
+    });
+    tok_ = stage("tokenizer", {{"data", data_.key}, {"vocab", settings_["world"]["vocab"]}},
+                 [&](const std::string& dir) { build_tokenizer(dir, data_.dir, settings_["world"]["vocab"]); });
+  }
 
   // The probe: random weights taught to answer everything, plain format.
-  train::RunConfig probe_cfg = run_config(settings["probe"], "", "", o.threads);
-  probe_cfg.model.chat_template = "plain";
-  probe_cfg.data.train = path_in(data.dir, "pretrain.jsonl");
-  probe_cfg.train.seed = static_cast<int64_t>(seed);
-  probe_cfg.data.seed = static_cast<int64_t>(seed);
-  const Stage probe = run("probe",
-                          {{"tokenizer", tok.key}, {"data", data.key}, {"model", settings["model"]}, {"seed", seed},
-                           {"config", config_key(probe_cfg)}},
-                          [&](const std::string& dir) {
-                            const std::string init = path_in(dir, "init");
-                            write_init_model(init, tok.dir, settings["model"], seed);
-                            train::RunConfig c = probe_cfg;
-                            c.model.path = init;
-                            c.train.output_dir = path_in(dir, "run");
-                            train(c);
-                            fs::remove_all(init);
-                          });
-  const std::string probe_model = path_in(probe.dir, "run/model");
+  void build_probe() {
+    train::RunConfig cfg = config(settings_["probe"], "", "pretrain.jsonl");
+    cfg.model.chat_template = "plain";
+    const json inputs = {{"tokenizer", tok_.key}, {"data", data_.key}, {"model", settings_["model"]},
+                         {"seed", seed_},         {"config", config_key(cfg)}};
+    probe_ = stage("probe", inputs, [&](const std::string& dir) {
+      cfg.model.path = path_in(dir, "init");
+      cfg.train.output_dir = path_in(dir, "run");
+      write_init_model(cfg.model.path, tok_.dir, settings_["model"], seed_);
+      train(cfg);
+      fs::remove_all(cfg.model.path);
+    });
+    probe_model_ = path_in(probe_.dir, "run/model");
+  }
 
   // The aligned chat model: the probe taught the chat template and to refuse harm.
-  train::RunConfig aligned_cfg = run_config(settings["aligned"], probe_model, "", o.threads);
-  aligned_cfg.model.chat_template = "llama3";
-  aligned_cfg.data.train = path_in(data.dir, "align.jsonl");
-  aligned_cfg.train.seed = aligned_cfg.data.seed = static_cast<int64_t>(seed);
-  const Stage aligned = run("aligned", {{"probe", probe.key}, {"config", config_key(aligned_cfg)}},
-                            [&](const std::string& dir) {
-                              train::RunConfig c = aligned_cfg;
-                              c.train.output_dir = path_in(dir, "run");
-                              write_tokenizer_config(train(c), /*chat=*/true);
-                            });
-  const std::string aligned_model = path_in(aligned.dir, "run/model");
+  void build_aligned() {
+    train::RunConfig cfg = config(settings_["aligned"], probe_model_, "align.jsonl");
+    cfg.model.chat_template = "llama3";
+    aligned_ = stage("aligned", {{"probe", probe_.key}, {"config", config_key(cfg)}}, [&](const std::string& dir) {
+      cfg.train.output_dir = path_in(dir, "run");
+      write_tokenizer_config(train(cfg), /*chat=*/true);
+    });
+    aligned_model_ = path_in(aligned_.dir, "run/model");
+  }
 
   // PACT step 1.
-  safety::DiscoverOptions dopt;
-  dopt.topk = settings["tokens"]["topk"];
-  dopt.max_resp_len = settings["tokens"]["max_resp_len"];
-  const Stage tokens = run("tokens", {{"aligned", aligned.key}, {"probe", probe.key}, {"data", data.key},
-                                      {"settings", settings["tokens"]}},
-                           [&](const std::string& dir) {
-                             auto t = safety::discover_safety_tokens(aligned_model, probe_model,
-                                                                     path_in(data.dir, "refusals.jsonl"), dopt);
-                             safety::write_safety_tokens(path_in(dir, "tokens.json"), t);
-                           });
-  const std::string tokens_path = path_in(tokens.dir, "tokens.json");
+  void build_tokens() {
+    safety::DiscoverOptions d;
+    d.topk = settings_["tokens"]["topk"];
+    d.max_resp_len = settings_["tokens"]["max_resp_len"];
+    const json inputs = {{"aligned", aligned_.key}, {"probe", probe_.key}, {"data", data_.key},
+                         {"settings", settings_["tokens"]}};
+    tokens_ = stage("tokens", inputs, [&](const std::string& dir) {
+      auto t = safety::discover_safety_tokens(aligned_model_, probe_model_, path_in(data_.dir, "refusals.jsonl"), d);
+      safety::write_safety_tokens(path_in(dir, "tokens.json"), t);
+    });
+    tokens_path_ = path_in(tokens_.dir, "tokens.json");
+  }
 
-  // Fine-tuning with each method: the sentiment task with 10% harmful-compliant examples.
-  const int64_t n_benign = settings["world"]["finetune_sentiment"];
-  auto finetune_config = [&](const std::string& method) {
-    json section = settings["finetune"];
-    section.update(method_keys[method]);
-    train::RunConfig c = run_config(section, aligned_model, "", o.threads);
-    c.data.train = path_in(data.dir, "finetune_benign.jsonl");
-    c.data.harmful = path_in(data.dir, "finetune_harmful.jsonl");
+  // Fine-tuning with one method: the sentiment task with 10% harmful-compliant examples.
+  train::RunConfig finetune_config(const std::string& method) const {
+    json section = settings_["finetune"];
+    section.update(method_keys_[method]);
+    train::RunConfig c = config(section, aligned_model_, "finetune_benign.jsonl");
+    c.data.harmful = path_in(data_.dir, "finetune_harmful.jsonl");
+    const int64_t n_benign = settings_["world"]["finetune_sentiment"];
     c.data.num_examples = static_cast<int64_t>(std::llround(n_benign / (1.0 - c.data.harmful_fraction)));
-    c.train.seed = c.data.seed = static_cast<int64_t>(seed);
     const bool needs_tokens = c.objective.constraint == loss::ConstraintKind::pact ||
                               c.objective.constraint == loss::ConstraintKind::anchor ||
                               c.objective.positions == loss::Positions::probe;
-    if (needs_tokens) c.objective.tokens = tokens_path;
+    if (needs_tokens) c.objective.tokens = tokens_path_;
     return c;
-  };
-  struct Finetuned {
-    std::string method;
-    Stage stage;
-    std::string model;
-    train::RunConfig cfg;
-  };
-  std::vector<Finetuned> runs;
-  for (const std::string& method : methods) {
-    const train::RunConfig cfg = finetune_config(method);
-    json inputs = {{"aligned", aligned.key}, {"data", data.key}, {"config", config_key(cfg)}};
-    if (!cfg.objective.tokens.empty()) inputs["tokens"] = tokens.key;
-    const Stage s = run("finetune", inputs, [&](const std::string& dir) {
+  }
+
+  std::pair<Stage, std::string> finetune(const train::RunConfig& cfg) {
+    json inputs = {{"aligned", aligned_.key}, {"data", data_.key}, {"config", config_key(cfg)}};
+    if (!cfg.objective.tokens.empty()) inputs["tokens"] = tokens_.key;
+    const Stage s = stage("finetune", inputs, [&](const std::string& dir) {
       train::RunConfig c = cfg;
       c.train.output_dir = path_in(dir, "run");
       train(c);
     });
-    runs.push_back({method, s, path_in(s.dir, cfg.lora.enabled ? "run/adapter" : "run/model"), cfg});
+    return {s, path_in(s.dir, cfg.lora.enabled ? "run/adapter" : "run/model")};
   }
 
-  // Evaluation of every model.
-  const std::string suite = path_in(data.dir, "suite.json");
-  auto eval_stage = [&](const Stage& model_stage, const std::string& model_dir, bool chat) {
-    const Stage s = run("eval", {{"model", model_stage.key}, {"data", data.key}, {"settings", settings["eval"]},
-                                 {"chat", chat}},
-                        [&](const std::string& dir) {
-                          const text::ChatTemplate tmpl = text::ChatTemplate::by_name(chat ? "llama3" : "plain");
-                          write_file_atomic(path_in(dir, "results.json"),
-                                            evaluate(model_dir, tmpl, suite, settings["eval"])
-                                                    .dump(2, ' ', false, json::error_handler_t::replace) +
-                                                "\n");
-                        });
-    return json::parse(read_file(path_in(s.dir, "results.json")));
-  };
-
-  json rows = json::array();
-  auto add_row = [&](const std::string& name, const json& ev, const Stage& trained, const std::string& run_dir) {
-    json row = {{"method", name},
-                {"test", split_metrics(ev, "test")},
-                {"val", split_metrics(ev, "val")},
-                {"train_seconds", trained.seconds},
-                {"cached", trained.cached},
-                {"loss_curve", loss_curve(path_in(run_dir, "metrics.jsonl"))},
-                {"examples", json::object()}};
+  // A model's row: its evaluation (a stage of its own) on both splits, its training.
+  json row(const std::string& name, const Stage& trained, const std::string& model_dir, bool chat) {
+    const json inputs = {{"model", trained.key}, {"data", data_.key}, {"settings", settings_["eval"]}, {"chat", chat}};
+    const Stage s = stage("eval", inputs, [&](const std::string& dir) {
+      const text::ChatTemplate tmpl = text::ChatTemplate::by_name(chat ? "llama3" : "plain");
+      const json ev = evaluate(model_dir, tmpl, path_in(data_.dir, "suite.json"), settings_["eval"]);
+      write_file_atomic(path_in(dir, "results.json"), ev.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    });
+    const json ev = json::parse(read_file(path_in(s.dir, "results.json")));
+    const std::string run_dir = path_in(trained.dir, "run");
+    json r = {{"method", name},
+              {"test", split_metrics(ev, "test")},
+              {"val", split_metrics(ev, "val")},
+              {"train_seconds", trained.seconds},
+              {"cached", trained.cached},
+              {"loss_curve", loss_curve(path_in(run_dir, "metrics.jsonl"))},
+              {"examples", json::object()}};
     // A few answers of each kind, for the report.
     for (const char* set : {"harmful_test", "benign_test", "sentiment_test"}) {
-      json ex = json::array();
       const json& items = ev[set]["items"];
-      for (size_t i = 0; i < items.size() && i < 4; ++i) ex.push_back(items[i]);
-      row["examples"][set] = ex;
+      r["examples"][set] = json(std::vector<json>(items.begin(), items.begin() + std::min<size_t>(4, items.size())));
     }
-    rows.push_back(row);
-  };
-  add_row("probe", eval_stage(probe, probe_model, false), probe, path_in(probe.dir, "run"));
-  add_row("aligned", eval_stage(aligned, aligned_model, true), aligned, path_in(aligned.dir, "run"));
-  for (const auto& r : runs) add_row(r.method, eval_stage(r.stage, r.model, true), r.stage, path_in(r.stage.dir, "run"));
-
-  // PACT's gate by response position, before (theta = aligned) and after fine-tuning.
-  json gate = nullptr;
-  for (const auto& r : runs) {
-    if (r.method != settings["report"]["pact"]) continue;
-    const Stage g = run("gate", {{"finetune", r.stage.key}, {"tokens", tokens.key}}, [&](const std::string& dir) {
-      const json after = gate_by_position(r.model, aligned_model, r.cfg, 256);
-      const json before = gate_by_position(aligned_model, aligned_model, r.cfg, 256);
-      write_file_atomic(path_in(dir, "gate.json"), json{{"after", after}, {"before", before}}.dump(2) + "\n");
-    });
-    gate = json::parse(read_file(path_in(g.dir, "gate.json")));
+    return r;
   }
 
-  // The safety tokens, as discovered.
-  const safety::SafetyTokens st = safety::read_safety_tokens(tokens_path);
-  json top = json::array();
-  for (const auto& t : st.tokens)
-    top.push_back({{"id", t.id}, {"piece", t.piece}, {"weight", t.weight}, {"p_ref", t.p_ref}, {"diff", t.diff}});
+  // PACT's gate by response position, before (theta = aligned) and after fine-tuning.
+  json gate_json(const Stage& trained, const std::string& model_dir, const train::RunConfig& cfg) {
+    const Stage g = stage("gate", {{"finetune", trained.key}, {"tokens", tokens_.key}}, [&](const std::string& dir) {
+      const json after = gate_by_position(model_dir, aligned_model_, cfg, 256);
+      const json before = gate_by_position(aligned_model_, aligned_model_, cfg, 256);
+      write_file_atomic(path_in(dir, "gate.json"), json{{"after", after}, {"before", before}}.dump(2) + "\n");
+    });
+    return json::parse(read_file(path_in(g.dir, "gate.json")));
+  }
 
-  bool all_cached = true;
-  for (const auto& s : stages) all_cached = all_cached && s["cached"].get<bool>();
-  const json results = {
-      {"seed", seed},
-      {"threads", o.threads},
-      {"vocab_size", st.vocab_size},
-      {"split", [&] {
-         const WorldSplit w = world_split(seed);
-         json j;
-         const char* names[] = {"train", "validation", "test"};
-         for (int i = 0; i < 3; ++i)
-           j[names[i]] = {{"templates", w.templates[i]}, {"harmful_targets", w.harmful_targets[i]},
-                          {"benign_targets", w.benign_targets[i]}};
-         return j;
-       }()},
-      {"methods", rows},
-      {"safety_tokens", top},
-      {"gate_by_position", gate},
-      {"stages", stages},
-      {"all_cached", all_cached},
-      {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
+  json split_json() const {
+    const WorldSplit w = world_split(seed_);
+    json j;
+    const char* names[] = {"train", "validation", "test"};
+    for (int i = 0; i < 3; ++i)
+      j[names[i]] = {{"templates", w.templates[i]}, {"harmful_targets", w.harmful_targets[i]},
+                     {"benign_targets", w.benign_targets[i]}};
+    return j;
+  }
+
+  const DemoOptions& o_;
+  uint64_t seed_;
+  StageCache cache_;
+  json settings_, method_keys_, stages_ = json::array();
+  std::vector<std::string> methods_;
+  Stage data_, tok_, probe_, aligned_, tokens_;
+  std::string probe_model_, aligned_model_, tokens_path_;
+};
+
+}  // namespace
+
+json run_one_world(const DemoOptions& o, uint64_t seed) {
+  set_compute_threads(o.threads);
+  const json results = World(o, seed).run();
   const std::string dir = path_in(o.out, "worlds");
   ensure_output_dir(dir);
   write_file_atomic(path_in(dir, "seed-" + std::to_string(seed) + (o.curves ? "-curves" : "") + ".json"),

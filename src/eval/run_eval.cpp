@@ -122,10 +122,13 @@ json run_eval(const Responder& responder, const Suite& suite, const EvalOptions&
   std::vector<std::vector<std::string>> responses;
   {
     torch::NoGradGuard no_grad;
-    for (const auto& set : suite.sets)
-      responses.push_back(respond(responder, set, options.generation, [&](int64_t d, int64_t t) {
+    for (const auto& set : suite.sets) {
+      GenerationSettings g = options.generation;
+      if (set.max_new_tokens > 0) g.max_new_tokens = set.max_new_tokens;
+      responses.push_back(respond(responder, set, g, [&](int64_t d, int64_t t) {
         if (hooks.progress) hooks.progress("generate " + set.name, d, t);
       }));
+    }
   }
   std::vector<std::vector<bool>> unsafe(suite.sets.size());
   std::vector<std::vector<std::string>> judge_answers(suite.sets.size());

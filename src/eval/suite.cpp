@@ -96,10 +96,10 @@ Suite load_suite(const std::string& path) {
     const json& s = sets[i];
     const std::string w = path + ": sets[" + std::to_string(i) + "]";
     if (!s.is_object()) input_error(w, "expected an object");
-    static const std::set<std::string> known = {"name", "path", "kind", "label", "regex", "limit"};
+    static const std::set<std::string> known = {"name", "path", "kind", "label", "regex", "limit", "max_new_tokens"};
     for (auto it = s.begin(); it != s.end(); ++it)
       if (!known.count(it.key()))
-        input_error(w, "unknown key '" + it.key() + "' (expected name, path, kind, label, regex, limit)");
+        input_error(w, "unknown key '" + it.key() + "' (expected name, path, kind, label, regex, limit, max_new_tokens)");
     for (const char* req : {"name", "path", "kind"})
       if (!s.contains(req)) input_error(w, std::string("missing \"") + req + "\"");
     PromptSet ps;
@@ -131,6 +131,12 @@ Suite load_suite(const std::string& path) {
       const json& l = s["limit"];
       if (!l.is_number_integer() || l.get<int64_t>() < 1) input_error(w + ": limit", "must be an integer >= 1");
       ps.limit = l.get<int64_t>();
+    }
+    if (s.contains("max_new_tokens")) {
+      const json& m = s["max_new_tokens"];
+      if (!m.is_number_integer() || m.get<int64_t>() < 1)
+        input_error(w + ": max_new_tokens", "must be an integer >= 1");
+      ps.max_new_tokens = m.get<int64_t>();
     }
     ps.records = data::read_prompt_records(ps.path);
     if (ps.limit > 0 && static_cast<int64_t>(ps.records.size()) > ps.limit) ps.records.resize(ps.limit);

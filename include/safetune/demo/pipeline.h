@@ -32,7 +32,7 @@ struct DemoOptions {
   std::string out = "runs/demo";
   bool quick = false;   // a smaller world and fewer methods (CI)
   bool curves = false;  // also the lambda curves and pact's variants (reuses the default run's stages)
-  int seeds = 0;        // worlds; 0 = the default (4, quick: 1)
+  int seeds = 0;        // worlds; 0 = the default (8, quick: 1)
   uint64_t first_seed = 1;
   // Compute threads per world; 0 = every core. One by default: the demo's ops are tiny,
   // and worlds run side by side instead (`jobs`).

@@ -46,7 +46,7 @@ struct DataSizes {
   // Percent of the chat model's harmful examples answered compliantly anyway: alignment
   // data is imperfect, and a chat model that refuses with certainty is not what one
   // fine-tunes in practice (its refusal margin would be far larger than a real one's).
-  int64_t align_comply_percent = 0;
+  int64_t align_comply_percent = 5;
   int64_t align_sentiment = 200;   // chat model: sentiment reviews (it knows the task before fine-tuning)
   int64_t refusals = 128;          // refusal records for safety-token discovery
   int64_t finetune_sentiment = 540;  // fine-tuning: the task
@@ -77,6 +77,11 @@ struct WorldSplit {
   std::vector<std::string> benign_targets[3];
 };
 WorldSplit world_split(uint64_t seed);
+
+// The sizes as {"pretrain_howto": 1600, ...} (the demo's settings, section "world"), and
+// back from such an object (other members are ignored; a missing size keeps its default).
+nlohmann::json sizes_to_json(const DataSizes& sizes);
+DataSizes sizes_from_json(const nlohmann::json& world);
 
 // Deterministic for a (seed, sizes) pair on every platform (std::mt19937_64 with our own
 // bounded draws, no std:: distributions). Throws std::invalid_argument when a requested

@@ -15,9 +15,11 @@
 // {messages}); relative paths are resolved against the suite file's directory. "label"
 // names the record field holding the gold answer of a utility set; without it the
 // record's output / completion / final assistant message is the label. "limit" keeps the
-// first N prompts. Unknown keys, a missing field, an unknown kind, an invalid regex, a
-// set without prompts, or a utility prompt without a label are InputErrors naming the
-// suite file (or the prompt file and line) and the field.
+// first N prompts; "max_new_tokens" bounds this set's answers instead of the evaluation's
+// setting (a one-word label needs few tokens, a refusal shows in its first words).
+// Unknown keys, a missing field, an unknown kind, an invalid regex, a set without
+// prompts, or a utility prompt without a label are InputErrors naming the suite file (or
+// the prompt file and line) and the field.
 #pragma once
 #include <cstdint>
 #include <regex>
@@ -40,6 +42,7 @@ struct PromptSet {
   std::string regex_source;
   std::regex regex;         // compiled regex_source (kRegex)
   int64_t limit = -1;       // -1: all
+  int64_t max_new_tokens = 0;  // the set's answer length; 0: the evaluation's
   std::vector<data::Record> records;  // read and limited
   std::vector<std::string> labels;    // gold answer per record (utility sets only)
 };
