@@ -110,8 +110,9 @@ json default_settings(bool quick) {
       {{{"setting", "finetune.optim.lr"},
         {"reference", 3e-5},
         {"here", s["finetune"]["optim.lr"]},
-        {"why", "a ~1M-parameter model from random weights moves far less per step than an 8B one at 3e-5: "
-                "at 3e-5 none of the methods changes anything in 3 epochs"}},
+        {"why", "a ~1M-parameter model moves far less per step than an 8B one: at 3e-4 plain fine-tuning "
+                "still kept 80% of refusals and reached 71% accuracy (validation, seeds 1-2); chosen on validation "
+                "(choices)"}},
        {{"setting", "finetune.train.batch_size"},
         {"reference", "8 per GPU x 2 GPUs"},
         {"here", 16},

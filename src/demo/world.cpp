@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
