@@ -33,7 +33,7 @@ namespace {
 std::string blas_fields() {
   const safetune::BlasInfo b = safetune::blas_info();
   auto q = [](const std::string& s) { return nlohmann::json(s).dump(); };
-  return ", \"blas\": " + q(b.library) + ", \"blas_core\": " + q(b.core) + ", \"blas_core_source\": " + q(b.source) +
+  return ", \"blas\": " + q(b.name) + ", \"blas_core\": " + q(b.core) + ", \"blas_core_source\": " + q(b.source) +
          ", \"blas_core_detected\": " + q(b.detected) + ", \"blas_coretype\": " + q(b.coretype) +
          ", \"blas_threads\": " + std::to_string(b.threads);
 }

@@ -18,7 +18,7 @@ BlasInfo blas_info() {
     // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64"
     const std::string c = config();
     const size_t first = c.find(' ');
-    b.library = c.substr(0, first == std::string::npos ? first : c.find(' ', first + 1));
+    b.name = c.substr(0, first == std::string::npos ? first : c.find(' ', first + 1));
   }
   if (corename && corename()) b.core = corename();
   if (threads) b.threads = threads();
@@ -38,8 +38,8 @@ BlasInfo blas_info() {
 }
 
 std::string describe_blas(const BlasInfo& b) {
-  if (b.library == "unknown") return "unknown BLAS (not OpenBLAS)";
-  std::string s = b.library + ", core " + b.core;
+  if (b.name == "unknown") return "unknown BLAS (not OpenBLAS)";
+  std::string s = b.name + ", core " + b.core;
   if (b.source == "safetune")
     s += " (set by safetune: OpenBLAS's own detection picks " + b.detected +
          " on this CPU; SAFETUNE_BLAS_CORETYPE=keep leaves it)";

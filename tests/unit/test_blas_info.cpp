@@ -18,16 +18,16 @@ TEST(BlasInfo, ReadsTheRunningLibrary) {
   } else {
     EXPECT_TRUE(b.source == "environment" || b.source == "safetune") << b.source;
   }
-  if (b.library == "unknown") GTEST_SKIP() << "the BLAS library is not OpenBLAS";
-  EXPECT_EQ(b.library.rfind("OpenBLAS ", 0), 0u) << b.library;
-  EXPECT_EQ(b.library.find(' ', 9), std::string::npos) << "more than name and version: " << b.library;
+  if (b.name == "unknown") GTEST_SKIP() << "the BLAS library is not OpenBLAS";
+  EXPECT_EQ(b.name.rfind("OpenBLAS ", 0), 0u) << b.name;
+  EXPECT_EQ(b.name.find(' ', 9), std::string::npos) << "more than name and version: " << b.name;
   EXPECT_NE(b.core, "unknown");
   EXPECT_GE(b.threads, 1);
 }
 
 TEST(BlasInfo, OneLine) {
   safetune::BlasInfo b;
-  b.library = "OpenBLAS 0.3.21";
+  b.name = "OpenBLAS 0.3.21";
   b.core = "SkylakeX";
   b.detected = "Prescott";
   b.coretype = "SkylakeX";

@@ -9,7 +9,7 @@
 namespace safetune {
 
 struct BlasInfo {
-  std::string library = "unknown";   // "OpenBLAS 0.3.21" (openblas_get_config's first two words)
+  std::string name = "unknown";      // "OpenBLAS 0.3.21" (openblas_get_config's first two words)
   std::string core = "unknown";      // the kernel set in use (openblas_get_corename)
   std::string detected;              // OpenBLAS 0.3.21's own pick on this CPU (OPENBLAS_CORETYPE unset)
   std::string coretype;              // OPENBLAS_CORETYPE in this process's environment ("" when unset)
