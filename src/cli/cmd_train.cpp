@@ -46,7 +46,8 @@ safetune::cli::Command cmd("train", "fine-tune a model from a YAML config (+ key
       "  safetune train configs/tiny.yaml model.path=tiny data.train=train.jsonl train.output_dir=runs/a\n"
       "  safetune train configs/llama3-8b.yaml optim.lr=1e-4 train.resume=auto\n"
       "Exit codes: 0 done or stopped cleanly (Ctrl-C / SIGTERM save a checkpoint), 2 bad input,\n"
-      "3 non-finite loss.");
+      "3 non-finite loss, 4 the environment failed (disk full, I/O error, a lost peer rank): no\n"
+      "partial checkpoint is left, `latest` names the last good one, train.resume=auto continues.");
   return [o]() -> int {
     using namespace safetune;
     if (o->list_keys) {

@@ -26,6 +26,11 @@ int main(int argc, char** argv) {
   CLI::App app{"safetune: fine-tune chat models while keeping their safety alignment"};
   app.set_version_flag("--version", std::string("safetune ") + SAFETUNE_VERSION);
   app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 done; 1 internal error (a bug: please report it); 2 bad input (a file, field or flag:\n"
+      "the message names it); 3 train stopped on non-finite losses; 4 the environment failed (disk full,\n"
+      "I/O error, read-only file system, a lost peer of a data-parallel run): nothing half-written is\n"
+      "left, and train.resume=auto continues a run from its last checkpoint once the cause is fixed.");
 
   auto& commands = cli::registry();
   std::sort(commands.begin(), commands.end(),
@@ -58,6 +63,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "safetune: error: %s\n", e.what());
     return kExitBadInput;
   } catch (const std::exception& e) {
+    if (is_environment_failure(e)) {  // a full disk, an I/O error: not the input, not a bug
+      std::string msg = e.what();
+      std::fprintf(stderr, "safetune: error: %s\n", msg.substr(0, msg.find('\n')).c_str());
+      return kExitEnvironment;
+    }
     // c10::Error messages carry a multi-line backtrace: keep the first line.
     std::string msg = e.what();
     auto nl = msg.find('\n');

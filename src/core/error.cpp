@@ -1,5 +1,9 @@
 #include "safetune/core/error.h"
 
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
 namespace safetune {
 
 namespace {
@@ -23,6 +27,44 @@ std::string one_line(const std::string& s) {
 
 void input_error(const std::string& where, const std::string& what) {
   throw InputError(one_line(where.empty() ? what : where + ": " + what));
+}
+
+void environment_error(const std::string& where, const std::string& what) {
+  throw EnvironmentError(one_line(where.empty() ? what : where + ": " + what));
+}
+
+bool is_environment_errno(int err) {
+  switch (err) {
+    case ENOSPC: case EDQUOT: case EIO: case EROFS: case EFBIG: case ENOMEM: case EMFILE: case ENFILE:
+    case ENOBUFS: case ESTALE: case ENODEV: case ENXIO: case ETIMEDOUT: case ECONNRESET: case ECONNREFUSED:
+    case ECONNABORTED: case EPIPE: case EHOSTUNREACH: case ENETUNREACH: case ENETDOWN: case ENOLINK:
+    case EREMOTEIO: case EAGAIN: case EBUSY: case ETXTBSY:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_environment_failure(const std::exception& e) {
+  if (dynamic_cast<const EnvironmentError*>(&e)) return true;
+  const auto* se = dynamic_cast<const std::system_error*>(&e);
+  return se && (se->code().category() == std::generic_category() || se->code().category() == std::system_category()) &&
+         is_environment_errno(se->code().value());
+}
+
+void rethrow_noting(const std::string& note) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    if (!is_environment_failure(e)) throw;
+    throw EnvironmentError(one_line(std::string(e.what()) + " (" + note + ")"));
+  }
+}
+
+void io_error(const std::string& where, const std::string& what, int err) {
+  const std::string message = what + ": " + std::strerror(err);
+  if (is_environment_errno(err)) environment_error(where, message);
+  input_error(where, message);
 }
 
 uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& where) {

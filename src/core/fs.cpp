@@ -29,7 +29,7 @@ std::string read_file(const std::string& path) {
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   temp_ = path_ + ".tmp." + std::to_string(::getpid());
   fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) input_error(path_, std::string("cannot write: ") + std::strerror(errno));
+  if (fd_ < 0) io_error(path_, "cannot write", errno);
 }
 
 AtomicFile::~AtomicFile() {
@@ -43,7 +43,9 @@ void AtomicFile::write(const void* data, size_t size) {
     ssize_t n = ::write(fd_, p, size);
     if (n < 0) {
       if (errno == EINTR) continue;
-      input_error(path_, std::string("write failed: ") + std::strerror(errno));
+      // Nothing the user named can make a write to a file we opened fail: the disk is
+      // full, over quota, or failing. The destructor removes the temporary.
+      environment_error(path_, std::string("write failed: ") + std::strerror(errno));
     }
     p += n;
     size -= static_cast<size_t>(n);
@@ -51,11 +53,12 @@ void AtomicFile::write(const void* data, size_t size) {
 }
 
 void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) input_error(path_, std::string("fsync failed: ") + std::strerror(errno));
-  ::close(fd_);
+  // Some file systems (NFS, quotas) report a full disk only at fsync or close.
+  if (::fsync(fd_) != 0) environment_error(path_, std::string("fsync failed: ") + std::strerror(errno));
+  const int fd = fd_;
   fd_ = -1;
-  if (::rename(temp_.c_str(), path_.c_str()) != 0)
-    input_error(path_, std::string("rename failed: ") + std::strerror(errno));
+  if (::close(fd) != 0) environment_error(path_, std::string("close failed: ") + std::strerror(errno));
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) io_error(path_, "rename failed", errno);
   committed_ = true;
 }
 
@@ -70,7 +73,7 @@ void ensure_output_dir(const std::string& dir) {
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
     input_error(dir, "exists and is not a directory");
   fs::create_directories(dir, ec);
-  if (ec) input_error(dir, "cannot create directory: " + ec.message());
+  if (ec) io_error(dir, "cannot create directory", ec.value());
   if (::access(dir.c_str(), W_OK) != 0) input_error(dir, "directory is not writable");
 }
 
@@ -82,7 +85,13 @@ void replace_dir(const std::string& temp_dir, const std::string& final_dir, cons
   const std::string old = aside.empty() ? final_dir + ".old." + std::to_string(::getpid()) : aside;
   fs::remove_all(old);
   fs::rename(final_dir, old);
-  fs::rename(temp_dir, final_dir);
+  std::error_code ec;
+  fs::rename(temp_dir, final_dir, ec);
+  if (ec) {  // put the old one back rather than leave neither in place
+    std::error_code back;
+    fs::rename(old, final_dir, back);
+    throw fs::filesystem_error("cannot rename", temp_dir, final_dir, ec);
+  }
   fs::remove_all(old);
 }
 

@@ -114,7 +114,7 @@ namespace {
                "answer within train.dist_timeout_s=%g s (%s)\n",
                env.rank, env.world_size, what.c_str(), timeout_s, first_line(e.what()).c_str());
   std::fflush(stderr);
-  std::_Exit(kExitInternal);
+  std::_Exit(kExitEnvironment);  // a lost peer is the environment's failure, not the input's
 }
 
 std::shared_ptr<::gloo::transport::Device> gloo_device(const Env& env) {

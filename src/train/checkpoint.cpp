@@ -71,6 +71,11 @@ std::string begin_checkpoint(const std::string& run_dir, int64_t step) {
   return tmp.string();
 }
 
+void discard_checkpoint(const std::string& temp_dir) {
+  std::error_code ec;
+  fs::remove_all(temp_dir, ec);
+}
+
 std::string commit_checkpoint(const std::string& run_dir, const std::string& temp_dir, int64_t step) {
   const std::string rel = checkpoint_relpath(step);
   const fs::path final_path = fs::path(run_dir) / rel;

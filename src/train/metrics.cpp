@@ -1,7 +1,9 @@
 // metrics.jsonl writer.
 #include "safetune/train/metrics.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -27,7 +29,7 @@ std::string metrics_json(const StepMetrics& m) {
   return j.dump();
 }
 
-MetricsLog::MetricsLog(const std::string& path, int64_t keep_up_to_step) {
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_up_to_step) : path_(path) {
   // A resumed run keeps the records up to its checkpoint (later ones will be logged again);
   // the kept part is rewritten atomically before appending.
   std::string kept;
@@ -45,7 +47,7 @@ MetricsLog::MetricsLog(const std::string& path, int64_t keep_up_to_step) {
   }
   write_file_atomic(path, kept);
   f_ = std::fopen(path.c_str(), "a");
-  if (!f_) input_error(path, "cannot open for appending");
+  if (!f_) io_error(path, "cannot open for appending", errno);
 }
 
 MetricsLog::~MetricsLog() {
@@ -54,8 +56,8 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(const StepMetrics& m) {
   const std::string line = metrics_json(m) + "\n";
-  std::fwrite(line.data(), 1, line.size(), f_);
-  std::fflush(f_);
+  const bool written = std::fwrite(line.data(), 1, line.size(), f_) == line.size();
+  if (std::fflush(f_) != 0 || !written) environment_error(path_, std::string("write failed: ") + std::strerror(errno));
 }
 
 }  // namespace safetune::train

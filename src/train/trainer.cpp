@@ -83,6 +83,7 @@ void report(const Run& r, const TrainerState& st, const StepBatches& b, const St
             std::optional<MetricsLog>& metrics, Progress& progress);
 void checkpoint_if_due(Run& r, const TrainerState& st, bool stop, TrainResult& result);
 std::string save_checkpoint(const Run& r, const TrainerState& st);
+std::string resume_note(const Run& r);
 TrainerState restore_checkpoint(Run& r, const std::string& dir, const TrainerState& expected);
 std::string export_final(const Run& r);
 bool all_finite(const std::vector<at::Tensor>& tensors);
@@ -370,8 +371,25 @@ void checkpoint_if_due(Run& r, const TrainerState& st, bool stop, TrainResult& r
   if (!(every > 0 && st.step % every == 0) && !stop && st.step != r.sizes.total_steps) return;
   // Never a checkpoint of weights that an update overflowed (the next step stops the run).
   if (!all_finite(r.param_tensors)) spdlog::warn("step {}: the weights are not finite; no checkpoint saved", st.step);
-  else if (r.dp->is_main()) result.checkpoint = save_checkpoint(r, st);
+  else if (r.dp->is_main()) {
+    try {
+      result.checkpoint = save_checkpoint(r, st);
+    } catch (...) {
+      rethrow_noting("checkpoint of step " + std::to_string(st.step) + " not saved; " + resume_note(r));
+    }
+  }
   r.dp->barrier("checkpoint of step " + std::to_string(st.step));
+}
+
+// After a failed write: where train.resume=auto would continue from.
+std::string resume_note(const Run& r) {
+  std::optional<std::string> latest;
+  try {
+    latest = latest_checkpoint(r.dir.path);
+  } catch (const std::exception&) {
+  }
+  if (!latest) return "no checkpoint saved yet";
+  return "train.resume=auto continues from " + fs::path(*latest).lexically_relative(r.dir.path).string();
 }
 
 // The adapter as PEFT saves it, in fp32: for bf16 adapters, AdamW's fp32 master copies,
@@ -381,20 +399,33 @@ void save_adapter(const Run& r, const std::string& dir) {
                       [&](const at::Tensor& t) { return r.optimizer->master_of(t); });
 }
 
-std::string save_checkpoint(const Run& r, const TrainerState& st) {
-  const std::string& run_dir = r.dir.path;
-  const std::string tmp = begin_checkpoint(run_dir, st.step);
-  const fs::path d(tmp);
+// The checkpoint's files, into the temporary directory `dir`.
+void write_checkpoint_files(const Run& r, const TrainerState& st, const std::string& dir) {
+  const fs::path d(dir);
   model::Transformer& m = *r.model.model;
-  if (r.lora) save_adapter(r, tmp);
-  else model::save_model(tmp, m, m.dtype());
+  if (r.lora) save_adapter(r, dir);
+  else model::save_model(dir, m, m.dtype());
   std::vector<std::pair<std::string, at::Tensor>> opt_state;
   for (auto& [name, t] : r.optimizer->state()) opt_state.emplace_back(name, t.detach().to(at::kCPU).contiguous());
   io::save_tensors((d / "optimizer.safetensors").string(), opt_state);
   io::save_tensors((d / "rng.safetensors").string(), rng_states(m.device()));
   write_file_atomic((d / "trainer_state.json").string(), trainer_state_json(st));
   write_file_atomic((d / "config.resolved.yaml").string(), to_yaml(r.cfg));
-  const std::string path = commit_checkpoint(run_dir, tmp, st.step);
+}
+
+std::string save_checkpoint(const Run& r, const TrainerState& st) {
+  const std::string& run_dir = r.dir.path;
+  const std::string tmp = begin_checkpoint(run_dir, st.step);
+  std::string path;
+  try {
+    write_checkpoint_files(r, st, tmp);
+    path = commit_checkpoint(run_dir, tmp, st.step);
+  } catch (...) {
+    // A full disk or a failing one: the half-written directory goes now rather than at
+    // the next start, so that the space it took is free again. `latest` is untouched.
+    discard_checkpoint(tmp);
+    throw;
+  }
   prune_checkpoints(run_dir, r.cfg.train.keep_checkpoints);
   return path;
 }
@@ -430,16 +461,27 @@ TrainerState restore_checkpoint(Run& r, const std::string& dir, const TrainerSta
 std::string export_final(const Run& r) {
   const std::string out = (fs::path(r.dir.path) / (r.lora ? "adapter" : "model")).string();
   if (r.dp->is_main()) {
-    if (r.lora) {
-      const std::string tmp = out + ".tmp";
-      fs::remove_all(tmp);
-      save_adapter(r, tmp);
-      replace_dir(tmp, out);
-    } else {
-      at::ScalarType stored = at::kFloat;
-      const std::string& td = r.model.model->config().torch_dtype;
-      if (!td.empty()) stored = model::parse_torch_dtype(td, r.cfg.model.path + "/config.json");
-      model::write_model_dir(out, *r.model.model, r.cfg.model.path, stored, /*replace=*/true);
+    try {
+      if (r.lora) {
+        const std::string tmp = out + ".tmp";
+        fs::remove_all(tmp);
+        try {
+          save_adapter(r, tmp);
+          replace_dir(tmp, out);
+        } catch (...) {
+          std::error_code ec;
+          fs::remove_all(tmp, ec);  // nothing half-written left on a full disk
+          throw;
+        }
+      } else {
+        at::ScalarType stored = at::kFloat;
+        const std::string& td = r.model.model->config().torch_dtype;
+        if (!td.empty()) stored = model::parse_torch_dtype(td, r.cfg.model.path + "/config.json");
+        model::write_model_dir(out, *r.model.model, r.cfg.model.path, stored, /*replace=*/true);
+      }
+    } catch (...) {
+      // The last checkpoint is of the last step: a resume only writes the export.
+      rethrow_noting(std::string(r.lora ? "adapter/" : "model/") + " not written; " + resume_note(r));
     }
   }
   r.dp->barrier("final export");

@@ -50,6 +50,9 @@ std::string checkpoint_relpath(int64_t step);
 
 // A fresh temporary directory for a checkpoint of `step` inside run_dir/checkpoints.
 std::string begin_checkpoint(const std::string& run_dir, int64_t step);
+// Removes a temporary directory of begin_checkpoint whose writing failed (a full disk), so
+// that nothing half-written stays behind; errors removing it are ignored.
+void discard_checkpoint(const std::string& temp_dir);
 // Renames the temporary directory into place (replacing an older one of the same step),
 // then points run_dir/latest at it. Returns the checkpoint's path.
 std::string commit_checkpoint(const std::string& run_dir, const std::string& temp_dir, int64_t step);

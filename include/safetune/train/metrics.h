@@ -32,9 +32,12 @@ class MetricsLog {
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
+  // EnvironmentError when the line cannot be written (a full disk): the run stops, as a
+  // failed checkpoint write stops it, rather than go on with holes in its record.
   void write(const StepMetrics& m);
 
  private:
+  std::string path_;
   std::FILE* f_ = nullptr;
 };
 
