@@ -13,7 +13,8 @@
 # -j N runs N points at a time (default 1; give each run fewer threads with
 # train.threads=K). Without --suite the runs are trained but not evaluated. At the end,
 # DIR/summary.md holds the summary table (DIR/summary.csv the same as CSV, DIR/report.html
-# the table and a utility vs attack-success scatter).
+# the table and a utility vs attack-success scatter). A second sweep on the same DIR is
+# refused (exit 2) while the first runs.
 # Plain bash and the safetune binary (SAFETUNE_BIN, default build/safetune).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -96,6 +97,13 @@ run_point() {
 }
 
 mkdir -p "$out"
+# One sweep per output directory: a second one started on it (a job queued twice) stops
+# here instead of training the same points beside the first; every point's `safetune
+# train` locks its own run directory as well. The kernel drops the lock when this script
+# and the runs it started have ended, however they end.
+exec 9<>"$out/.lock"
+flock -n 9 || die "$out is in use by another sweep (pid $(cut -d' ' -f1 "$out/.lock" 2>/dev/null)); wait for it to end, or stop it first"
+echo "$$ $(hostname)" >"$out/.lock"
 dirs=() failed=0 running=0
 for p in "${points[@]}"; do
   dir=$out/$(point_name "$p")

@@ -45,6 +45,8 @@ safetune::cli::Command cmd("train", "fine-tune a model from a YAML config (+ key
       "Examples:\n"
       "  safetune train configs/tiny.yaml model.path=tiny data.train=train.jsonl train.output_dir=runs/a\n"
       "  safetune train configs/llama3-8b.yaml optim.lr=1e-4 train.resume=auto\n"
+      "One process per run directory: a second one started on it exits with code 2, naming the\n"
+      "holder's pid (rank 0 holds the lock of a data-parallel run).\n"
       "Exit codes: 0 done or stopped cleanly (Ctrl-C / SIGTERM save a checkpoint), 2 bad input,\n"
       "3 non-finite loss, 4 the environment failed (disk full, I/O error, a lost peer rank): no\n"
       "partial checkpoint is left, `latest` names the last good one, train.resume=auto continues.");

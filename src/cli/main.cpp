@@ -28,9 +28,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 done; 1 internal error (a bug: please report it); 2 bad input (a file, field or flag:\n"
-      "the message names it); 3 train stopped on non-finite losses; 4 the environment failed (disk full,\n"
-      "I/O error, read-only file system, a lost peer of a data-parallel run): nothing half-written is\n"
-      "left, and train.resume=auto continues a run from its last checkpoint once the cause is fixed.");
+      "the message names it), also a run directory in use by another process; 3 train stopped on\n"
+      "non-finite losses; 4 the environment failed (disk full, I/O error, read-only file system, a lost\n"
+      "peer of a data-parallel run): nothing half-written is left, and train.resume=auto continues a\n"
+      "run from its last checkpoint once the cause is fixed.");
 
   auto& commands = cli::registry();
   std::sort(commands.begin(), commands.end(),

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "safetune/core/device.h"
+#include "safetune/core/dir_lock.h"
 #include "safetune/core/error.h"
 #include "safetune/core/hash.h"
 #include "safetune/core/threads.h"
@@ -72,6 +73,15 @@ RefCacheHashes ref_cache_hashes(const RunConfig& cfg) {
 RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
                              const std::function<void(int64_t, int64_t)>& progress) {
   validate(cfg);
+  // --out inside a run directory (this config's train.output_dir, or one a run has
+  // locked): hold its lock while writing there, as `train` does, so that neither writes
+  // under the other.
+  DirLock lock;
+  const fs::path out_dir = fs::path(out).parent_path().empty() ? fs::path(".") : fs::path(out).parent_path();
+  std::error_code ec;
+  if (fs::is_directory(out_dir, ec) &&
+      (fs::exists(lock_file_of(out_dir.string()), ec) || fs::equivalent(out_dir, cfg.train.output_dir, ec)))
+    lock = DirLock::acquire(out_dir.string(), "--out");
   set_compute_threads(static_cast<int>(cfg.train.threads));
   if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))
     input_error("model.path", "'" + cfg.model.path + "' is not a model directory");

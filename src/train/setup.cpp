@@ -153,6 +153,11 @@ Run setup_run(const RunConfig& cfg, const SetupOptions& options) {
     input_error("train.grad_accum", std::to_string(cfg.train.grad_accum) + " micro-batches per step cannot be split over " +
                                         std::to_string(denv.world_size) + " processes; use a multiple of " +
                                         std::to_string(denv.world_size));
+  // One process per run directory, and the lock before anything slow (joining the other
+  // ranks, reading data, loading the model): a second `train` started on the same
+  // directory a moment later is refused at once. Rank 0 alone writes there, so it alone
+  // holds it; a refused rank 0 leaves its peers to time out joining it.
+  if (options.run_directory && denv.rank == 0) r.lock = DirLock::acquire(cfg.train.output_dir, "train.output_dir");
   // A GPU that is not there fails here, before anything is loaded. In a multi-process run
   // a bare "cuda" is cuda:LOCAL_RANK, and the process group is NCCL's for CUDA tensors,
   // Gloo's for CPU ones.

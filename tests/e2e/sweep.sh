@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/sweep.sh on the tiny setup: a 2x2 grid (lr x seed) trains and evaluates every
-# point; a second invocation trains and evaluates nothing; a sweep killed mid-way and
+# point; a second sweep on the same directory while the first runs is refused; a second
+# invocation after it trains and evaluates nothing; a sweep killed mid-way and
 # rerun completes only what was left; `safetune summarize` reports exactly the values in
 # each run's results.json and metrics.jsonl (recomputed here in Python, seeds averaged).
 set -uo pipefail
@@ -33,8 +34,16 @@ for _ in $(seq 1 600); do
   kill -0 $pid 2>/dev/null || break
   sleep 0.1
 done
+# A second sweep on the same directory meanwhile is refused at once, naming the first.
+sweep >"$work/log_second" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -qF "sweep: error: $work/sweep is in use by another sweep (pid $pid)" "$work/log_second" ||
+  { cat "$work/log_second"; fail "a second sweep on the same directory: exit $rc, expected a refusal"; }
+echo "PASS a second sweep on the same directory is refused"
 kill -KILL -- -$pid 2>/dev/null
 wait $pid 2>/dev/null
+# The killed runs let go of the sweep's lock as they finish exiting.
+flock -w 30 "$work/sweep/.lock" true || fail "the killed sweep's lock was not released"
 [ ! -f "$work/sweep/summary.md" ] || fail "the killed sweep got to its summary; kill it earlier"
 echo "PASS a sweep killed mid-way"
 

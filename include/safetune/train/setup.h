@@ -4,13 +4,17 @@
 // parameters, objective and optimizer.
 //
 // In order, each step checkable before the next, heavier one:
-//   validate the config; data parallelism (WORLD_SIZE, dist/data_parallel.h); the device
+//   validate the config; the run directory's lock (rank 0; core/dir_lock.h: a second
+//   process on the same directory is refused at once, before it has loaded anything or
+//   changed anything there); data parallelism (WORLD_SIZE, dist/data_parallel.h); the device
 //   (core/device.h); threads and the CPU allocator; the run directory's policy (another
 //   run there: refused, resumed or replaced); the records; the model (model.dtype = auto:
 //   fp32 on CPU, bf16 on CUDA) and its trainable parameters (LoRA adapters, or every
 //   weight); tokenizer, chat template and examples; the objective (tokens.json and the
 //   reference); AdamW (fp32 master weights for non-fp32 parameters) and the schedule.
-// Nothing is written to the run directory here: the trainer does that once it starts.
+// Nothing is written to the run directory here but its lock file (created with the
+// directory when missing; both go again when set-up fails on bad input): the trainer
+// writes there once it starts.
 #pragma once
 #include <c10/core/Device.h>
 
@@ -21,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "safetune/core/dir_lock.h"
 #include "safetune/data/example.h"
 #include "safetune/dist/data_parallel.h"
 #include "safetune/model/load.h"
@@ -56,6 +61,7 @@ struct RunSizes {
 };
 
 struct Run {
+  DirLock lock;  // the run directory's, on rank 0; first here, so released last
   RunConfig cfg;
   c10::Device device{c10::kCPU};
   int threads = 0;
