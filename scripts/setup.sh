@@ -11,6 +11,8 @@ packages=(
   libgtest-dev googletest
   libsentencepiece-dev
   libgloo-dev           # headers of the Gloo that libtorch links: data-parallel training (c10d)
+  iproute2              # ip netns: the two-host data-parallel test (tests/e2e/dist_two_hosts.sh)
+  util-linux            # flock(1): scripts/sweep.sh's lock on its output directory
   # independent references for the tests: PyTorch and SentencePiece in Debian's python
   python3-torch python3-numpy python3-sentencepiece
   chromium              # renders the demo's report.html headless in its test

@@ -15,6 +15,9 @@
 #include "safetune/dist/data_parallel.h"
 
 #include <ATen/ATen.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -117,13 +120,41 @@ namespace {
   std::_Exit(kExitEnvironment);  // a lost peer is the environment's failure, not the input's
 }
 
+// The address of this host from which it reaches `host` (the source address the routing
+// table picks; connecting a UDP socket sends nothing), or "" when it cannot tell.
+std::string local_address_towards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return "";
+  std::string out;
+  for (addrinfo* a = found; a != nullptr && out.empty(); a = a->ai_next) {
+    const int s = ::socket(a->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) continue;
+    sockaddr_storage self{};
+    socklen_t len = sizeof self;
+    char name[NI_MAXHOST];
+    if (::connect(s, a->ai_addr, a->ai_addrlen) == 0 && ::getsockname(s, reinterpret_cast<sockaddr*>(&self), &len) == 0 &&
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&self), len, name, sizeof name, nullptr, 0, NI_NUMERICHOST) == 0)
+      out = name;
+    ::close(s);
+  }
+  ::freeaddrinfo(found);
+  return out;
+}
+
 std::shared_ptr<::gloo::transport::Device> gloo_device(const Env& env) {
   // GLOO_SOCKET_IFNAME picks the interface, as in PyTorch; a loopback master means a
-  // single-machine run; otherwise the address this host's name resolves to.
+  // single-machine run; otherwise the address on the way to MASTER_ADDR, which the other
+  // machines reach this one at when they share a network with rank 0 (the address this
+  // host's name resolves to, Gloo's own default, may be on no network the peers see, or
+  // on none at all in a container); that failing, Gloo's default.
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
     return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
   if (env.master_addr == "localhost" || env.master_addr.rfind("127.", 0) == 0)
     return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  if (const std::string local = local_address_towards(env.master_addr, env.master_port); !local.empty())
+    return c10d::ProcessGroupGloo::createDeviceForHostname(local);
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 

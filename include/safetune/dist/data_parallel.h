@@ -6,7 +6,8 @@
 // Launch is torchrun-style: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT in the environment (scripts/launch.sh sets them for local runs). Rank 0
 // hosts a c10d TCPStore at MASTER_ADDR:MASTER_PORT; the process group is Gloo for CPU
-// tensors and NCCL for CUDA tensors (when LibTorch was built with it).
+// tensors and NCCL for CUDA tensors (when LibTorch was built with it). Each Gloo endpoint
+// is on this host's address towards MASTER_ADDR (GLOO_SOCKET_IFNAME overrides it).
 //
 // The global batch is the config's: train.batch_size x train.grad_accum examples per
 // optimizer step, whatever the number of processes. Micro-batch i of a step goes to rank
@@ -50,7 +51,7 @@ class DataParallel {
   // world_size 1: inactive, every collective is a no-op. Otherwise joins the process
   // group (rank 0 hosts the store), waiting at most timeout_s for the others; every later
   // collective fails after timeout_s too, with an error naming the operation, instead of
-  // hanging when another rank died. `device_type` "cpu" (Gloo) or "cuda" (NCCL).
+  // hanging when another rank died: the process exits with kExitEnvironment (4) there. `device_type` "cpu" (Gloo) or "cuda" (NCCL).
   DataParallel(const Env& env, double timeout_s, const std::string& device_type = "cpu",
                int64_t bucket_bytes = int64_t(25) << 20);
   ~DataParallel();
