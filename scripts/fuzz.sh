@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh [-runs N] [-max_total_time S] [-seed N] [-jobs J] [target...]
 #
-# Targets: safetensors hf_config tokenizer_json records yaml_config (default: all), run one
+# Targets: safetensors hf_config tokenizer_json records csv yaml_config (default: all), run one
 # after another. New inputs the fuzzer finds go to build-fuzz/corpus/<target>/ (the
 # checked-in seeds are only read); a crashing input is written to
 # build-fuzz/artifacts/<target>/. -seed fixes libFuzzer's random seed (the tests use one,
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     *) targets+=("${1#fuzz_}"); shift ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors hf_config tokenizer_json records yaml_config)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors hf_config tokenizer_json records csv yaml_config)
 
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 cxx=${FUZZ_CXX:-$(command -v clang++-14 || command -v clang++ || true)}

@@ -1,11 +1,13 @@
-// Records from JSON / JSONL, with errors that point at the offending line or record.
+// Records from JSON / JSONL / CSV / TSV, with errors that point at the offending line or record.
 #include "safetune/data/records.h"
 
 #include <algorithm>
+#include <set>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/core/json_depth.h"
+#include "safetune/data/csv.h"
 #include "safetune/text/unicode.h"
 
 namespace safetune::data {
@@ -96,6 +98,106 @@ Record to_record(const json& obj, const std::string& where, bool response_option
   return r;
 }
 
+// A JSON record with its mapped keys renamed to their fields; its other keys go to `rest`
+// (the record's extra fields, added after the shape is read so that they cannot change it).
+json remap(const json& obj, const ColumnMap& columns, const std::string& where, json& rest) {
+  rest = json::object();
+  if (!obj.is_object()) return obj;  // to_record names the problem
+  json out = json::object();
+  std::set<std::string> keys;
+  for (const auto& [field, key] : columns) {
+    if (!obj.contains(key)) input_error(where, "no key '" + key + "' (the column mapping reads field " + field + " from it)");
+    out[field] = obj[key];
+    keys.insert(key);
+  }
+  for (auto it = obj.begin(); it != obj.end(); ++it)
+    if (!keys.count(it.key())) rest[it.key()] = it.value();
+  return out;
+}
+
+Record mapped_record(const json& obj, const ColumnMap& columns, const std::string& where, bool response_optional) {
+  if (columns.empty()) return to_record(obj, where, response_optional);
+  json rest;
+  const json fields = remap(obj, columns, where, rest);
+  Record r = to_record(fields, where, response_optional);
+  for (auto it = rest.begin(); it != rest.end(); ++it) r.extra[it.key()] = it.value();
+  return r;
+}
+
+std::string list_text(const std::vector<std::string>& names) {
+  std::string s;
+  for (const std::string& n : names)
+    if (!n.empty()) s += (s.empty() ? "" : ", ") + n;
+  return s.empty() ? "none" : s;
+}
+
+// The fields a CSV file gives every row (its named columns, or the mapped ones) must make
+// one record shape: checked once at the header, so that a missing column is one message
+// naming it rather than one per row.
+void check_csv_shape(const std::set<std::string>& f, const std::string& where, const std::vector<std::string>& header,
+                     bool response_optional) {
+  auto has = [&](const char* k) { return f.count(k) > 0; };
+  const bool alpaca = has("instruction") || has("input") || has("output");
+  const bool chat = has("prompt") || has("completion");
+  // "<field>; name a header column <field>, or map one (field=column, e.g. <field>=<column>)"
+  auto how = [](const std::string& field, const std::string& example) {
+    return "; name a header column " + field + ", or map one (field=column, e.g. " + field + "=" + example + ")";
+  };
+  if (has("messages")) input_error(where, "a CSV cell cannot hold a messages list; use instruction/input/output or prompt/completion columns");
+  if (alpaca && chat)
+    input_error(where, "the columns mix {instruction, input, output} with {prompt, completion}; use one shape");
+  if (!alpaca && !chat)
+    input_error(where, "no column is a record field (columns: " + list_text(header) +
+                           "); name them instruction, input, output (or prompt, completion), or map them "
+                           "(field=column, e.g. instruction=goal,output=target)");
+  if (alpaca && !has("output") && !response_optional)
+    input_error(where, "no column for the field 'output' (the response to train on)" + how("output", "target"));
+  if (alpaca && !has("instruction") && !has("input"))
+    input_error(where, "no column for the field 'instruction' or 'input' (the prompt)" + how("instruction", "goal"));
+  if (chat && !has("completion") && !response_optional)
+    input_error(where, "no column for the field 'completion' (the response to train on)" + how("completion", "target"));
+  if (chat && !has("prompt")) input_error(where, "no column for the field 'prompt'" + how("prompt", "goal"));
+}
+
+// A CSV / TSV file: each row is the object of its fields, read as a JSON record is.
+std::vector<Record> csv_records(std::string_view text, const std::string& name, char sep, bool response_optional,
+                                const ColumnMap& columns) {
+  const CsvTable t = parse_csv(text, name, sep);
+  const std::string header_at = name + ":" + std::to_string(t.header_line);
+  std::vector<std::pair<std::string, size_t>> fields;  // field, column index
+  std::vector<bool> mapped(t.header.size(), false);
+  if (columns.empty()) {
+    for (size_t i = 0; i < t.header.size(); ++i)
+      if (!t.header[i].empty()) fields.emplace_back(t.header[i], i);
+  } else {
+    for (const auto& [field, column] : columns) {
+      const auto it = std::find(t.header.begin(), t.header.end(), column);
+      if (it == t.header.end())
+        input_error(header_at, "no column '" + column + "' in the header (the column mapping reads field " + field +
+                                   " from it); columns: " + list_text(t.header));
+      const size_t i = static_cast<size_t>(it - t.header.begin());
+      fields.emplace_back(field, i);
+      mapped[i] = true;
+    }
+  }
+  std::set<std::string> names;
+  for (const auto& f : fields) names.insert(f.first);
+  check_csv_shape(names, header_at, t.header, response_optional);
+
+  std::vector<Record> out;
+  out.reserve(t.rows.size());
+  for (const CsvRow& row : t.rows) {
+    json obj = json::object();
+    for (const auto& [field, i] : fields) obj[field] = row.cells[i];
+    Record r = to_record(obj, name + ":" + std::to_string(row.line), response_optional);
+    if (!columns.empty())
+      for (size_t i = 0; i < t.header.size(); ++i)
+        if (!mapped[i] && !t.header[i].empty()) r.extra[t.header[i]] = row.cells[i];
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 }  // namespace
 
 // PACT's benign records are Alpaca-style; we join instruction and input with a blank
@@ -107,7 +209,14 @@ std::string alpaca_prompt(const std::string& instruction, const std::string& inp
 }
 
 // Shared by parse_records (a response is required) and parse_prompt_records (optional).
-static std::vector<Record> parse_any(std::string_view text, const std::string& name, bool response_optional) {
+static std::vector<Record> parse_any(std::string_view text, const std::string& name, bool response_optional,
+                                     const ColumnMap& columns) {
+  check_column_map(columns, name);
+  if (const char sep = csv_separator_for(name)) {
+    std::vector<Record> out = csv_records(text, name, sep, response_optional, columns);
+    if (out.empty()) input_error(name, "empty dataset: no records (only a header row)");
+    return out;
+  }
   if (size_t bad = text::unicode::find_invalid_utf8(text); bad != std::string_view::npos)
     input_error(name + ":" + std::to_string(line_of(text, bad)),
                 "invalid UTF-8 (byte offset " + std::to_string(bad) + ")");
@@ -131,7 +240,7 @@ static std::vector<Record> parse_any(std::string_view text, const std::string& n
     } catch (const json::exception& e) {  // out_of_range: a number like 1e999
       input_error(name, std::string("invalid JSON: ") + e.what());
     }
-    for (size_t i = 0; i < arr.size(); ++i) out.push_back(to_record(arr[i], name + ":record " + std::to_string(i + 1), response_optional));
+    for (size_t i = 0; i < arr.size(); ++i) out.push_back(mapped_record(arr[i], columns, name + ":record " + std::to_string(i + 1), response_optional));
   } else {
     // JSONL: one object per non-blank line.
     size_t line_no = 0, pos = 0;
@@ -153,7 +262,7 @@ static std::vector<Record> parse_any(std::string_view text, const std::string& n
       } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
         input_error(where, std::string("invalid JSON: ") + e.what());
       }
-      out.push_back(to_record(obj, where, response_optional));
+      out.push_back(mapped_record(obj, columns, where, response_optional));
       if (end == text.size()) break;
     }
   }
@@ -161,13 +270,17 @@ static std::vector<Record> parse_any(std::string_view text, const std::string& n
   return out;
 }
 
-std::vector<Record> parse_records(std::string_view text, const std::string& name) {
-  return parse_any(text, name, /*response_optional=*/false);
+std::vector<Record> parse_records(std::string_view text, const std::string& name, const ColumnMap& columns) {
+  return parse_any(text, name, /*response_optional=*/false, columns);
 }
-std::vector<Record> parse_prompt_records(std::string_view text, const std::string& name) {
-  return parse_any(text, name, /*response_optional=*/true);
+std::vector<Record> parse_prompt_records(std::string_view text, const std::string& name, const ColumnMap& columns) {
+  return parse_any(text, name, /*response_optional=*/true, columns);
 }
-std::vector<Record> read_records(const std::string& path) { return parse_records(read_file(path), path); }
-std::vector<Record> read_prompt_records(const std::string& path) { return parse_prompt_records(read_file(path), path); }
+std::vector<Record> read_records(const std::string& path, const ColumnMap& columns) {
+  return parse_records(read_file(path), path, columns);
+}
+std::vector<Record> read_prompt_records(const std::string& path, const ColumnMap& columns) {
+  return parse_prompt_records(read_file(path), path, columns);
+}
 
 }  // namespace safetune::data

@@ -133,6 +133,14 @@ put("records", "unicode.jsonl", json.dumps({"prompt": "caf\u00e9 \U0001F600", "c
                                            ensure_ascii=False) + "\n")
 put("records", "broken_line.jsonl", json.dumps(pc) + "\n{\"prompt\": \"x\", \n")
 
+# --- CSV / TSV datasets: the first byte is the mode (bit 0 TSV, bit 1 the goal,target
+# mapping, bit 2 prompts); made-up rows in AdvBench's layout, never its data ---
+put("csv", "mapped.csv", "\x02" + 'goal,target\r\n"Do a thing, quickly","Sure, here is ""a thing"""\r\n')
+put("csv", "named.csv", "\x00" + '\ufeffinstruction,input,output,label\n"multi\nline",,ok,1\n\nx,y,z,0\n')
+put("csv", "prompts.tsv", "\x05" + 'prompt\tcategory\n"tab\there"\ta\nplain\tb\n')
+put("csv", "ragged.csv", "\x02" + 'goal,target\nonly one\n')
+put("csv", "bad_quote.csv", "\x00" + 'prompt,completion\n"a"b,c\n"never closed,\n')
+
 # --- YAML run configs (the NUL byte separates key=value overrides) ---
 tiny = """model:
   path: tiny-model

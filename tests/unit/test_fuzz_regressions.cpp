@@ -38,6 +38,17 @@ const std::map<std::string, std::function<void(const std::string& path, const st
     {"tokenizer_json",
      [](const std::string& path, const std::string& bytes) { text::parse_tokenizer_json(bytes, path); }},
     {"records", [](const std::string& path, const std::string& bytes) { data::parse_records(bytes, path); }},
+    {"csv",
+     [](const std::string& path, const std::string& bytes) {
+       // The first byte is tests/fuzz/fuzz_csv.cpp's mode: bit 1 the goal,target mapping,
+       // bit 2 prompts (bit 0, TSV, is the file's extension here: csv-<what>.tsv).
+       const uint8_t mode = bytes.empty() ? 0 : static_cast<uint8_t>(bytes[0]);
+       const std::string text = bytes.empty() ? "" : bytes.substr(1);
+       data::ColumnMap columns;
+       if (mode & 2) columns = {{"instruction", "goal"}, {"output", "target"}};
+       if (mode & 4) data::parse_prompt_records(text, path, columns);
+       else data::parse_records(text, path, columns);
+     }},
     {"yaml_config",
      [](const std::string& path, const std::string& bytes) {
        // YAML, then optionally a NUL byte and one key=value override per line (split as
