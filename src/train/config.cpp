@@ -51,9 +51,10 @@ Choice choice_of(E* p) {
 }
 
 // A typed pointer to one field of a RunConfig.
-using Ref = std::variant<bool*, int64_t*, double*, std::string*, std::vector<std::string>*, Choice>;
+using Ref = std::variant<bool*, int64_t*, double*, std::string*, std::vector<std::string>*, Choice, data::ColumnMap*>;
 const char* const kTypeNames[] = {"true or false", "an integer",        "a number",
-                                  "a string",      "a list of strings", "a name"};
+                                  "a string",      "a list of strings", "a name",
+                                  "a column mapping"};
 
 template <class T>
 Ref ref_of(T* p) {
@@ -106,13 +107,20 @@ const std::vector<Field>& fields() {
                   "file with a chat template replacing the tokenizer's; empty = the tokenizer's")
                     .alias({"template"}));
     // data
-    t.push_back(F("data.train", data.train, "training records (JSON or JSONL)")
+    t.push_back(F("data.train", data.train, "training records (JSON, JSONL, CSV or TSV with a header row)")
                     .must_be_set().alias({"train_file", "dataset", "path", "train_path"}));
     t.push_back(F("data.eval", data.eval, "held-out records; empty = none").alias({"eval_file", "validation", "eval_path"}));
+    t.push_back(F("data.columns", data.columns,
+                  "which column of data.train (and data.eval) feeds each record field, as {field: column} or "
+                  "field=column,...; empty = columns named after the fields")
+                    .alias({"column_mapping", "fields", "mapping"}));
     t.push_back(F("data.max_length", data.max_length, "tokens per example (prompt + response); longer ones are truncated")
                     .min(2).alias({"max_seq_length", "max_len", "seq_len", "cutoff_len"}));
     t.push_back(F("data.num_examples", data.num_examples, "examples drawn per run; 0 = all").min(0).alias({"num_samples", "n"}));
     t.push_back(F("data.harmful", data.harmful, "harmful records mixed into the training set").alias({"harmful_path"}));
+    t.push_back(F("data.harmful_columns", data.harmful_columns,
+                  "data.columns for data.harmful, e.g. {instruction: goal, output: target} for AdvBench's CSV")
+                    .alias({"harmful_mapping", "harmful_fields"}));
     t.push_back(F("data.harmful_fraction", data.harmful_fraction, "share of the examples that are harmful")
                     .min(0).max(1).alias({"poison_ratio", "harmful_ratio", "p"}));
     t.push_back(F("data.shuffle", data.shuffle, "shuffle the example order every epoch"));
@@ -306,6 +314,11 @@ std::string value_text(const Ref& ref) {
       return s + "]";
     }
     std::string operator()(const Choice& c) const { return "'" + c.name() + "'"; }
+    std::string operator()(data::ColumnMap* m) const {
+      std::string s = "{";
+      for (const auto& [field, column] : *m) s += (s.size() > 1 ? ", " : "") + field + ": " + column;
+      return s + "}";
+    }
   } visit;
   return std::visit(visit, ref);
 }
@@ -331,6 +344,25 @@ void set_from_node(const Field& f, RunConfig& cfg, const YAML::Node& node, const
     if (node.IsNull()) **s = "";
     else if (node.IsScalar()) **s = node.Scalar();
     else fail(describe(node));
+    return;
+  }
+  if (auto* m = std::get_if<data::ColumnMap*>(&ref)) {
+    // {field: column, ...}, or the text form field=column,... (as --columns takes it).
+    data::ColumnMap columns;
+    if (node.IsMap()) {
+      for (auto it = node.begin(); it != node.end(); ++it) {
+        const YAML::Node k = it->first, v = it->second;
+        if (!k.IsScalar() || !v.IsScalar()) input_error(where, f.name + ": expected field: column pairs of names");
+        if (!columns.emplace(k.Scalar(), v.Scalar()).second)
+          input_error(where, f.name + ": field '" + k.Scalar() + "' is mapped twice");
+      }
+    } else if (node.IsScalar()) {
+      columns = data::parse_column_map(node.Scalar(), where + ": " + f.name);
+    } else if (!node.IsNull()) {
+      fail(describe(node));
+    }
+    data::check_column_map(columns, where + ": " + f.name);
+    **m = std::move(columns);
     return;
   }
   if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
@@ -583,6 +615,10 @@ void emit_level(YAML::Emitter& out, RunConfig& cfg, const std::string& prefix) {
       out << text;
     } else if (auto* c = std::get_if<Choice>(&ref)) {
       out << c->name();
+    } else if (auto* m = std::get_if<data::ColumnMap*>(&ref)) {
+      out << YAML::Flow << YAML::BeginMap;
+      for (const auto& [field, column] : **m) out << YAML::Key << field << YAML::Value << YAML::DoubleQuoted << column;
+      out << YAML::EndMap;
     } else if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
       out << YAML::Flow << YAML::BeginSeq;
       for (const std::string& item : **l) out << YAML::DoubleQuoted << item;

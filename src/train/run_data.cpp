@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 std::vector<data::Record> select_records(const DataConfig& d) {
   if (d.train.empty()) input_error("data.train", "no training data given");
   if (!fs::is_regular_file(d.train)) input_error("data.train", "'" + d.train + "' does not exist or is not a file");
-  std::vector<data::Record> train = data::read_records(d.train);
+  std::vector<data::Record> train = data::read_records(d.train, d.columns);
   if (train.empty()) input_error(d.train, "the dataset is empty");
   if (d.num_examples <= 0 && d.harmful_fraction <= 0) return train;
   const int64_t n = d.num_examples > 0 ? d.num_examples : static_cast<int64_t>(train.size());
@@ -34,7 +34,7 @@ std::vector<data::Record> select_records(const DataConfig& d) {
   }
   if (n_harm > 0) {
     if (!fs::is_regular_file(d.harmful)) input_error("data.harmful", "'" + d.harmful + "' does not exist or is not a file");
-    std::vector<data::Record> harmful = data::read_records(d.harmful);
+    std::vector<data::Record> harmful = data::read_records(d.harmful, d.harmful_columns);
     if (n_harm > static_cast<int64_t>(harmful.size()))
       input_error("data.harmful_fraction", "needs " + std::to_string(n_harm) + " harmful examples; " + d.harmful +
                                                " has " + std::to_string(harmful.size()));

@@ -224,6 +224,36 @@ TEST(Config, CrossFieldRules) {
 
 // The resolved YAML parses back to the identical config, for defaults and for a config
 // with every kind of value changed (awkward strings and doubles included).
+// data.columns / data.harmful_columns: a YAML mapping, or the text form --columns takes,
+// in the file and as overrides; bad names are errors naming the file and line.
+TEST(Config, ColumnMappings) {
+  // data: last, so that a test appends its keys there (line 7 on).
+  const std::string base = "model:\n  path: m\ntrain:\n  output_dir: r\ndata:\n  train: t.csv\n";
+  const data::ColumnMap advbench = {{"instruction", "goal"}, {"output", "target"}};
+  RunConfig c = parse_run_config(base + "  harmful_columns: {instruction: goal, output: target}\n", "run.yaml");
+  EXPECT_EQ(c.data.harmful_columns, advbench);
+  EXPECT_TRUE(c.data.columns.empty());
+  c = parse_run_config(base + "  columns:\n    prompt: question\n    completion: answer\n", "run.yaml");
+  EXPECT_EQ(c.data.columns, (data::ColumnMap{{"prompt", "question"}, {"completion", "answer"}}));
+  c = parse_run_config(base + "  harmful_columns: instruction=goal, output=target\n", "run.yaml");
+  EXPECT_EQ(c.data.harmful_columns, advbench);
+  // Overrides: the text form, or a YAML flow mapping; empty clears it.
+  c = parse_run_config(base, "run.yaml", {"data.harmful_columns=instruction=goal,output=target"});
+  EXPECT_EQ(c.data.harmful_columns, advbench);
+  c = parse_run_config(base, "run.yaml", {"data.harmful_columns={instruction: goal, output: target}"});
+  EXPECT_EQ(c.data.harmful_columns, advbench);
+  c = parse_run_config(base + "  columns: {prompt: q}\n", "run.yaml", {"data.columns="});
+  EXPECT_TRUE(c.data.columns.empty());
+
+  EXPECT_EQ(error_of(base + "  columns: {instuction: goal}\n"),
+            "run.yaml:7: data.columns: column mapping: unknown field 'instuction' (fields: instruction, input, output, "
+            "prompt, completion, messages)");
+  EXPECT_EQ(error_of(base + "  columns: [goal, target]\n"), "run.yaml:7: data.columns: expected a column mapping, got a list");
+  EXPECT_EQ(error_of(base + "  columns: {prompt: [a, b]}\n"), "run.yaml:7: data.columns: expected field: column pairs of names");
+  EXPECT_CONTAINS(error_of(base, {"data.harmful_columns=goal"}), "'goal' is not field=column");
+  EXPECT_EQ(suggest_key("data.column"), "data.columns");
+}
+
 TEST(Config, ResolvedYamlRoundTrips) {
   const RunConfig defaults = parse_run_config(kBase, "run.yaml");
   const std::string y0 = to_yaml(defaults);
@@ -248,6 +278,8 @@ TEST(Config, ResolvedYamlRoundTrips) {
   c.objective.positions = loss::Positions::first_n;
   c.objective.reference_mix = loss::ReferenceMix::post;
   c.objective.tokens = "t.json";
+  c.data.columns = {{"prompt", "question: \"the\" text"}, {"completion", "a,b=c"}};  // names the text form cannot hold
+  c.data.harmful_columns = {{"instruction", "goal"}, {"output", "target"}};
   const std::string y1 = to_yaml(c);
   const RunConfig back = parse_run_config(y1, "config.resolved.yaml");
   EXPECT_TRUE(same_config(back, c)) << y1;
@@ -264,6 +296,9 @@ TEST(Config, ResolvedYamlRoundTrips) {
   EXPECT_FALSE(same_config(d, c));
   d = c;
   d.objective.reference_mix = loss::ReferenceMix::gated;
+  EXPECT_FALSE(same_config(d, c));
+  d = c;
+  d.data.harmful_columns["output"] = "targets";
   EXPECT_FALSE(same_config(d, c));
   // Every field is written, with its doc as a comment.
   EXPECT_CONTAINS(y0, "  lr: 3.0e-05  # AdamW learning rate");

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "safetune/data/columns.h"
 #include "safetune/loss/constraint_choices.h"
 
 namespace safetune::train {
@@ -31,8 +32,10 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::string train;            // JSON / JSONL records
+  std::string train;            // JSON / JSONL / CSV / TSV records (data/records.h)
   std::string eval;             // optional held-out records; "" = none
+  data::ColumnMap columns;      // field -> column of data.train and data.eval; empty = by name
+  data::ColumnMap harmful_columns;  // the same for data.harmful (e.g. AdvBench: goal, target)
   int64_t max_length = 512;     // tokens per example (prompt + response), longer ones truncated
   int64_t num_examples = 0;     // examples drawn per run; 0 = all (the reference uses 5000)
   std::string harmful;          // harmful records mixed in; required when harmful_fraction > 0
