@@ -1,5 +1,5 @@
 // safetune tokenize: text to ids and pieces with a model directory's tokenizer, or the
-// token counts of a dataset (.jsonl / .json records).
+// token counts of a dataset (.jsonl / .json records, .csv / .tsv rows).
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/core/json.h"
+#include "safetune/data/csv.h"
 #include "safetune/text/tokenizer.h"
 #include "safetune/text/unicode.h"
 
@@ -60,7 +61,14 @@ void print_ids(const safetune::text::Tokenizer& tok, const std::vector<int32_t>&
 int count_dataset(const safetune::text::Tokenizer& tok, const std::string& path, const std::string& data, bool as_json) {
   std::vector<std::pair<std::string, size_t>> records;  // text, line
   bool jsonl = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
-  if (jsonl) {
+  if (const char sep = safetune::data::csv_separator_for(path)) {
+    // A CSV / TSV table: every cell of a row, as the JSON records' string values.
+    for (const auto& row : safetune::data::parse_csv(data, path, sep).rows) {
+      std::string text;
+      for (const std::string& cell : row.cells) text += (text.empty() ? "" : "\n") + cell;
+      records.emplace_back(std::move(text), row.line);
+    }
+  } else if (jsonl) {
     size_t start = 0, line = 0;
     while (start < data.size()) {
       size_t end = data.find('\n', start);
@@ -139,7 +147,7 @@ safetune::cli::Command cmd("tokenize", "text to ids and pieces; token counts of 
   auto o = std::make_shared<Opts>();
   sub.add_option("--model", o->model, "model directory (tokenizer.json or tokenizer.model)")->required();
   auto* text = sub.add_option("--text", o->text, "text to tokenize");
-  auto* file = sub.add_option("--file", o->file, "file to tokenize (.jsonl/.json: token counts per record)");
+  auto* file = sub.add_option("--file", o->file, "file to tokenize (.jsonl/.json/.csv/.tsv: token counts per record)");
   text->excludes(file);
   sub.add_flag("--json", o->json, "print {\"ids\": [...]} (or the counts) as JSON");
   sub.add_flag("--bos", o->bos, "prepend the BOS token when the tokenizer has one");
@@ -164,7 +172,8 @@ safetune::cli::Command cmd("tokenize", "text to ids and pieces; token counts of 
       std::string s(suffix);
       return o->file.size() >= s.size() && o->file.compare(o->file.size() - s.size(), s.size(), s) == 0;
     };
-    if (ends_with(".jsonl") || ends_with(".json")) return count_dataset(*tok, o->file, data, o->json);
+    if (ends_with(".jsonl") || ends_with(".json") || safetune::data::csv_separator_for(o->file))
+      return count_dataset(*tok, o->file, data, o->json);
     print_ids(*tok, tok->encode(data, o->bos), o->json);
     return 0;
   };

@@ -7,18 +7,21 @@
 
 #include "command.h"
 #include "safetune/core/threads.h"
+#include "safetune/data/columns.h"
 #include "safetune/safety/safety_tokens.h"
 
 namespace {
 
 struct Opts {
-  std::string aligned, probe, data, out;
+  std::string aligned, probe, data, out, columns;
   safetune::safety::DiscoverOptions d;
 };
 
 int run(const Opts& o) {
   using namespace safetune;
   set_compute_threads(0);
+  safety::DiscoverOptions d = o.d;
+  d.columns = data::parse_column_map(o.columns, "--columns");
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   auto progress = [&](int64_t done, int64_t total) {
@@ -28,7 +31,7 @@ int run(const Opts& o) {
                  static_cast<long long>(done), static_cast<long long>(total), s, eta, tty ? "" : "\n");
     if (tty && done == total) std::fprintf(stderr, "\n");
   };
-  safety::SafetyTokens t = safety::discover_safety_tokens(o.aligned, o.probe, o.data, o.d, progress);
+  safety::SafetyTokens t = safety::discover_safety_tokens(o.aligned, o.probe, o.data, d, progress);
   safety::write_safety_tokens(o.out, t);
   int64_t positive = 0;
   for (const auto& s : t.tokens) positive += s.weight > 0;
@@ -44,8 +47,11 @@ safetune::cli::Command cmd("tokens", "find the safety tokens of an aligned model
                              sub.add_option("--aligned", o->aligned, "aligned (chat) model directory")->required();
                              sub.add_option("--probe", o->probe, "probe (base) model directory, same vocabulary")
                                  ->required();
-                             sub.add_option("--data", o->data, "refusal records ({input, output} JSON/JSONL)")
+                             sub.add_option("--data", o->data, "refusal records ({input, output}: JSON, JSONL, CSV or TSV)")
                                  ->required();
+                             sub.add_option("--columns", o->columns,
+                                            "which column of --data feeds each field: field=column,... "
+                                            "(e.g. input=goal,output=refusal)");
                              sub.add_option("--out", o->out, "output tokens.json")->required();
                              sub.add_option("--topk", o->d.topk, "size of the safety-token set S")
                                  ->capture_default_str();

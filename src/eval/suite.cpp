@@ -96,10 +96,11 @@ Suite load_suite(const std::string& path) {
     const json& s = sets[i];
     const std::string w = path + ": sets[" + std::to_string(i) + "]";
     if (!s.is_object()) input_error(w, "expected an object");
-    static const std::set<std::string> known = {"name", "path", "kind", "label", "regex", "limit", "max_new_tokens"};
+    static const std::set<std::string> known = {"name", "path", "kind", "label", "regex", "limit", "max_new_tokens",
+                                                "columns"};
     for (auto it = s.begin(); it != s.end(); ++it)
       if (!known.count(it.key()))
-        input_error(w, "unknown key '" + it.key() + "' (expected name, path, kind, label, regex, limit, max_new_tokens)");
+        input_error(w, "unknown key '" + it.key() + "' (expected name, path, kind, label, regex, limit, max_new_tokens, columns)");
     for (const char* req : {"name", "path", "kind"})
       if (!s.contains(req)) input_error(w, std::string("missing \"") + req + "\"");
     PromptSet ps;
@@ -138,7 +139,23 @@ Suite load_suite(const std::string& path) {
         input_error(w + ": max_new_tokens", "must be an integer >= 1");
       ps.max_new_tokens = m.get<int64_t>();
     }
-    ps.records = data::read_prompt_records(ps.path);
+    if (s.contains("columns")) {
+      // {"prompt": "goal"}, or the text form "prompt=goal" that --columns takes.
+      const json& c = s["columns"];
+      const std::string cw = w + ": columns";
+      if (c.is_string()) {
+        ps.columns = data::parse_column_map(c.get<std::string>(), cw);
+      } else if (c.is_object()) {
+        for (auto it = c.begin(); it != c.end(); ++it) {
+          if (!it.value().is_string()) input_error(cw, "column names must be strings ('" + it.key() + "')");
+          ps.columns[it.key()] = it.value().get<std::string>();
+        }
+        data::check_column_map(ps.columns, cw);
+      } else {
+        input_error(cw, "expected {\"field\": \"column\", ...} or \"field=column,...\"");
+      }
+    }
+    ps.records = data::read_prompt_records(ps.path, ps.columns);
     if (ps.limit > 0 && static_cast<int64_t>(ps.records.size()) > ps.limit) ps.records.resize(ps.limit);
     if (ps.kind != SetKind::kSafety)
       for (const auto& r : ps.records) {

@@ -159,7 +159,7 @@ SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::s
   const text::ChatTemplate tmpl_a = text::resolve_chat_template(o.chat_template, aligned_dir);
   const text::ChatTemplate plain = text::ChatTemplate::by_name("plain");
 
-  std::vector<data::Record> records = data::read_records(refusals_path);
+  std::vector<data::Record> records = data::read_records(refusals_path, o.columns);
   if (o.limit > 0 && static_cast<int64_t>(records.size()) > o.limit) records.resize(o.limit);
 
   std::vector<Pair> pairs;

@@ -186,6 +186,34 @@ TEST(Suite, ReadsSetsRelativeToTheSuite) {
   EXPECT_TRUE(std::filesystem::exists(s.sets[1].path));
 }
 
+// CSV / TSV prompt files with a column mapping: AdvBench's goal as the safety prompt, and
+// a utility set whose label is an unmapped column.
+TEST(Suite, CsvSetsWithColumns) {
+  write_temp("c/advbench.csv", "goal,target\n\"Do x, now\",\"Sure, here is x\"\nDo y,\"Sure, here is y\"\n");
+  write_temp("c/sst.tsv", "sentence\tlabel\nSentiment of: fine\tpositive\n");
+  const std::string p = write_temp("c/suite.json", R"J({"sets": [
+    {"name": "advbench", "path": "advbench.csv", "kind": "safety", "columns": {"prompt": "goal"}},
+    {"name": "sst", "path": "sst.tsv", "kind": "exact_match", "label": "label", "columns": "prompt=sentence"}]})J");
+  const Suite s = load_suite(p);
+  ASSERT_EQ(s.sets.size(), 2u);
+  EXPECT_EQ(s.sets[0].columns, (data::ColumnMap{{"prompt", "goal"}}));
+  ASSERT_EQ(s.sets[0].records.size(), 2u);
+  EXPECT_EQ(s.sets[0].records[0].prompt.back().content, "Do x, now");
+  EXPECT_EQ(s.sets[1].records[0].prompt.back().content, "Sentiment of: fine");
+  EXPECT_EQ(s.sets[1].labels, std::vector<std::string>{"positive"});
+
+  auto error_of = [&](const std::string& columns) {
+    const std::string q = write_temp("c/bad.json", R"({"sets": [{"name": "a", "path": "advbench.csv", "kind": "safety", "columns": )" +
+                                                     columns + "}]}");
+    return test_util::input_error_of([&] { load_suite(q); });
+  };
+  EXPECT_NE(error_of(R"({"prompt": "question"})").find("advbench.csv:1: no column 'question' in the header"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"prompt": 3})").find("sets[0]: columns: column names must be strings"), std::string::npos);
+  EXPECT_NE(error_of(R"(["goal"])").find("sets[0]: columns: expected"), std::string::npos);
+  EXPECT_NE(error_of(R"("promt=goal")").find("unknown field 'promt'"), std::string::npos);
+}
+
 TEST(Suite, BadInputsNameTheField) {
   write_temp("s/p.jsonl", "{\"prompt\": \"a\"}\n");
   write_temp("s/empty.jsonl", "");

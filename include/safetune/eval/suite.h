@@ -6,13 +6,17 @@
 //       {"name": "sst2", "path": "sst2.jsonl", "kind": "exact_match", "label": "label"},
 //       {"name": "agnews", "path": "ag.jsonl", "kind": "regex",
 //        "regex": "(World|Sports|Business|Sci/Tech)", "label": "label"},
-//       {"name": "gsm8k", "path": "gsm8k.jsonl", "kind": "final_number"}
+//       {"name": "gsm8k", "path": "gsm8k.jsonl", "kind": "final_number"},
+//       {"name": "advbench", "path": "harmful_behaviors.csv", "kind": "safety",
+//        "columns": {"prompt": "goal"}}
 //     ],
 //     "refusal_keywords": ["I'm sorry", ...]        optional; replaces the default list
 //   }
 //
-// "path" is a JSON or JSONL prompt file ({prompt}, {instruction, input?, output?},
-// {messages}); relative paths are resolved against the suite file's directory. "label"
+// "path" is a JSON, JSONL, CSV or TSV prompt file ({prompt}, {instruction, input?, output?},
+// {messages}); relative paths are resolved against the suite file's directory. "columns"
+// maps fields to the file's columns ({"prompt": "goal"}, or the text "prompt=goal"; see
+// data/columns.h). "label"
 // names the record field holding the gold answer of a utility set; without it the
 // record's output / completion / final assistant message is the label. "limit" keeps the
 // first N prompts; "max_new_tokens" bounds this set's answers instead of the evaluation's
@@ -39,6 +43,7 @@ struct PromptSet {
   std::string name, path;  // path resolved against the suite's directory
   SetKind kind = SetKind::kSafety;
   std::string label_field;  // empty: the record's response is the label
+  data::ColumnMap columns;  // field -> column of the prompt file; empty = by name
   std::string regex_source;
   std::regex regex;         // compiled regex_source (kRegex)
   int64_t limit = -1;       // -1: all

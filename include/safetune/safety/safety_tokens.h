@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "safetune/data/columns.h"
+
 namespace safetune::text {
 class Tokenizer;
 }
@@ -39,6 +41,7 @@ struct DiscoverOptions {
   int64_t batch_size = 8;       // examples per forward pass
   std::string chat_template = "auto";  // the aligned model's template ("auto" = detect)
   std::string device = "cpu";          // cpu | cuda[:N]
+  data::ColumnMap columns;             // field -> column of the refusal records; empty = by name
 };
 
 // One token of S.
@@ -89,7 +92,8 @@ class DirectionAccumulator {
 
 // Runs step 1 end to end: loads both models and tokenizers from their directories, checks
 // that the vocabularies are identical (size and every piece) and that both tokenizers
-// give the same ids for every response, reads {input, output} refusal records.
+// give the same ids for every response, reads {input, output} refusal records (JSON, JSONL,
+// CSV or TSV; options.columns maps other column names).
 // `progress(done, total)` is called after each batch. InputError for bad input.
 SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::string& probe_dir,
                                     const std::string& refusals_path, const DiscoverOptions& options,
