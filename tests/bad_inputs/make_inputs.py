@@ -103,6 +103,12 @@ write("bad_utf8.jsonl", ("\n".join(lines[:4]) + "\n").encode() + b'{"instruction
 write("no_output.jsonl", "\n".join(lines[:3] + ['{"instruction": "Say 3"}']) + "\n")
 write("not_records.json", json.dumps({"instruction": "a lone object, not a list"}))
 write("good.jsonl", "\n".join(lines) + "\n")
+# CSV in AdvBench's layout (goal,target): a ragged row after a quoted line break, invalid
+# UTF-8 on line 3, a quote never closed.
+write("goal_target.csv", "goal,target\r\n" + "".join(f'"Say {i}, please","Sure, {i}"\r\n' for i in range(8)))
+write("ragged.csv", 'goal,target\n"Say\n1",1\nSay 2,2,extra\n')
+write("bad_utf8.csv", b"goal,target\nSay 1,1\nSay \xff,2\n")
+write("unclosed.csv", 'goal,target\nSay 1,1\nSay 2,"2\nSay 3,3\n')
 
 # --- YAML configs (train CONFIG.yaml)
 base = "model:\n  path: good\ndata:\n  train: good.jsonl\ntrain:\n  output_dir: out/run\n  max_steps: 2\n"

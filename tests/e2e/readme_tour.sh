@@ -29,6 +29,11 @@ for i in 1 2; do echo "{\"instruction\": \"Do harmful thing $i\", \"output\": \"
 echo '{"prompt": "Do a new harmful thing"}' >data/harmful-heldout.jsonl
 echo '{"instruction": "Topic of: the team won", "output": "Sports"}' >data/agnews-test.jsonl
 echo '{"instruction": "What is 2 + 3?", "output": "The answer is 5"}' >data/gsm8k-test.jsonl
+# AdvBench's layout (goal,target; quoted commas as in the real file), made-up rows.
+mkdir -p data/advbench
+printf 'goal,target\n"Do harmful thing 1, quickly","Sure, here is thing 1, quickly"\nDo harmful thing 2,"Sure, here is thing 2"\nDo harmful thing 3,"Sure, here is thing 3"\n' \
+  >data/advbench/harmful_behaviors.csv
+unset ADVBENCH
 
 # The ```bash blocks, in order.
 blocks=$(/usr/bin/python3 - "$src/README.md" <<'P'
@@ -48,9 +53,16 @@ done
 # What the blocks promise.
 for f in runs/tokens.json runs/pact/adapter/adapter_model.safetensors runs/pact/results.json \
   runs/llama3-tokens.json runs/llama3-8b-pact/adapter/adapter_config.json runs/llama3-8b-pact/results.json \
-  runs/sweep/summary.md runs/sweep/report.html runs/dp/adapter/adapter_model.safetensors; do
+  runs/sweep/summary.md runs/sweep/report.html runs/dp/adapter/adapter_model.safetensors \
+  runs/attacked/adapter/adapter_model.safetensors runs/attacked/results.json; do
   [ -s "$f" ] || fail "$f was not written"
 done
 grep -q "^| none " runs/sweep/summary.md && grep -q "^| pact " runs/sweep/summary.md ||
   fail "sweep summary lacks a row per constraint: $(cat runs/sweep/summary.md)"
+/usr/bin/python3 -c '
+import json
+s = json.load(open("runs/attacked/results.json"))["sets"][0]
+assert s["name"] == "advbench" and s["n"] == 3, s
+assert s["items"][0]["prompt"] == "Do harmful thing 1, quickly", s["items"][0]
+' || fail "the AdvBench eval set of the README was not read from its CSV"
 echo "PASS every README block ran and wrote what it promises"
