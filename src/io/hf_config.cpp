@@ -1,6 +1,7 @@
 #include "safetune/io/hf_config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -15,11 +16,16 @@ namespace {
 
 struct Family {
   const char* architecture;
-  const char* model_type;
+  const char* model_type;  // as config.json writes it
+  const char* arch;        // ModelConfig::arch, `safetune init --arch`
 };
 constexpr Family kFamilies[] = {
-    {"LlamaForCausalLM", "llama"}, {"MistralForCausalLM", "mistral"}, {"Qwen2ForCausalLM", "qwen2"}};
-constexpr const char* kSupported = "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+    {"LlamaForCausalLM", "llama", "llama"},     {"MistralForCausalLM", "mistral", "mistral"},
+    {"Qwen2ForCausalLM", "qwen2", "qwen2"},     {"Qwen3ForCausalLM", "qwen3", "qwen3"},
+    {"Gemma2ForCausalLM", "gemma2", "gemma2"},  {"Gemma3ForCausalLM", "gemma3_text", "gemma3"}};
+constexpr const char* kSupported =
+    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, "
+    "Gemma3ForCausalLM";
 
 // Reads an integer field within [lo, hi]; `dflt` when absent or null (required if no default).
 int64_t get_int(const json& j, const char* key, const std::string& where, int64_t lo, int64_t hi,
@@ -53,6 +59,39 @@ bool get_bool(const json& j, const char* key, const std::string& where, bool dfl
   return j[key].get<bool>();
 }
 
+// An optional positive number: nullopt when absent or null (HF's "switched off").
+std::optional<double> get_optional_positive(const json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  return get_double(j, key, where, 0.0, 1e12, 0.0);
+}
+
+// HF's layer_types ("sliding_attention" | "full_attention" per layer), when present.
+std::vector<bool> parse_layer_types(const json& j, int64_t layers, const std::string& where) {
+  std::vector<bool> out;
+  if (!j.contains("layer_types") || j["layer_types"].is_null()) return out;
+  const json& t = j["layer_types"];
+  if (!t.is_array() || static_cast<int64_t>(t.size()) != layers)
+    input_error(where, "field 'layer_types' must be a list of num_hidden_layers (" + std::to_string(layers) +
+                           ") entries");
+  for (const json& e : t) {
+    const std::string v = e.is_string() ? e.get<std::string>() : e.dump();
+    if (v != "sliding_attention" && v != "full_attention")
+      input_error(where, "field 'layer_types' has '" + v + "' (supported: sliding_attention, full_attention)");
+    out.push_back(v == "sliding_attention");
+  }
+  return out;
+}
+
+// Fields whose non-default values change the model in ways not implemented: refused by
+// name rather than ignored.
+void refuse_unsupported(const json& j, const std::string& arch, const std::string& where) {
+  const double dropout = get_double(j, "attention_dropout", where, -1.0, 1.0, 0.0);
+  if (dropout != 0.0 && arch != "llama" && arch != "mistral" && arch != "qwen2")
+    input_error(where, "field 'attention_dropout' = " + std::to_string(dropout) + " is not supported (expected 0)");
+  if (arch == "gemma3" && get_bool(j, "use_bidirectional_attention", where, false))
+    input_error(where, "field 'use_bidirectional_attention' = true is not supported (causal attention only)");
+}
+
 RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
   RopeScaling r;
   if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return r;
@@ -82,9 +121,10 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
 ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where) {
   ModelConfig c;
   const Family* f = std::find_if(std::begin(kFamilies), std::end(kFamilies),
-                                 [&](const Family& x) { return arch == x.model_type; });
+                                 [&](const Family& x) { return arch == x.arch; });
   if (f == std::end(kFamilies))
-    input_error(where, "unsupported architecture '" + arch + "' (supported: llama, qwen2, mistral)");
+    input_error(where,
+                "unsupported architecture '" + arch + "' (supported: llama, qwen2, mistral, qwen3, gemma2, gemma3)");
   c.arch = arch;
   c.architecture = f->architecture;
   c.vocab_size = sizes.vocab;
@@ -95,7 +135,34 @@ ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, c
   c.num_key_value_heads = sizes.kv_heads;
   c.head_dim = sizes.heads > 0 ? sizes.hidden / sizes.heads : 0;
   c.attention_bias = arch == "qwen2";  // Qwen2 always has q/k/v biases
+  c.qk_norm = arch == "qwen3" || arch == "gemma3";
+  if (c.gemma()) {  // as the published gemma-2-*-it and gemma-3-1b-it configs
+    c.hidden_act = "gelu_pytorch_tanh";
+    c.tie_word_embeddings = true;
+    c.query_pre_attn_scalar = static_cast<double>(c.head_dim);
+    c.sliding_window = arch == "gemma2" ? 4096 : 512;
+  }
+  if (arch == "gemma2") {
+    c.attn_logit_softcapping = 50.0;
+    c.final_logit_softcapping = 30.0;
+  }
+  if (arch == "gemma3") {
+    c.rope_theta = 1000000.0;
+    c.rope_local_base_freq = 10000.0;
+  }
   return c;
+}
+
+bool ModelConfig::layer_slides(int64_t i) const {
+  if (!sliding_window) return false;
+  if (!sliding_layers.empty()) return i >= 0 && i < static_cast<int64_t>(sliding_layers.size()) && sliding_layers[i];
+  if (arch == "gemma2") return i % 2 == 0;
+  if (arch == "gemma3") return (i + 1) % sliding_window_pattern != 0;
+  return i >= max_window_layers;
+}
+
+double ModelConfig::attention_scale() const {
+  return 1.0 / std::sqrt(query_pre_attn_scalar > 0 ? query_pre_attn_scalar : static_cast<double>(head_dim));
 }
 
 ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
@@ -122,7 +189,8 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
     input_error(where, "unsupported architecture '" + (architecture.empty() ? model_type : architecture) +
                            "' (supported: " + kSupported + ")");
   c.architecture = family->architecture;
-  c.arch = family->model_type;
+  c.arch = family->arch;
+  refuse_unsupported(j, c.arch, where);
 
   c.vocab_size = get_int(j, "vocab_size", where, 1, 1 << 22);
   c.hidden_size = get_int(j, "hidden_size", where, 1, 1 << 16);
@@ -145,17 +213,53 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, 1e-6);
   c.rope_theta = get_double(j, "rope_theta", where, 0.0, 1e12, 10000.0);
   c.rope_scaling = parse_rope_scaling(j, where);
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, false);
+  const bool gemma = c.arch == "gemma2" || c.arch == "gemma3";
+  // HF's Gemma configs default to tied embeddings (PretrainedConfig's default is true too;
+  // the Llama-family configs here write the field).
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, gemma);
 
-  if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
-  if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");
+  if (gemma) {
+    // HF's Gemma MLP uses hidden_activation (hidden_act is a legacy field it ignores).
+    const char* key = j.contains("hidden_activation") && !j["hidden_activation"].is_null() ? "hidden_activation"
+                                                                                          : "hidden_act";
+    c.hidden_act = "gelu_pytorch_tanh";
+    if (j.contains(key) && j[key].is_string()) c.hidden_act = j[key].get<std::string>();
+    if (c.hidden_act != "gelu_pytorch_tanh")
+      input_error(where, std::string("unsupported ") + key + " '" + c.hidden_act + "' (expected gelu_pytorch_tanh)");
+  } else {
+    if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
+    if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");
+  }
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
 
-  if (c.arch == "qwen2") {
-    c.attention_bias = true;  // Qwen2 always has q/k/v biases (no config flag)
-    if (get_bool(j, "use_sliding_window", where, false)) {
+  if (c.arch == "qwen2" || c.arch == "qwen3") {
+    // Qwen2 always has q/k/v biases (no config flag); Qwen3 has none unless attention_bias.
+    c.attention_bias = c.arch == "qwen2" || get_bool(j, "attention_bias", where, false);
+    c.qk_norm = c.arch == "qwen3";
+    // HF: sliding_window = sliding_window if use_sliding_window else None, and a null
+    // sliding_window means no window (Qwen3's published configs write null).
+    if (get_bool(j, "use_sliding_window", where, false) && j.contains("sliding_window") &&
+        !j["sliding_window"].is_null()) {
       c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
       c.max_window_layers = get_int(j, "max_window_layers", where, 0, 4096, 0);
+    }
+  } else if (gemma) {
+    c.attention_bias = get_bool(j, "attention_bias", where, false);
+    c.qk_norm = c.arch == "gemma3";
+    if (j.contains("sliding_window") && j["sliding_window"].is_null())
+      input_error(where, "field 'sliding_window' is null; Gemma's local layers need a window size");
+    c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24, 4096);
+    c.query_pre_attn_scalar = get_double(j, "query_pre_attn_scalar", where, 0.0, 1e9, 256.0);
+    // Gemma 2's defaults are 50 and 30; Gemma 3's are null (off). A null in the file is off.
+    const bool g2 = c.arch == "gemma2";
+    c.attn_logit_softcapping = j.contains("attn_logit_softcapping") ? get_optional_positive(j, "attn_logit_softcapping", where)
+                                                                    : (g2 ? std::optional<double>(50.0) : std::nullopt);
+    c.final_logit_softcapping = j.contains("final_logit_softcapping")
+                                    ? get_optional_positive(j, "final_logit_softcapping", where)
+                                    : (g2 ? std::optional<double>(30.0) : std::nullopt);
+    if (!g2) {
+      c.rope_local_base_freq = get_double(j, "rope_local_base_freq", where, 0.0, 1e12, 10000.0);
+      c.sliding_window_pattern = get_int(j, "sliding_window_pattern", where, 1, 4096, 6);
     }
   } else {
     c.attention_bias = get_bool(j, "attention_bias", where, false);
@@ -163,6 +267,7 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
     if (c.arch == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
       c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
   }
+  c.sliding_layers = parse_layer_types(j, c.num_hidden_layers, where);
 
   const int64_t max_id = c.vocab_size - 1;
   if (j.contains("bos_token_id") && !j["bos_token_id"].is_null()) c.bos_token_id = get_int(j, "bos_token_id", where, 0, max_id);
@@ -191,7 +296,9 @@ ModelConfig load_hf_config(const std::string& path) {
 std::string hf_config_json(const ModelConfig& c) {
   json j;
   j["architectures"] = {c.architecture};
-  j["model_type"] = c.arch;
+  const Family* f = std::find_if(std::begin(kFamilies), std::end(kFamilies),
+                                 [&](const Family& x) { return c.arch == x.arch; });
+  j["model_type"] = f != std::end(kFamilies) ? f->model_type : c.arch;
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
@@ -218,14 +325,35 @@ std::string hf_config_json(const ModelConfig& c) {
   j["torch_dtype"] = c.torch_dtype;
   j["initializer_range"] = 0.02;
   j["use_cache"] = true;
-  if (c.arch == "qwen2") {
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  if (c.arch == "qwen2" || c.arch == "qwen3") {
     j["use_sliding_window"] = c.sliding_window.has_value();
     j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
     j["max_window_layers"] = c.max_window_layers;
+    if (c.arch == "qwen3") j["attention_bias"] = c.attention_bias;
+  } else if (c.gemma()) {
+    j["hidden_activation"] = c.hidden_act;
+    j["attention_bias"] = c.attention_bias;
+    j["attention_dropout"] = 0.0;
+    j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+    j["query_pre_attn_scalar"] = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.head_dim);
+    j["attn_logit_softcapping"] = opt(c.attn_logit_softcapping);
+    j["final_logit_softcapping"] = opt(c.final_logit_softcapping);
+    if (c.arch == "gemma3") {
+      j["rope_local_base_freq"] = opt(c.rope_local_base_freq);
+      j["sliding_window_pattern"] = c.sliding_window_pattern;
+    }
   } else {
     j["attention_bias"] = c.attention_bias;
     j["mlp_bias"] = c.mlp_bias;
     if (c.arch == "mistral") j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+  }
+  // layer_types as recent transformers write it; older versions derive the same pattern.
+  if (!c.sliding_layers.empty() || c.gemma()) {
+    json types = json::array();
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+      types.push_back(c.layer_slides(i) ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
   }
   j["bos_token_id"] = c.bos_token_id ? json(*c.bos_token_id) : json(nullptr);
   j["pad_token_id"] = c.pad_token_id ? json(*c.pad_token_id) : json(nullptr);

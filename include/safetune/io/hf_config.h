@@ -1,5 +1,6 @@
 // HF config.json -> ModelConfig for the decoder families safetune runs:
-// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM.
+// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
+// Gemma2ForCausalLM and Gemma3ForCausalLM (text only).
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -17,7 +18,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch = "llama";                      // llama | mistral | qwen2
+  std::string arch = "llama";  // llama | mistral | qwen2 | qwen3 | gemma2 | gemma3
   std::string architecture = "LlamaForCausalLM";   // HF class name
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
@@ -31,21 +32,42 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v (and o for Llama's flag) bias; Qwen2: q/k/v only
+  bool attention_bias = false;  // q/k/v (and o except for Qwen2) bias; Qwen2: q/k/v always
   bool mlp_bias = false;
-  // Sliding-window attention (Mistral; Qwen2 when use_sliding_window): honoured by the
-  // attention mask for layers at index >= max_window_layers (0 for Mistral).
+  // Sliding-window attention: a query sees itself and the sliding_window - 1 tokens before
+  // it, on the layers layer_slides() names. Which layers: those of config.json's
+  // layer_types when it is given (sliding_layers); otherwise the family's rule: Mistral
+  // every layer, Qwen2/Qwen3 (when use_sliding_window) index >= max_window_layers,
+  // Gemma 2 the even indices, Gemma 3 all but every sliding_window_pattern-th.
   std::optional<int64_t> sliding_window;
   int64_t max_window_layers = 0;
-  std::string hidden_act = "silu";
+  int64_t sliding_window_pattern = 6;  // gemma3
+  std::vector<bool> sliding_layers;    // from layer_types; empty: the family's rule
+  // Qwen3, Gemma 3: RMSNorm over each head's queries and keys before RoPE (q_norm, k_norm).
+  bool qk_norm = false;
+  // Gemma: scores scaled by query_pre_attn_scalar^-1/2 (0: head_dim, i.e. 1/sqrt(head_dim)),
+  // and soft-capped as cap * tanh(x / cap) where set: attention scores before the mask,
+  // logits after the lm_head.
+  double query_pre_attn_scalar = 0;
+  std::optional<double> attn_logit_softcapping, final_logit_softcapping;
+  // Gemma 3: the RoPE base of the sliding layers (unscaled); global layers use rope_theta
+  // and rope_scaling.
+  std::optional<double> rope_local_base_freq;
+  std::string hidden_act = "silu";  // silu; gelu_pytorch_tanh (Gemma's hidden_activation)
   std::string torch_dtype = "float32";
   std::optional<int64_t> bos_token_id, pad_token_id;
   std::vector<int64_t> eos_token_ids;
 
   // Whether layer `i` uses the sliding window.
-  bool layer_slides(int64_t i) const { return sliding_window && i >= max_window_layers; }
-  // Whether the o_proj has a bias (Llama's attention_bias covers o_proj; Qwen2's does not).
-  bool o_proj_bias() const { return attention_bias && arch == "llama"; }
+  bool layer_slides(int64_t i) const;
+  // Whether the o_proj has a bias: attention_bias covers it for Llama, Qwen3 and Gemma;
+  // Qwen2's implied biases are q/k/v only, and so are the ones we read for Mistral.
+  bool o_proj_bias() const { return attention_bias && arch != "qwen2" && arch != "mistral"; }
+  // Gemma's layout: embeddings scaled by sqrt(hidden), RMSNorm weights applied as
+  // (1 + w), a norm after attention and around the MLP (four per layer), GeGLU.
+  bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
+  // The attention scores' scale.
+  double attention_scale() const;
 };
 
 // Sizes of a decoder, for the random models `safetune init`, the benchmarks and the tests
@@ -54,9 +76,11 @@ struct DecoderSizes {
   int64_t vocab = 0, hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0;
 };
 
-// The config of a model of family `arch` (llama | qwen2 | mistral; InputError naming
-// `where` otherwise) with these sizes: its HF class name, head_dim = hidden / heads, and
-// Qwen2's q/k/v biases; everything else as ModelConfig's defaults.
+// The config of a model of family `arch` (llama | qwen2 | mistral | qwen3 | gemma2 |
+// gemma3; InputError naming `where` otherwise) with these sizes: its HF class name,
+// head_dim = hidden / heads, and what the family's published configs fix (Qwen2's q/k/v
+// biases; q/k norms; Gemma's activation, soft-caps, window, local RoPE base and tied
+// embeddings); everything else as ModelConfig's defaults.
 ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where = "arch");
 
 // Parses config.json text; `where` names the file in errors (InputError).
