@@ -1,4 +1,5 @@
-// safetune init: a randomly initialised Llama / Qwen2 / Mistral model in HF layout
+// safetune init: a randomly initialised Llama / Qwen2 / Mistral / Qwen3 / Gemma 2 / Gemma 3
+// model in HF layout
 // (config.json, model.safetensors, and a byte-level tokenizer.json with 256 byte tokens and
 // a few specials, so that text commands work on it). Tiny by default.
 // The directory is built as DIR.tmp and renamed into place: nothing half-written remains.
@@ -24,8 +25,11 @@ struct Opts {
   std::string arch, out, dtype = "f32", rope_scaling = "none";
   int64_t vocab = 512, hidden = 64, layers = 2, heads = 4, kv_heads = 2, head_dim = 0, intermediate = 172;
   int64_t max_pos = 512, sliding_window = 0, max_window_layers = 0;
-  double init_std = 0.02, rope_theta = 10000.0, rope_factor = 8.0, rope_low = 1.0, rope_high = 4.0, rms_eps = 1e-6;
+  double init_std = 0.02, rope_theta = 0, rope_factor = 8.0, rope_low = 1.0, rope_high = 4.0, rms_eps = 1e-6;
   int64_t rope_orig_max = 8192;
+  // Gemma: 0 keeps the family's value (query_pre_attn_scalar: head_dim).
+  double query_pre_attn_scalar = 0, attn_softcap = -1, final_softcap = -1, rope_local_base = 0;
+  int64_t sliding_window_pattern = 0;
   uint64_t seed = 0;
   bool tie = false, attention_bias = false, force = false, init_test = false;
 };
@@ -102,7 +106,7 @@ safetune::io::ModelConfig make_config(const Opts& o) {
   if (c.head_dim % 2) input_error("--head-dim", "head dimension must be even");
   c.max_position_embeddings = o.max_pos;
   c.rms_norm_eps = o.rms_eps;
-  c.rope_theta = o.rope_theta;
+  if (o.rope_theta > 0) c.rope_theta = o.rope_theta;  // else the family's (10000; Gemma 3 1e6)
   c.rope_scaling.type = o.rope_scaling;
   if (o.rope_scaling != "none" && o.rope_scaling != "linear" && o.rope_scaling != "llama3")
     input_error("--rope-scaling", "must be none, linear or llama3");
@@ -110,12 +114,27 @@ safetune::io::ModelConfig make_config(const Opts& o) {
   c.rope_scaling.low_freq_factor = o.rope_low;
   c.rope_scaling.high_freq_factor = o.rope_high;
   c.rope_scaling.original_max_position_embeddings = o.rope_orig_max;
-  c.tie_word_embeddings = o.tie;
-  c.attention_bias = c.attention_bias || o.attention_bias;  // Qwen2's are always there
+  c.tie_word_embeddings = c.tie_word_embeddings || o.tie;  // Gemma's are always tied
+  c.attention_bias = c.attention_bias || o.attention_bias;    // Qwen2's are always there
   if (o.sliding_window > 0) {
-    if (o.arch == "llama") input_error("--sliding-window", "Llama has no sliding window (use mistral or qwen2)");
+    if (o.arch == "llama") input_error("--sliding-window", "Llama has no sliding window (use mistral, qwen2 or qwen3)");
     c.sliding_window = o.sliding_window;
-    c.max_window_layers = o.arch == "qwen2" ? o.max_window_layers : 0;
+    c.max_window_layers = o.arch == "qwen2" || o.arch == "qwen3" ? o.max_window_layers : 0;
+  }
+  const bool gemma = c.gemma();
+  auto gemma_only = [&](bool given, const char* flag) {
+    if (given && !gemma) input_error(flag, std::string("applies to gemma2 and gemma3 only"));
+  };
+  gemma_only(o.query_pre_attn_scalar != 0, "--query-pre-attn-scalar");
+  gemma_only(o.attn_softcap >= 0, "--attn-softcap");
+  gemma_only(o.final_softcap >= 0, "--final-softcap");
+  c.query_pre_attn_scalar = gemma ? (o.query_pre_attn_scalar > 0 ? o.query_pre_attn_scalar : double(c.head_dim)) : 0;
+  if (o.attn_softcap >= 0) c.attn_logit_softcapping = o.attn_softcap > 0 ? std::optional<double>(o.attn_softcap) : std::nullopt;
+  if (o.final_softcap >= 0) c.final_logit_softcapping = o.final_softcap > 0 ? std::optional<double>(o.final_softcap) : std::nullopt;
+  if (o.rope_local_base > 0 || o.sliding_window_pattern > 0) {
+    if (o.arch != "gemma3") input_error("--rope-local-base", "applies to gemma3 only");
+    if (o.rope_local_base > 0) c.rope_local_base_freq = o.rope_local_base;
+    if (o.sliding_window_pattern > 0) c.sliding_window_pattern = o.sliding_window_pattern;
   }
   c.torch_dtype = safetune::model::torch_dtype_name(safetune::model::parse_torch_dtype(o.dtype, "--dtype"));
   if (o.vocab > 257) {
@@ -163,7 +182,7 @@ int run(Opts o) {
 
 safetune::cli::Command cmd("init", "write a randomly initialised model in HF layout (tiny by default)", [](CLI::App& sub) {
   auto o = std::make_shared<Opts>();
-  sub.add_option("--arch", o->arch, "llama | qwen2 | mistral")->required();
+  sub.add_option("--arch", o->arch, "llama | qwen2 | mistral | qwen3 | gemma2 | gemma3")->required();
   sub.add_option("--out", o->out, "output model directory")->required();
   sub.add_option("--vocab", o->vocab, "vocabulary size (>= 256)")->capture_default_str();
   sub.add_option("--hidden", o->hidden, "hidden size")->capture_default_str();
@@ -174,15 +193,21 @@ safetune::cli::Command cmd("init", "write a randomly initialised model in HF lay
   sub.add_option("--intermediate", o->intermediate, "MLP intermediate size")->capture_default_str();
   sub.add_option("--max-pos", o->max_pos, "max_position_embeddings")->capture_default_str();
   sub.add_option("--rms-eps", o->rms_eps, "rms_norm_eps")->capture_default_str();
-  sub.add_option("--rope-theta", o->rope_theta, "RoPE base")->capture_default_str();
+  sub.add_option("--rope-theta", o->rope_theta, "RoPE base (default: 10000; gemma3 1000000)");
   sub.add_option("--rope-scaling", o->rope_scaling, "none | linear | llama3")->capture_default_str();
   sub.add_option("--rope-factor", o->rope_factor, "rope_scaling factor")->capture_default_str();
   sub.add_option("--rope-low-freq-factor", o->rope_low, "llama3 low_freq_factor")->capture_default_str();
   sub.add_option("--rope-high-freq-factor", o->rope_high, "llama3 high_freq_factor")->capture_default_str();
   sub.add_option("--rope-original-max-pos", o->rope_orig_max, "llama3 original_max_position_embeddings")
       ->capture_default_str();
-  sub.add_option("--sliding-window", o->sliding_window, "sliding window (mistral, qwen2); 0 = none");
-  sub.add_option("--max-window-layers", o->max_window_layers, "qwen2: layers below this index attend fully");
+  sub.add_option("--sliding-window", o->sliding_window,
+                 "sliding window (mistral, qwen2, qwen3; gemma's local layers, default 4096 / 512); 0 = none / default");
+  sub.add_option("--max-window-layers", o->max_window_layers, "qwen2, qwen3: layers below this index attend fully");
+  sub.add_option("--query-pre-attn-scalar", o->query_pre_attn_scalar, "gemma: scores scaled by this^-1/2 (default head_dim)");
+  sub.add_option("--attn-softcap", o->attn_softcap, "gemma: attn_logit_softcapping, 0 = off (default gemma2 50, gemma3 off)");
+  sub.add_option("--final-softcap", o->final_softcap, "gemma: final_logit_softcapping, 0 = off (default gemma2 30, gemma3 off)");
+  sub.add_option("--rope-local-base", o->rope_local_base, "gemma3: rope_local_base_freq of the sliding layers (default 10000)");
+  sub.add_option("--sliding-window-pattern", o->sliding_window_pattern, "gemma3: every Nth layer is global (default 6)");
   sub.add_flag("--tie", o->tie, "tie the lm_head to the embeddings");
   sub.add_flag("--attention-bias", o->attention_bias, "llama: q/k/v/o biases (qwen2 always has q/k/v biases)");
   sub.add_option("--dtype", o->dtype, "stored weight dtype: f32 | bf16 | f16")->capture_default_str();

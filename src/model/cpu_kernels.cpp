@@ -86,7 +86,7 @@ at::Tensor add_rms_norm_(const at::Tensor& h, const at::Tensor& delta, const at:
   return out;
 }
 
-void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window) {
+void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window, double softcap) {
   TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.is_contiguous());
   const int64_t S = scores.size(-1), rows = scores.numel() / S;
   float* p = scores.data_ptr<float>();
@@ -96,6 +96,10 @@ void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_
       const int64_t q = offset + r % T;  // the query's slot
       const int64_t hi = std::min(q + 1, S);
       const int64_t lo = window > 0 ? std::max<int64_t>(0, q - window + 1) : 0;
+      if (softcap > 0) {  // cap * tanh(x / cap), as HF computes it: divide, tanh, multiply
+        const float cap = static_cast<float>(softcap);
+        for (int64_t j = lo; j < hi; ++j) row[j] = std::tanh(row[j] / cap) * cap;
+      }
       float mx = -INFINITY;
       for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
       float sum = 0;
@@ -111,7 +115,8 @@ void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_
   });
 }
 
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window) {
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            double softcap) {
   TORCH_CHECK(q.is_contiguous() && q.scalar_type() == at::kFloat && k.stride(3) == 1 && v.stride(3) == 1);
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
@@ -126,7 +131,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
       at::Tensor kb = k.select(0, b).select(0, g);  // [S,D]
       at::Tensor vb = v.select(0, b).select(0, g);  // [S,D]
       at::mm_out(scores, qb, kb.t());
-      causal_softmax_(scores, T, S - T, window);  // serial here: we are inside parallel_for
+      causal_softmax_(scores, T, S - T, window, softcap);  // serial here: we are inside parallel_for
       for (int64_t r = 0; r < n_rep; ++r) {
         at::Tensor o = out.select(0, b).narrow(1, (g * n_rep + r) * D, D);  // [T,D], row stride H*D
         at::mm_out(o, scores.narrow(0, r * T, T), vb);

@@ -1,4 +1,4 @@
-// The HF Llama / Mistral / Qwen2 decoder. Read top to bottom: dtype policy, the small
+// The HF Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 decoder. Read top to bottom: dtype policy, the small
 // modules (Linear, RMSNorm, Embedding), RoPE, masks, attention, MLP, the layer stack.
 //
 // Attention has two implementations of the same maths:
@@ -58,7 +58,8 @@ at::Tensor Linear::forward(const at::Tensor& x) const {
   return y;
 }
 
-RMSNorm::RMSNorm(int64_t dim, double eps_, const at::TensorOptions& opts) : eps(eps_) {
+RMSNorm::RMSNorm(int64_t dim, double eps_, const at::TensorOptions& opts, bool plus_one_)
+    : eps(eps_), plus_one(plus_one_) {
   weight = register_parameter("weight", at::empty({dim}, opts));
 }
 
@@ -67,12 +68,16 @@ static bool fused_cpu(const at::Tensor& t) {
   return !at::GradMode::is_enabled() && t.device().is_cpu() && t.scalar_type() == at::kFloat;
 }
 
+at::Tensor RMSNorm::scale() const { return plus_one ? weight.to(at::kFloat) + 1.0 : weight; }
+
 at::Tensor RMSNorm::forward(const at::Tensor& x) const {
-  if (fused_cpu(x) && x.is_contiguous() && weight.scalar_type() == at::kFloat) return cpu::rms_norm(x, weight, eps);
+  if (fused_cpu(x) && x.is_contiguous() && weight.scalar_type() == at::kFloat) return cpu::rms_norm(x, scale(), eps);
   // HF: variance in fp32, normalise in fp32, cast back to the input dtype, then scale.
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
   at::Tensor normed = xf * at::rsqrt(var + eps);
+  // Gemma scales in fp32 before the cast (HF: "(x * (1.0 + w.float())).type_as(x)").
+  if (plus_one) return (normed * scale()).to(x.scalar_type());
   return weight * normed.to(x.scalar_type());
 }
 
@@ -85,12 +90,17 @@ at::Tensor Embedding::forward(const at::Tensor& ids) const { return at::embeddin
 // ---------------------------------------------------------------------------------------
 // RoPE
 
-at::Tensor rope_inv_freq(const ModelConfig& cfg) {
+at::Tensor rope_inv_freq(const ModelConfig& cfg, bool local) {
   // HF _compute_default_rope_parameters, in fp32 as HF does:
   //   inv_freq = 1 / base ** (arange(0, dim, 2).float() / dim)
   const int64_t dim = cfg.head_dim;
   at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
-  at::Tensor inv_freq = 1.0 / at::pow(cfg.rope_theta, exponent);
+  // Gemma 3's sliding layers: their own base and no scaling (HF builds a second rotary
+  // embedding from a copy of the config with rope_theta = rope_local_base_freq and
+  // rope_scaling = default).
+  const double base = local ? cfg.rope_local_base_freq.value_or(cfg.rope_theta) : cfg.rope_theta;
+  at::Tensor inv_freq = 1.0 / at::pow(base, exponent);
+  if (local) return inv_freq.contiguous();
   const auto& rs = cfg.rope_scaling;
   if (rs.type == "linear") {
     inv_freq = inv_freq / rs.factor;
@@ -177,10 +187,11 @@ at::Tensor causal_additive(int64_t T, int64_t window, const at::TensorOptions& o
   return m.masked_fill_(blocked, -std::numeric_limits<double>::infinity());
 }
 
-// Attention over q [B,H,T,D] (already scaled by 1/sqrt(D) when `prescaled`), k/v
-// [B,Hkv,S,D]; returns [B,H,T,D].
+// Attention over q [B,H,T,D], k/v [B,Hkv,S,D]; returns [B,H,T,D]. The scores are
+// q.k times `scale` (with SDPA; without it, q arrives already scaled), soft-capped when
+// softcap > 0.
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
-                  bool slides, int64_t window) {
+                  bool slides, int64_t window, double scale, double softcap) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
 #if SAFETUNE_HAS_SDPA
@@ -189,20 +200,33 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     kk = k.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, H, S, D});
     vv = v.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, H, S, D});
   }
-  if (mask.causal && !(slides && T > window))
-    return at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, /*is_causal=*/true);
-  at::Tensor m;
-  if (mask.causal) {  // causal within a window: [T,T] bool, true = may attend
+  at::Tensor m;  // true = may attend; undefined: plain causal
+  if (mask.causal && slides && T > window) {  // causal within a window: [T,T]
     m = at::isfinite(causal_additive(T, window, q.options().dtype(at::kFloat)));
-  } else {
+  } else if (!mask.causal) {
     m = (slides ? mask.allow_window : mask.allow).unsqueeze(1);
   }
-  return at::scaled_dot_product_attention(q, kk, vv, m, 0.0, false);
+  if (softcap > 0) {
+    // SDPA cannot soft-cap: HF's eager attention, scores explicitly.
+    if (!m.defined()) m = at::isfinite(causal_additive(T, 0, q.options().dtype(at::kFloat)));
+    at::Tensor scores = at::matmul(q, kk.transpose(-1, -2)) * scale;
+    scores = at::tanh(scores / softcap) * softcap;
+    scores = scores.masked_fill(m.logical_not(), -std::numeric_limits<double>::infinity());
+    at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+    return at::matmul(probs, vv);
+  }
+  // SDPA scales by 1/sqrt(D); another scale (Gemma's query_pre_attn_scalar) goes into q.
+  const double extra = scale * std::sqrt(static_cast<double>(D));
+  const at::Tensor qs = std::abs(extra - 1.0) < 1e-12 ? q : q * extra;
+  if (!m.defined()) return at::scaled_dot_product_attention(qs, kk, vv, {}, 0.0, /*is_causal=*/true);
+  return at::scaled_dot_product_attention(qs, kk, vv, m, 0.0, false);
 #else
+  (void)scale;  // folded into q
   // Stack the n_rep query heads of each key head along the query axis: one matmul each.
   at::Tensor qg = q.reshape({B, Hkv, n_rep * T, D});
   at::Tensor scores = at::matmul(qg, k.transpose(-1, -2));  // [B,Hkv,n_rep*T,S]
   at::Tensor s5 = scores.view({B, Hkv, n_rep, T, S});
+  if (softcap > 0) s5 = at::tanh(s5 / softcap) * softcap;  // HF: before the mask
   const at::Tensor& add = (slides && window > 0) ? mask.add_window : mask.add;
   if (at::GradMode::is_enabled()) s5 = s5 + add;
   else s5.add_(add);
@@ -219,12 +243,20 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 // Attention, MLP, layers
 
 Attention::Attention(const ModelConfig& cfg, const at::TensorOptions& opts)
-    : num_heads(cfg.num_attention_heads), num_kv_heads(cfg.num_key_value_heads), head_dim(cfg.head_dim) {
+    : num_heads(cfg.num_attention_heads),
+      num_kv_heads(cfg.num_key_value_heads),
+      head_dim(cfg.head_dim),
+      scale(cfg.attention_scale()),
+      softcap(cfg.attn_logit_softcapping.value_or(0.0)) {
   const int64_t d = cfg.hidden_size;
   q_proj = register_module("q_proj", std::make_shared<Linear>(d, num_heads * head_dim, cfg.attention_bias, opts));
   k_proj = register_module("k_proj", std::make_shared<Linear>(d, num_kv_heads * head_dim, cfg.attention_bias, opts));
   v_proj = register_module("v_proj", std::make_shared<Linear>(d, num_kv_heads * head_dim, cfg.attention_bias, opts));
   o_proj = register_module("o_proj", std::make_shared<Linear>(num_heads * head_dim, d, cfg.o_proj_bias(), opts));
+  if (cfg.qk_norm) {
+    q_norm = register_module("q_norm", std::make_shared<RMSNorm>(head_dim, cfg.rms_norm_eps, opts, cfg.gemma()));
+    k_norm = register_module("k_norm", std::make_shared<RMSNorm>(head_dim, cfg.rms_norm_eps, opts, cfg.gemma()));
+  }
 }
 
 struct RopeTables {
@@ -240,10 +272,14 @@ at::Tensor Attention::forward(const at::Tensor& x, const RopeTables& rope, const
   at::Tensor q = a.q_proj->forward(x).view({B, T, a.num_heads, D});
   at::Tensor k = a.k_proj->forward(x).view({B, T, a.num_kv_heads, D});
   at::Tensor v = a.v_proj->forward(x).view({B, T, a.num_kv_heads, D});
+  if (q_norm) {  // over each head's D features, before RoPE
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
 #if SAFETUNE_HAS_SDPA
   q = apply_rope(q, rope.cos, rope.sin);
 #else
-  q = apply_rope(q, rope.cos_q, rope.sin_q);  // 1/sqrt(D) folded in
+  q = apply_rope(q, rope.cos_q, rope.sin_q);  // the scores' scale folded in
 #endif
   at::Tensor kall, vall;
   if (cache) {
@@ -259,13 +295,13 @@ at::Tensor Attention::forward(const at::Tensor& x, const RopeTables& rope, const
   }
 #if !SAFETUNE_HAS_SDPA
   if (mask.causal && fused_cpu(q) && q.is_contiguous())  // the common inference case, fused
-    return a.o_proj->forward(cpu::causal_attention(q, kall, vall, slides ? rope.window : 0));
+    return a.o_proj->forward(cpu::causal_attention(q, kall, vall, slides ? rope.window : 0, softcap));
 #endif
-  at::Tensor out = attend(q, kall, vall, mask, slides, rope.window);  // [B,H,T,D]
+  at::Tensor out = attend(q, kall, vall, mask, slides, rope.window, scale, softcap);  // [B,H,T,D]
   return a.o_proj->forward(out.transpose(1, 2).reshape({B, T, a.num_heads * D}));
 }
 
-MLP::MLP(const ModelConfig& cfg, const at::TensorOptions& opts) {
+MLP::MLP(const ModelConfig& cfg, const at::TensorOptions& opts) : gelu_tanh(cfg.hidden_act == "gelu_pytorch_tanh") {
   const int64_t d = cfg.hidden_size, f = cfg.intermediate_size;
   gate_proj = register_module("gate_proj", std::make_shared<Linear>(d, f, cfg.mlp_bias, opts));
   up_proj = register_module("up_proj", std::make_shared<Linear>(d, f, cfg.mlp_bias, opts));
@@ -275,7 +311,8 @@ MLP::MLP(const ModelConfig& cfg, const at::TensorOptions& opts) {
 at::Tensor MLP::forward(const at::Tensor& x) const {
   at::Tensor g = gate_proj->forward(x);
   at::Tensor u = up_proj->forward(x);
-  if (at::GradMode::is_enabled()) return down_proj->forward(at::silu(g) * u);
+  if (at::GradMode::is_enabled()) return down_proj->forward((gelu_tanh ? at::gelu(g, "tanh") : at::silu(g)) * u);
+  if (gelu_tanh) return down_proj->forward(at::gelu(g, "tanh").mul_(u));  // HF's gelu_pytorch_tanh
   at::silu_(g);
   g.mul_(u);
   return down_proj->forward(g);
@@ -285,9 +322,15 @@ DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t i, const at::TensorOp
     : index(i), slides(cfg.layer_slides(i)) {
   self_attn = register_module("self_attn", std::make_shared<Attention>(cfg, opts));
   mlp = register_module("mlp", std::make_shared<MLP>(cfg, opts));
-  input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts));
-  post_attention_layernorm =
-      register_module("post_attention_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts));
+  auto norm = [&](const char* name) {
+    return register_module(name, std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts, cfg.gemma()));
+  };
+  input_layernorm = norm("input_layernorm");
+  post_attention_layernorm = norm("post_attention_layernorm");
+  if (cfg.gemma()) {
+    pre_feedforward_layernorm = norm("pre_feedforward_layernorm");
+    post_feedforward_layernorm = norm("post_feedforward_layernorm");
+  }
 }
 
 DecoderModel::DecoderModel(const ModelConfig& cfg, const at::TensorOptions& opts) {
@@ -297,7 +340,7 @@ DecoderModel::DecoderModel(const ModelConfig& cfg, const at::TensorOptions& opts
     layer_ptrs.push_back(std::make_shared<DecoderLayer>(cfg, i, opts));
     layers->push_back(layer_ptrs.back());
   }
-  norm = register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts));
+  norm = register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps, opts, cfg.gemma()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -317,14 +360,15 @@ KVCache::KVCache(const ModelConfig& cfg, int64_t b, int64_t max_length, const at
 // The model
 
 Transformer::Transformer(const ModelConfig& cfg, const at::TensorOptions& opts) : cfg_(cfg) {
-  if (cfg.hidden_act != "silu")
-    throw InputError("hidden_act '" + cfg.hidden_act + "' is not supported (only silu)");
+  if (cfg.hidden_act != "silu" && cfg.hidden_act != "gelu_pytorch_tanh")
+    throw InputError("hidden_act '" + cfg.hidden_act + "' is not supported (silu, gelu_pytorch_tanh)");
   if (cfg.head_dim % 2 != 0 || cfg.num_attention_heads % cfg.num_key_value_heads != 0)
     throw InputError("head_dim must be even and num_attention_heads a multiple of num_key_value_heads");
   model = register_module("model", std::make_shared<DecoderModel>(cfg, opts));
   if (!cfg.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<Linear>(cfg.hidden_size, cfg.vocab_size, false, opts));
   inv_freq_ = rope_inv_freq(cfg);
+  if (cfg.rope_local_base_freq) inv_freq_local_ = rope_inv_freq(cfg, /*local=*/true);
 }
 
 at::Tensor Transformer::lm_head_weight() const {
@@ -332,7 +376,13 @@ at::Tensor Transformer::lm_head_weight() const {
 }
 
 at::Tensor Transformer::logits(const at::Tensor& hidden) const {
-  return lm_head ? lm_head->forward(hidden) : at::linear(hidden, model->embed_tokens->weight);
+  return softcap_logits(lm_head ? lm_head->forward(hidden) : at::linear(hidden, model->embed_tokens->weight));
+}
+
+at::Tensor Transformer::softcap_logits(const at::Tensor& z) const {
+  const double cap = final_logit_softcap();
+  if (cap <= 0) return z;
+  return at::tanh(z / cap) * cap;  // HF: logits / cap, tanh, * cap
 }
 
 int64_t Transformer::num_parameters() const {
@@ -349,13 +399,15 @@ void Transformer::init_weights(uint64_t seed, double std, bool randomise_all) {
     at::Tensor& p = item.value();
     const bool is_norm = name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    // Gemma's norms scale by (1 + w): HF initialises w to 0, the same unit scale.
+    const double unit = cfg_.gemma() ? 0.0 : 1.0;
     if (is_norm && !randomise_all) {
-      p.fill_(1.0);
+      p.fill_(unit);
     } else if (is_bias && !randomise_all) {
       p.zero_();
     } else if (is_norm) {
       at::Tensor w = at::empty(p.sizes(), at::TensorOptions().dtype(at::kFloat));
-      p.copy_(w.normal_(1.0, 0.1, gen));
+      p.copy_(w.normal_(unit, 0.1, gen));
     } else {
       at::Tensor w = at::empty(p.sizes(), at::TensorOptions().dtype(at::kFloat));
       w.normal_(0.0, std, gen);
@@ -428,37 +480,51 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& a
   }
 
   // cos/sin of position x inverse frequency, in fp32 (as HF), then the compute dtype.
-  RopeTables rope;
-  rope.window = window;
-  at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq_.to(dev).view({1, 1, -1});  // [B,T,D/2]
-  at::Tensor cosf = freqs.cos().unsqueeze(1), sinf = freqs.sin().unsqueeze(1);                // [B,1,T,D/2]
-  rope.cos = cosf.to(dt);
-  rope.sin = sinf.to(dt);
+  auto rope_tables = [&](const at::Tensor& inv_freq) {
+    RopeTables r;
+    r.window = window;
+    at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq.to(dev).view({1, 1, -1});  // [B,T,D/2]
+    at::Tensor cosf = freqs.cos().unsqueeze(1), sinf = freqs.sin().unsqueeze(1);               // [B,1,T,D/2]
+    r.cos = cosf.to(dt);
+    r.sin = sinf.to(dt);
 #if !SAFETUNE_HAS_SDPA
-  const double scale = 1.0 / std::sqrt(static_cast<double>(cfg_.head_dim));
-  rope.cos_q = (cosf * scale).to(dt);
-  rope.sin_q = (sinf * scale).to(dt);
+    const double scale = cfg_.attention_scale();
+    r.cos_q = (cosf * scale).to(dt);
+    r.sin_q = (sinf * scale).to(dt);
 #endif
+    return r;
+  };
+  const RopeTables rope = rope_tables(inv_freq_);
+  // Gemma 3's sliding layers rotate with their own base.
+  const RopeTables rope_local = inv_freq_local_.defined() ? rope_tables(inv_freq_local_) : rope;
+  auto rope_of = [&](const DecoderLayer& l) -> const RopeTables& { return l.slides ? rope_local : rope; };
 
   // Residual stream h; each sub-block reads norm(h) and adds its output back. The add and
   // the following norm are one fused pass when no gradient is needed on CPU.
   auto add_norm = [](at::Tensor& h, const at::Tensor& delta, const RMSNorm& norm) -> at::Tensor {
     if (fused_cpu(h) && h.is_contiguous() && delta.is_contiguous() && norm.weight.scalar_type() == at::kFloat)
-      return cpu::add_rms_norm_(h, delta, norm.weight, norm.eps);
+      return cpu::add_rms_norm_(h, delta, norm.scale(), norm.eps);
     if (at::GradMode::is_enabled()) h = h + delta;
     else h.add_(delta);  // h is this forward's own tensor
     return norm.forward(h);
   };
   at::Tensor h = model->embed_tokens->forward(ids);
+  if (cfg_.gemma()) {
+    // HF: embeddings * tensor(sqrt(hidden), dtype=embeddings.dtype), the factor rounded to
+    // the dtype the model runs in (33.94 -> 33.75 in bf16 at hidden 1152).
+    const double normalizer = at::scalar_tensor(std::sqrt(static_cast<double>(cfg_.hidden_size)), at::kDouble)
+                                  .to(dt).item<double>();
+    h = h * normalizer;
+  }
   if (activation_checkpointing && at::GradMode::is_enabled() && !cache) {
     // One checkpointed block per layer (h -> h + attn(norm h) -> + mlp(norm .)); the
     // block owns copies of what it reads, since backward runs it again later.
     for (const auto& layer : model->layer_ptrs) {
-      BlockFn block = [layer, rope, mask, past](const at::Tensor& hin) {
-        at::Tensor a = layer->self_attn->forward(layer->input_layernorm->forward(hin), rope, mask, layer->slides,
+      BlockFn block = [layer, r = rope_of(*layer), mask, past](const at::Tensor& hin) {
+        at::Tensor a = layer->self_attn->forward(layer->input_layernorm->forward(hin), r, mask, layer->slides,
                                                  nullptr, layer->index, past);
-        at::Tensor h1 = hin + a;
-        return h1 + layer->mlp->forward(layer->post_attention_layernorm->forward(h1));
+        at::Tensor h1 = hin + layer->attn_delta(a);
+        return h1 + layer->mlp_delta(layer->mlp->forward(layer->mlp_input_norm().forward(h1)));
       };
       std::vector<at::Tensor> params = layer->parameters();
       for (const Linear* l : {layer->self_attn->q_proj.get(), layer->self_attn->k_proj.get(),
@@ -476,10 +542,10 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& a
   at::Tensor x = layers.empty() ? model->norm->forward(h) : layers[0]->input_layernorm->forward(h);
   for (size_t i = 0; i < layers.size(); ++i) {
     const DecoderLayer& layer = *layers[i];
-    at::Tensor a = layer.self_attn->forward(x, rope, mask, layer.slides, cache, layer.index, past);
-    x = add_norm(h, a, *layer.post_attention_layernorm);
+    at::Tensor a = layer.self_attn->forward(x, rope_of(layer), mask, layer.slides, cache, layer.index, past);
+    x = add_norm(h, layer.attn_delta(a), layer.mlp_input_norm());
     at::Tensor m = layer.mlp->forward(x);
-    x = add_norm(h, m, i + 1 < layers.size() ? *layers[i + 1]->input_layernorm : *model->norm);
+    x = add_norm(h, layer.mlp_delta(m), i + 1 < layers.size() ? *layers[i + 1]->input_layernorm : *model->norm);
   }
   if (cache) {
     cache->count += real.defined() ? real.to(at::kLong).sum(1) : at::full({B}, T, long_opts);

@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Independent reference for the forward pass of HF Llama / Mistral / Qwen2 models.
+"""Independent reference for the forward pass of HF Llama / Mistral / Qwen2 / Qwen3 /
+Gemma 2 / Gemma 3 (text) models.
 
 Written from the equations of Hugging Face transformers' modeling_llama.py,
-modeling_mistral.py and modeling_qwen2.py (and rope_utils' default / linear / llama3
-inverse frequencies), using only torch and numpy: the safetensors file is parsed by hand.
+modeling_mistral.py, modeling_qwen2.py, modeling_qwen3.py, modeling_gemma2.py and
+modeling_gemma3.py (and rope_utils' default / linear / llama3 inverse frequencies), using
+only torch and numpy: the safetensors file is parsed by hand.
 Used by tests/e2e/forward_parity.sh to check safetune's C++ forward.
 
   hf_forward.py --model DIR --ids 1,2,3 [--compare logits.safetensors --tol 1e-4]
@@ -33,11 +35,13 @@ def read_checkpoint(model_dir):
     return read_safetensors(os.path.join(model_dir, "model.safetensors"))[0]
 
 
-def inv_frequencies(cfg, head_dim):
+def inv_frequencies(cfg, head_dim, local=False):
     base = cfg.get("rope_theta", 10000.0)
+    if local:  # Gemma 3's sliding layers: their own base, default (unscaled) frequencies
+        base = cfg.get("rope_local_base_freq", 10000.0)
     # rope_utils._compute_default_rope_parameters (computed in float32)
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-    rs = cfg.get("rope_scaling")
+    rs = None if local else cfg.get("rope_scaling")
     if not rs:
         return inv_freq
     kind = rs.get("rope_type", rs.get("type"))
@@ -67,10 +71,46 @@ def rms_norm(x, w, eps):
     return w * (xf * torch.rsqrt(var + eps)).to(x.dtype)
 
 
+def gemma_rms_norm(x, w, eps):
+    # GemmaRMSNorm: normalise in float32 and scale by (1 + w) there, then cast back.
+    xf = x.to(torch.float32) if x.dtype != torch.float64 else x
+    out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (out * (1.0 + w.to(out.dtype))).to(x.dtype)
+
+
+def softcap(x, cap):
+    return torch.tanh(x / cap) * cap if cap else x
+
+
+def sliding_layers(cfg, L):
+    """Which layers use the sliding window, by each family's rule."""
+    mt = cfg["model_type"]
+    window = cfg.get("sliding_window")
+    if mt in ("qwen2", "qwen3") and not cfg.get("use_sliding_window", False):
+        window = None
+    if not window:
+        rule = [False] * L
+    elif mt == "gemma2":  # Gemma2DecoderLayer: is_sliding = not bool(layer_idx % 2)
+        rule = [l % 2 == 0 for l in range(L)]
+    elif mt == "gemma3_text":  # every sliding_window_pattern-th layer is global
+        pat = cfg.get("sliding_window_pattern", 6)
+        rule = [bool((l + 1) % pat) for l in range(L)]
+    elif mt in ("qwen2", "qwen3"):
+        rule = [l >= cfg.get("max_window_layers", 0) for l in range(L)]
+    else:
+        rule = [True] * L
+    types = cfg.get("layer_types")
+    if types is not None and [t == "sliding_attention" for t in types] != rule and window:
+        raise SystemExit("config.json layer_types %s disagree with the %s pattern %s" % (types, mt, rule))
+    return window, rule
+
+
 def forward(cfg, W, ids, mask, dtype):
     """ids, mask: [B,T] int64. Returns logits [B,T,V] in `dtype`."""
     W = {k: v.to(dtype) for k, v in W.items()}
     model_type = cfg["model_type"]
+    gemma = model_type in ("gemma2", "gemma3_text")
+    norm = gemma_rms_norm if gemma else rms_norm
     d = cfg["hidden_size"]
     H = cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
@@ -79,18 +119,21 @@ def forward(cfg, W, ids, mask, dtype):
     eps = cfg.get("rms_norm_eps", 1e-6)
     B, T = ids.shape
 
-    # Sliding window: Mistral on every layer; Qwen2 on layers >= max_window_layers.
-    window = cfg.get("sliding_window")
-    if model_type == "qwen2" and not cfg.get("use_sliding_window", False):
-        window = None
-    first_sliding = cfg.get("max_window_layers", 0) if model_type == "qwen2" else 0
+    # Sliding window: which layers, by the family's rule.
+    window, slides = sliding_layers(cfg, L)
+    scaling = (cfg.get("query_pre_attn_scalar", 256) if gemma else D) ** -0.5
+    attn_cap = cfg.get("attn_logit_softcapping") if gemma else None
+    final_cap = cfg.get("final_logit_softcapping") if gemma else None
 
     pos = mask.long().cumsum(-1) - 1
     pos = pos.masked_fill(mask == 0, 1)
-    inv_freq = inv_frequencies(cfg, D)
-    freqs = pos[:, :, None].float() * inv_freq[None, None, :]
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # [B,1,T,D]
+    def cos_sin(inv_freq):
+        freqs = pos[:, :, None].float() * inv_freq[None, None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]  # [B,1,T,D]
+
+    rope_global = cos_sin(inv_frequencies(cfg, D))
+    rope_local = cos_sin(inv_frequencies(cfg, D, local=True)) if model_type == "gemma3_text" else rope_global
 
     i = torch.arange(T)[:, None]
     j = torch.arange(T)[None, :]
@@ -104,31 +147,44 @@ def forward(cfg, W, ids, mask, dtype):
         return y
 
     h = W["model.embed_tokens.weight"][ids]
+    if gemma:  # the normalizer is a tensor of the hidden states' dtype
+        h = h * torch.tensor(d ** 0.5, dtype=h.dtype)
     for l in range(L):
         p = "model.layers.%d." % l
-        x = rms_norm(h, W[p + "input_layernorm.weight"], eps)
-        q = lin(x, p + "self_attn.q_proj").view(B, T, H, D).transpose(1, 2)
-        k = lin(x, p + "self_attn.k_proj").view(B, T, Hkv, D).transpose(1, 2)
+        x = norm(h, W[p + "input_layernorm.weight"], eps)
+        q = lin(x, p + "self_attn.q_proj").view(B, T, H, D)
+        k = lin(x, p + "self_attn.k_proj").view(B, T, Hkv, D)
+        if p + "self_attn.q_norm.weight" in W:  # Qwen3, Gemma 3: per-head norms before RoPE
+            q = norm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = norm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = lin(x, p + "self_attn.v_proj").view(B, T, Hkv, D).transpose(1, 2)
+        cos, sin = rope_local if slides[l] else rope_global
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // Hkv, dim=1)
         v = v.repeat_interleave(H // Hkv, dim=1)
-        scores = (q @ k.transpose(2, 3)) / math.sqrt(D)
-        allow = allowed_win if (window and l >= first_sliding) else allowed
+        scores = softcap((q @ k.transpose(2, 3)) * scaling, attn_cap)
+        allow = allowed_win if slides[l] else allowed
         # Padding queries (never read) see nothing: give them their own key to stay finite.
         allow = allow | torch.eye(T, dtype=torch.bool)[None]
         scores = scores.masked_fill(~allow[:, None], float("-inf"))
         probs = torch.softmax(scores.float() if dtype != torch.float64 else scores, dim=-1).to(dtype)
-        a = (probs @ v).transpose(1, 2).reshape(B, T, H * D)
-        h = h + lin(a, p + "self_attn.o_proj")
-        x = rms_norm(h, W[p + "post_attention_layernorm.weight"], eps)
+        a = lin((probs @ v).transpose(1, 2).reshape(B, T, H * D), p + "self_attn.o_proj")
+        if gemma:
+            h = h + norm(a, W[p + "post_attention_layernorm.weight"], eps)
+            x = norm(h, W[p + "pre_feedforward_layernorm.weight"], eps)
+        else:
+            h = h + a
+            x = norm(h, W[p + "post_attention_layernorm.weight"], eps)
         g = lin(x, p + "mlp.gate_proj")
         u = lin(x, p + "mlp.up_proj")
-        h = h + lin(torch.nn.functional.silu(g) * u, p + "mlp.down_proj")
-    h = rms_norm(h, W["model.norm.weight"], eps)
-    head = W["lm_head.weight"] if not cfg.get("tie_word_embeddings", False) else W["model.embed_tokens.weight"]
-    return h @ head.T
+        act = torch.nn.functional.gelu(g, approximate="tanh") if gemma else torch.nn.functional.silu(g)
+        m = lin(act * u, p + "mlp.down_proj")
+        h = h + (norm(m, W[p + "post_feedforward_layernorm.weight"], eps) if gemma else m)
+    h = norm(h, W["model.norm.weight"], eps)
+    head = W["lm_head.weight"] if not cfg.get("tie_word_embeddings", gemma) else W["model.embed_tokens.weight"]
+    return softcap(h @ head.T, final_cap)
 
 
 def main():

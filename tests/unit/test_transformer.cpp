@@ -51,6 +51,44 @@ TEST(Transformer, ParameterNamesAreHF) {
   auto l = make(c);
   EXPECT_EQ(l->named_parameters().find("lm_head.weight"), nullptr);
   EXPECT_TRUE(l->lm_head_weight().is_same(l->model->embed_tokens->weight));
+
+  // Qwen3: per-head q/k norms of head_dim, no biases by default.
+  auto q3 = make(tiny("qwen3"))->named_parameters();
+  ASSERT_NE(q3.find("model.layers.1.self_attn.q_norm.weight"), nullptr);
+  EXPECT_EQ(q3["model.layers.1.self_attn.k_norm.weight"].sizes(), (std::vector<int64_t>{12}));
+  EXPECT_EQ(q3.find("model.layers.0.self_attn.q_proj.bias"), nullptr);
+  // Gemma: four norms per layer, tied embeddings; q/k norms in Gemma 3 only.
+  for (const char* arch : {"gemma2", "gemma3"}) {
+    auto g = make(tiny(arch))->named_parameters();
+    for (const char* n : {"model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+                          "model.layers.0.pre_feedforward_layernorm.weight",
+                          "model.layers.0.post_feedforward_layernorm.weight"})
+      EXPECT_NE(g.find(n), nullptr) << arch << " " << n;
+    EXPECT_EQ(g.find("lm_head.weight"), nullptr) << arch;
+    EXPECT_EQ(g.find("model.layers.0.self_attn.q_norm.weight") != nullptr, std::string(arch) == "gemma3") << arch;
+  }
+}
+
+// Gemma's norms scale by (1 + w), so HF's initialisation leaves w at 0; the others at 1.
+TEST(Transformer, InitialNormWeights) {
+  auto g = std::make_shared<model::Transformer>(tiny("gemma2"), at::TensorOptions().dtype(at::kFloat));
+  g->init_weights(1);
+  EXPECT_EQ(g->named_parameters()["model.norm.weight"].abs().max().item<double>(), 0.0);
+  auto l = std::make_shared<model::Transformer>(tiny("qwen3"), at::TensorOptions().dtype(at::kFloat));
+  l->init_weights(1);
+  EXPECT_EQ(l->named_parameters()["model.layers.0.self_attn.q_norm.weight"].min().item<double>(), 1.0);
+}
+
+// The published layer patterns: Gemma 2 alternates (local first), Gemma 3 has one global
+// layer in every sliding_window_pattern, and layer_types overrides either.
+TEST(Transformer, SlidingLayerPatterns) {
+  io::ModelConfig g2 = io::decoder_config("gemma2", {300, 32, 48, 4, 4, 2});
+  EXPECT_EQ((std::vector<bool>{g2.layer_slides(0), g2.layer_slides(1), g2.layer_slides(2), g2.layer_slides(3)}),
+            (std::vector<bool>{true, false, true, false}));
+  io::ModelConfig g3 = io::decoder_config("gemma3", {300, 32, 48, 13, 4, 2});
+  for (int64_t i = 0; i < 13; ++i) EXPECT_EQ(g3.layer_slides(i), i != 5 && i != 11) << i;
+  g3.sliding_layers.assign(13, false);
+  EXPECT_FALSE(g3.layer_slides(0));
 }
 
 // Each row of a padded batch (left or right padding) gives, at its real positions, the
@@ -77,7 +115,7 @@ void check_padding(const ModelConfig& c, bool left) {
 }
 
 TEST(Transformer, PaddedBatchEqualsUnpadded) {
-  for (const char* arch : {"llama", "qwen2", "mistral"}) {
+  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3"}) {
     check_padding(tiny(arch), /*left=*/true);
     check_padding(tiny(arch), /*left=*/false);
   }
@@ -86,8 +124,10 @@ TEST(Transformer, PaddedBatchEqualsUnpadded) {
 // Feeding a sequence in chunks through the KV cache equals one full forward, with a
 // left-padded batch and a sliding window shorter than the sequence.
 TEST(Transformer, CacheChunksEqualFullForward) {
+  for (const char* arch : {"mistral", "qwen3", "gemma2", "gemma3"}) {
+  SCOPED_TRACE(arch);
   at::NoGradGuard ng;
-  ModelConfig c = tiny("mistral");
+  ModelConfig c = tiny(arch);
   auto m = make(c);
   at::Tensor ids = at::randint(0, 300, {2, 9}, at::kLong);
   at::Tensor mask = at::ones({2, 9}, at::kLong);
@@ -102,6 +142,7 @@ TEST(Transformer, CacheChunksEqualFullForward) {
   EXPECT_LT((chunked[0] - full[0]).abs().max().item<double>(), 1e-5);
   EXPECT_EQ(cache.length, 9);
   EXPECT_EQ(cache.count[1].item<int64_t>(), 6);
+  }
 }
 
 TEST(Transformer, RopeLlama3KeepsHighFrequencies) {
@@ -174,7 +215,7 @@ TEST(LoadModel, RoundTripAndErrors) {
 // The fused CPU kernels (used when no gradient is needed) and the ATen ops (used for
 // training) compute the same forward.
 TEST(Transformer, FusedKernelsEqualAtenPath) {
-  for (const char* arch : {"llama", "qwen2", "mistral"}) {
+  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3"}) {
     ModelConfig c = tiny(arch);
     auto m = make(c);
     at::Tensor ids = at::randint(0, 300, {3, 11}, at::kLong);

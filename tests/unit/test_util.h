@@ -154,9 +154,22 @@ inline void write_constraint_data(const std::string& root, int n) {
 
 // A tiny config of one family: 2 layers, GQA (4 heads over 2), vocab 300; Qwen2 gets its
 // q/k/v bias, Mistral a sliding window of `window` tokens.
+// Gemma 3 gets 3 layers, its window pattern 3 (local, local, global) and a local RoPE
+// base of its own; Gemma 2 keeps its soft-caps (50 / 30) and a head_dim other than
+// hidden / heads with query_pre_attn_scalar different from both.
 inline io::ModelConfig tiny_model_config(const std::string& arch, int64_t window = 4) {
-  io::ModelConfig c = io::decoder_config(arch, {300, 32, 48, 2, 4, 2});
-  if (arch == "mistral") c.sliding_window = window;
+  io::ModelConfig c = io::decoder_config(arch, {300, 32, 48, arch == "gemma3" ? 3 : 2, 4, 2});
+  if (arch == "mistral" || c.gemma()) c.sliding_window = window;
+  if (arch == "gemma2") {
+    c.head_dim = 16;
+    c.query_pre_attn_scalar = 12;
+    c.attn_logit_softcapping = 2.0;  // low enough to bend the tiny model's scores
+  }
+  if (arch == "gemma3") {
+    c.sliding_window_pattern = 3;
+    c.rope_local_base_freq = 100.0;
+  }
+  if (arch == "qwen3") c.head_dim = 12;
   return c;
 }
 

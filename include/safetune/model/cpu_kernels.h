@@ -20,14 +20,16 @@ at::Tensor add_rms_norm_(const at::Tensor& h, const at::Tensor& delta, const at:
 
 // In place on scores [N, T, S] (rows of query t = row % T): causal softmax where query t
 // (slot offset + t) sees keys j <= offset + t, and with window > 0 only j > offset + t - window;
-// blocked entries become 0.
-void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window);
+// blocked entries become 0. With softcap > 0 the visible scores are first soft-capped,
+// softcap * tanh(x / softcap) (Gemma 2's attention-logit soft-capping).
+void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window, double softcap = 0);
 
 // Causal self-attention for inference, one (batch row, key head) at a time so that its
 // [n_rep*T, S] score block stays in cache: q [B,H,T,D] contiguous and already scaled by
 // 1/sqrt(D), k and v [B,Hkv,S,D] (any strides with a contiguous last dim). Returns the
 // attention output already laid out as [B,T,H*D] for o_proj. BLAS runs single-threaded
 // inside, the (row, head) blocks run in parallel: small GEMMs scale better that way.
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window);
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
+                            double softcap = 0);
 
 }  // namespace safetune::model::cpu

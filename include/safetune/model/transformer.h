@@ -1,4 +1,5 @@
-// The decoder-only transformer of Hugging Face's Llama, Mistral and Qwen2 families.
+// The decoder-only transformer of Hugging Face's Llama, Mistral, Qwen2, Qwen3, Gemma 2
+// and Gemma 3 (text) families.
 //
 // Parameter names are exactly HF's ("model.layers.0.self_attn.q_proj.weight", ...), so
 // a checkpoint loads by name without renaming, and a saved model is an HF checkpoint.
@@ -10,6 +11,12 @@
 // RMSNorm computed in fp32, SiLU-gated MLP, optional q/k/v(/o) bias, a sliding window on
 // the layers ModelConfig::layer_slides() names, and padding masks with positions taken
 // as cumsum(mask) - 1 so that left-padded batches see the same positions as unpadded ones.
+// modeling_qwen3.py adds per-head q/k RMSNorm before RoPE. modeling_gemma2.py /
+// modeling_gemma3.py: embeddings times sqrt(hidden) rounded to the compute dtype, RMSNorm
+// as x * (1 + w) in fp32, four norms per layer (the attention's and the MLP's outputs are
+// normed before the residual add), tanh-GELU-gated MLP, scores scaled by
+// query_pre_attn_scalar^-1/2 and optionally soft-capped, soft-capped final logits; Gemma 3
+// also has q/k norms and a separate RoPE base on its sliding layers.
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -46,12 +53,16 @@ class Linear : public torch::nn::Module {
 };
 
 // HF's LlamaRMSNorm: normalise in fp32, cast back to the input dtype, then scale.
+// With plus_one, HF's GemmaRMSNorm: normalise and scale by (1 + w) in fp32, then cast.
 class RMSNorm : public torch::nn::Module {
  public:
-  RMSNorm(int64_t dim, double eps, const at::TensorOptions& opts);
+  RMSNorm(int64_t dim, double eps, const at::TensorOptions& opts, bool plus_one = false);
   at::Tensor forward(const at::Tensor& x) const;
+  // The factor the normalised rows are multiplied by: weight, or 1 + weight.
+  at::Tensor scale() const;
   at::Tensor weight;
   double eps;
+  bool plus_one;
 };
 
 class Embedding : public torch::nn::Module {
@@ -86,7 +97,10 @@ class Attention : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const AttentionMask& mask, bool slides,
                      KVCache* cache, int64_t layer, int64_t past) const;
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
+  std::shared_ptr<RMSNorm> q_norm, k_norm;  // per head, before RoPE (Qwen3, Gemma 3); else null
   int64_t num_heads, num_kv_heads, head_dim;
+  double scale;    // of the scores
+  double softcap;  // attention-logit soft-capping; 0: none
 };
 
 class MLP : public torch::nn::Module {
@@ -94,6 +108,7 @@ class MLP : public torch::nn::Module {
   MLP(const ModelConfig& cfg, const at::TensorOptions& opts);
   at::Tensor forward(const at::Tensor& x) const;
   std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
+  bool gelu_tanh;  // act(gate) is tanh-approximate GELU (Gemma), else SiLU
 };
 
 class DecoderLayer : public torch::nn::Module {
@@ -101,7 +116,15 @@ class DecoderLayer : public torch::nn::Module {
   DecoderLayer(const ModelConfig& cfg, int64_t index, const at::TensorOptions& opts);
   std::shared_ptr<Attention> self_attn;
   std::shared_ptr<MLP> mlp;
+  // HF's names. Llama-style layers: input_layernorm before attention,
+  // post_attention_layernorm before the MLP. Gemma: post_attention_layernorm on the
+  // attention's output, pre_/post_feedforward_layernorm around the MLP.
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
+  std::shared_ptr<RMSNorm> pre_feedforward_layernorm, post_feedforward_layernorm;  // Gemma; else null
+  // The norm the MLP reads, and the sub-blocks' outputs as the residual stream adds them.
+  const RMSNorm& mlp_input_norm() const { return pre_feedforward_layernorm ? *pre_feedforward_layernorm : *post_attention_layernorm; }
+  at::Tensor attn_delta(const at::Tensor& a) const { return pre_feedforward_layernorm ? post_attention_layernorm->forward(a) : a; }
+  at::Tensor mlp_delta(const at::Tensor& m) const { return post_feedforward_layernorm ? post_feedforward_layernorm->forward(m) : m; }
   int64_t index;
   bool slides;
 };
@@ -128,7 +151,12 @@ class Transformer : public torch::nn::Module {
                      KVCache* cache = nullptr);
 
   at::Tensor lm_head_weight() const;  // [V,d]; the embedding matrix when tied
-  at::Tensor logits(const at::Tensor& hidden) const;  // hidden [...,d] -> [...,V]
+  // hidden [...,d] -> [...,V], soft-capped when the config says so. Code that multiplies
+  // by lm_head_weight() itself passes the result through softcap_logits().
+  at::Tensor logits(const at::Tensor& hidden) const;
+  // final_logit_softcapping: z -> cap * tanh(z / cap) (Gemma 2); z itself when off.
+  at::Tensor softcap_logits(const at::Tensor& z) const;
+  double final_logit_softcap() const { return cfg_.final_logit_softcapping.value_or(0.0); }
 
   // HF's _init_weights: normal(0, std) for linears and embeddings (the pad row zeroed),
   // zero biases, unit norms. Deterministic for a seed, whatever the device. With
@@ -150,11 +178,13 @@ class Transformer : public torch::nn::Module {
 
  private:
   ModelConfig cfg_;
-  at::Tensor inv_freq_;  // [head_dim/2] fp32 on CPU, scaling applied
+  at::Tensor inv_freq_;        // [head_dim/2] fp32 on CPU, scaling applied
+  at::Tensor inv_freq_local_;  // Gemma 3's sliding layers (rope_local_base_freq); else undefined
 };
 
 // RoPE inverse frequencies [head_dim/2] fp32, as HF's ROPE_INIT_FUNCTIONS compute them
-// ("default", "linear", "llama3").
-at::Tensor rope_inv_freq(const ModelConfig& cfg);
+// ("default", "linear", "llama3"). `local`: Gemma 3's sliding layers, the default
+// frequencies of rope_local_base_freq.
+at::Tensor rope_inv_freq(const ModelConfig& cfg, bool local = false);
 
 }  // namespace safetune::model
