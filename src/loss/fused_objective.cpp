@@ -86,10 +86,15 @@ void check_inputs(const at::Tensor& h, const at::Tensor& weight, const at::Tenso
   }
 }
 
-// The reference's fp32 logits at constraint rows `ci` (indices into M).
-at::Tensor reference_rows(const ConstraintInputs& c, const at::Tensor& ci) {
+// cap * tanh(z / cap), the final-logit soft-capping; z itself when cap is 0.
+at::Tensor capped(const at::Tensor& z, double cap) { return cap > 0 ? at::tanh(z / cap) * cap : z; }
+
+// The reference's fp32 logits at constraint rows `ci` (indices into M). Logits made here
+// from hidden states are soft-capped as the model's own would be; given logits already are.
+at::Tensor reference_rows(const ConstraintInputs& c, const at::Tensor& ci, double cap) {
   if (c.ref_hidden.defined())
-    return at::mm(c.ref_hidden.index_select(0, ci.to(c.ref_hidden.device())), c.ref_weight.t()).to(at::kFloat);
+    return capped(at::mm(c.ref_hidden.index_select(0, ci.to(c.ref_hidden.device())), c.ref_weight.t()).to(at::kFloat),
+                  cap);
   return c.ref_logits.index_select(0, ci.to(c.ref_logits.device())).to(at::kFloat);
 }
 
@@ -130,6 +135,7 @@ struct Plan {
   at::Tensor S, w, tt;  // [K] columns, [K] pact's weights, [M] pact's t
   int64_t K = 0, n_ce = 0, n_con = 0;
   double T = 1, lambda = 0;
+  double softcap = 0;  // final-logit soft-capping of the lm_head's output
   // con_sum adds up the row losses (pact, kl_full: T^2 KL; anchor: sum over S of the
   // squared differences); the constraint is their mean, con_sum * con_scale, and its
   // gradient for the logits lambda * con_scale * d(row loss)/dz.
@@ -142,6 +148,7 @@ Plan make_plan(const at::Tensor& targets, const ObjectiveSpec& s, const Constrai
   p.kind = s.kind;
   const bool constrained = s.kind != ConstraintKind::none;
   p.T = s.options.temperature;
+  p.softcap = s.logit_softcap;
   p.lambda = constrained ? s.lambda : 0.0;
   p.tg = targets.to(dev, at::kLong);
   p.ce_valid = p.tg.ne(ignore_index);
@@ -187,9 +194,9 @@ struct Sums {
 // log r (later the scratch, then p and the gradient) and r. The KL is summed as
 // sum r log r - sum r z / T + lse(z / T) sum r, so that log p is never stored.
 at::Tensor kl_full_rows(const ConstraintInputs& c, const ChunkRows& rows, const at::Tensor& z, double T, double scale,
-                        at::Tensor& con_sum) {
+                        double cap, at::Tensor& con_sum) {
   const at::Tensor zrow = rows.of(z);  // any float dtype, read only
-  at::Tensor log_r = reference_rows(c, rows.idx).div_(T);
+  at::Tensor log_r = reference_rows(c, rows.idx, cap).div_(T);
   const at::Tensor r = log_r.clone();
   const RowExp er = exp_rows_(r);
   r.div_(er.sum);
@@ -233,11 +240,11 @@ ChunkConstraint constraint_of_chunk(const Plan& p, const ObjectiveSpec& s, const
     sums.gate.add_(gate.sum().to(at::kDouble));
     k.z_ref = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
   } else if (p.kind == ConstraintKind::anchor) {
-    const at::Tensor zr = reference_rows(c, rows.idx);  // scratch for its exponentials
+    const at::Tensor zr = reference_rows(c, rows.idx, p.softcap);  // scratch for its exponentials
     const at::Tensor zr_S = zr.index_select(1, p.S);
     k.lr_S = zr_S - exp_rows_(zr).lse;
   } else if (p.kind == ConstraintKind::kl_full) {
-    k.g_rows = kl_full_rows(c, rows, z, p.T, p.grad_scale, sums.con);
+    k.g_rows = kl_full_rows(c, rows, z, p.T, p.grad_scale, p.softcap, sums.con);
   }
   return k;
 }
@@ -328,6 +335,14 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       const bool dispatch =
           row_ops == RowOps::dispatch || (row_ops == RowOps::automatic && cuda::kernels_apply(z));
       if (!dispatch) z = z.to(at::kFloat);
+      // Soft-capped logits: everything below reads cap * tanh(z / cap); the gradient the
+      // row terms leave in z is for those, so it is multiplied by their slope 1 - tanh^2.
+      at::Tensor cap_slope;
+      if (p.softcap > 0) {
+        const at::Tensor t = at::tanh(z.to(at::kFloat) / p.softcap);
+        cap_slope = (1 - t * t).to(z.scalar_type());
+        z.copy_(t * p.softcap);
+      }
 
       // 1. What the constraint needs from z before it is overwritten.
       ChunkConstraint k = constraint_of_chunk(p, *spec, *in, z, start, a, b, sums);
@@ -344,6 +359,7 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
         else z.index_add_(0, k.rows.local, k.g_rows.to(z.scalar_type()));
       }
       k = ChunkConstraint();
+      if (cap_slope.defined()) z.mul_(cap_slope);
 
       // 3. Back through the lm_head, the first GEMM straight into grad_hidden's rows. A bf16
       // z is widened for grad_W, which accumulates over the chunks in fp32.
@@ -410,23 +426,30 @@ ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& we
   const at::Tensor rows = constrained ? c.rows.to(dev, at::kLong) : at::Tensor();
   if (needs_whole_vocab(spec.kind)) {
     // One [N, V] logits tensor serves both terms; the reference's [M, V] logits too.
-    const at::Tensor logits = at::matmul(hidden, weight.t()).to(at::kFloat);
+    const at::Tensor logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
     if (targets.ne(ignore_index).sum().item<int64_t>() == 0) v.ce = logits.sum() * 0.0;
     else v.ce = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, ignore_index);
     at::Tensor ref;
     {
       at::NoGradGuard no_grad;
-      ref = c.ref_hidden.defined() ? at::matmul(c.ref_hidden, c.ref_weight.t()).to(at::kFloat)
+      ref = c.ref_hidden.defined() ? capped(at::matmul(c.ref_hidden, c.ref_weight.t()).to(at::kFloat), spec.logit_softcap)
                                    : c.ref_logits.to(dev, at::kFloat);
     }
     const at::Tensor lt = logits.index_select(0, rows);
     v.constraint = spec.kind == ConstraintKind::kl_full ? kl_full_loss(lt, ref, valid, spec.options.temperature)
                                                         : anchor_loss(lt, ref, spec.S.to(dev), valid);
   } else {
-    v.ce = linear_cross_entropy(hidden, weight, targets, ignore_index);
+    if (spec.logit_softcap > 0) {
+      const at::Tensor logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
+      v.ce = targets.ne(ignore_index).sum().item<int64_t>() == 0
+                 ? logits.sum() * 0.0
+                 : at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, ignore_index);
+    } else {
+      v.ce = linear_cross_entropy(hidden, weight, targets, ignore_index);
+    }
     if (spec.kind == ConstraintKind::pact) {
       const at::Tensor WS = weight.index_select(0, spec.S.to(dev, at::kLong));
-      const at::Tensor z_theta = at::matmul(hidden.index_select(0, rows), WS.t());
+      const at::Tensor z_theta = capped(at::matmul(hidden.index_select(0, rows), WS.t()), spec.logit_softcap);
       ConstraintResult r = pact_loss(z_theta, c.z_full.to(dev), c.z_post.defined() ? c.z_post.to(dev) : at::Tensor(),
                                      spec.w.to(dev), c.t.to(dev), valid, spec.options);
       v.constraint = r.loss;

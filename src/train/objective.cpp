@@ -38,6 +38,7 @@ Objective setup_objective(const RunConfig& cfg, model::Transformer& policy, cons
   obj.spec.kind = oc.constraint;
   obj.spec.lambda = oc.lambda;
   obj.spec.options = constraint_options(oc);
+  obj.spec.logit_softcap = policy.final_logit_softcap();
   if (oc.constraint == loss::ConstraintKind::none) return obj;
   // The config made sure that every constraint needing S has objective.tokens.
   if (!oc.tokens.empty()) {

@@ -48,7 +48,7 @@ ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, 
     at::Tensor h = m.forward(batch.input_ids, batch.attention_mask);
     at::Tensor hr = gather_rows(h, P.rows, P.cols);
     h = at::Tensor();
-    out.z_full = at::matmul(hr, WS.t()).to(at::kFloat);
+    out.z_full = m.softcap_logits(at::matmul(hr, WS.t())).to(at::kFloat);
     if (req.full_vocab) {
       at::Tensor logits = m.logits(hr).to(at::kFloat);
       if (req.mass) out.mass = loss::mass_on_subset(logits, S);
@@ -68,7 +68,7 @@ ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, 
   }
   if (req.post) {
     at::Tensor h = m.forward(batch.post_ids, batch.post_attention_mask);
-    out.z_post = at::matmul(gather_rows(h, P.rows, P.post_cols), WS.t()).to(at::kFloat);
+    out.z_post = m.softcap_logits(at::matmul(gather_rows(h, P.rows, P.post_cols), WS.t())).to(at::kFloat);
   }
   return out;
 }

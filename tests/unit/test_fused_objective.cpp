@@ -36,12 +36,13 @@ struct Case {
   bool ref_logits = false;  // kl_full / anchor: reference as [M, V] logits, not hidden + weight
   int64_t n = 45, chunk = 7;
   bool nothing_valid = false;
+  double softcap = 0;  // final-logit soft-capping (Gemma 2)
 };
 
 std::string name(const Case& c) {
   return c.kind + "/" + c.mix + (c.tied ? "/tied" : c.frozen ? "/frozen" : "/trainable") +
          (c.ref_logits ? "/ref_logits" : "") + "/n" + std::to_string(c.n) + "/chunk" + std::to_string(c.chunk) +
-         (c.nothing_valid ? "/none_valid" : "");
+         (c.nothing_valid ? "/none_valid" : "") + (c.softcap > 0 ? "/softcap" : "");
 }
 
 double rel_diff(const at::Tensor& a, const at::Tensor& b) {
@@ -120,6 +121,7 @@ Inputs make_inputs(const Case& c) {
   loss::ConstraintInputs& fc = in.ci;
   spec.kind = *loss::parse_name<loss::ConstraintKind>(c.kind);
   spec.lambda = 0.7;
+  spec.logit_softcap = c.softcap;
   fc.rows = rows;
   fc.valid = valid;
   spec.options.reference_mix = *loss::parse_name<loss::ReferenceMix>(c.mix);
@@ -180,6 +182,29 @@ TEST(FusedObjective, MatchesUnfusedForEveryConstraint) {
       check(c);
     }
   }
+}
+
+// Soft-capped logits (cap below the logits' spread, so that tanh bends them): the fused
+// op's hand-written slope against autograd through the unfused composition's tanh.
+TEST(FusedObjective, SoftCappedLogits) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+    for (int w = 0; w < 3; ++w) {
+      Case c;
+      c.kind = kind;
+      c.frozen = w == 0;
+      c.tied = w == 2;
+      c.softcap = 1.5;
+      check(c);
+    }
+  }
+  // The cap changes the loss: a test of the cap, not of two paths ignoring it alike.
+  Case c;
+  c.kind = "pact";
+  const Inputs in = make_inputs(c);
+  Inputs capped = in;
+  capped.spec.logit_softcap = 1.5;
+  const double plain = run(c, in, loss::RowOps::automatic).v.total.item<double>();
+  EXPECT_GT(std::abs(run(c, capped, loss::RowOps::automatic).v.total.item<double>() - plain), 1e-3);
 }
 
 TEST(FusedObjective, PactGateOnOffAndPost) {

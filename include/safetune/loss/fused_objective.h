@@ -38,6 +38,9 @@ struct ObjectiveSpec {
   ConstraintOptions options;  // temperature; pact's reference_mix and gate; positions
   at::Tensor S;               // [K] int64 safety-token columns (pact, anchor, positions = probe)
   at::Tensor w;               // [K] fp32 weights max(v, 0) (pact)
+  // The model's final-logit soft-capping (Gemma 2): logits = cap * tanh((h W^T) / cap)
+  // for the policy and for a reference given as hidden states (the same family); 0: none.
+  double logit_softcap = 0;
 };
 
 // One batch's inputs of the constraint. It applies to a row set of its own (the response
