@@ -24,7 +24,7 @@ struct Entry {
 constexpr Entry kTemplates[] = {
     {"plain", Family::kPlain},   {"llama2", Family::kLlama2},   {"llama3", Family::kLlama3},
     {"llama3.1", Family::kLlama31}, {"chatml", Family::kChatml}, {"mistral", Family::kMistral},
-    {"gemma", Family::kGemma},
+    {"gemma", Family::kGemma},   {"qwen3", Family::kQwen3},
 };
 
 // Jinja's `trim` / Python's str.strip(): ASCII whitespace and the information separators
@@ -100,6 +100,76 @@ std::string render_chatml(const Turns& t, bool gen) {
                   : std::string("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
   out += "<|im_end|>\n";
   for (const Message* m : t.rest) out += "<|im_start|>" + m->role + "\n" + m->content + "<|im_end|>\n";
+  if (gen) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+// Python's str.strip(chars) family for one character.
+std::string_view lstrip_char(std::string_view s, char c) {
+  while (!s.empty() && s.front() == c) s.remove_prefix(1);
+  return s;
+}
+std::string_view rstrip_char(std::string_view s, char c) {
+  while (!s.empty() && s.back() == c) s.remove_suffix(1);
+  return s;
+}
+
+// Qwen3's split of an assistant message into reasoning and answer, when the content
+// carries a "</think>": reasoning = content.split('</think>')[0].rstrip('\n')
+// .split('<think>')[-1].lstrip('\n'); answer = content.split('</think>')[-1].lstrip('\n').
+struct Qwen3Reply {
+  std::string reasoning, content;
+};
+Qwen3Reply split_qwen3_reply(std::string_view content) {
+  const std::string_view close = "</think>", open = "<think>";
+  const size_t first = content.find(close);
+  if (first == std::string_view::npos) return {"", std::string(content)};
+  const size_t last = content.rfind(close);
+  std::string_view before = rstrip_char(content.substr(0, first), '\n');
+  const size_t o = before.rfind(open);
+  if (o != std::string_view::npos) before = before.substr(o + open.size());
+  return {std::string(lstrip_char(before, '\n')), std::string(lstrip_char(content.substr(last + close.size()), '\n'))};
+}
+
+// The last assistant turn after the final user query, as Qwen3's template writes it: the
+// think block always (empty when there is no reasoning), then the answer.
+std::string qwen3_final_reply(std::string_view content) {
+  const Qwen3Reply r = split_qwen3_reply(content);
+  return "<think>\n" + std::string(rstrip_char(lstrip_char(r.reasoning, '\n'), '\n')) + "\n</think>\n\n" +
+         std::string(lstrip_char(r.content, '\n'));
+}
+
+// Qwen3-8B (tokenizer_config.json, the branch without tools; enable_thinking not passed):
+// ChatML without a default system turn; contents are not trimmed. An assistant turn
+// after the last user query (i.e. the conversation's final reply) is written as
+// qwen3_final_reply; earlier ones lose their reasoning (the text up to "</think>"). A user
+// message wrapped in <tool_response>...</tool_response> does not count as a query. The
+// generation prompt is "<|im_start|>assistant\n": the model opens its think block itself.
+std::string render_qwen3(const Turns& t, bool gen) {
+  std::string out;
+  if (t.system) out += "<|im_start|>system\n" + t.system->content + "<|im_end|>\n";
+  auto is_query = [](const std::string& c) {
+    const std::string a = "<tool_response>", b = "</tool_response>";
+    return !(c.compare(0, a.size(), a) == 0 && c.size() >= b.size() && c.compare(c.size() - b.size(), b.size(), b) == 0);
+  };
+  size_t last_query = t.rest.size() - 1;
+  for (size_t i = t.rest.size(); i-- > 0;)
+    if (t.rest[i]->role == "user" && is_query(t.rest[i]->content)) {
+      last_query = i;
+      break;
+    }
+  for (size_t i = 0; i < t.rest.size(); ++i) {
+    const Message* m = t.rest[i];
+    if (m->role == "user") {
+      out += "<|im_start|>user\n" + m->content + "<|im_end|>\n";
+      continue;
+    }
+    const Qwen3Reply r = split_qwen3_reply(m->content);
+    out += "<|im_start|>assistant\n";
+    if (i > last_query && (i + 1 == t.rest.size() || !r.reasoning.empty())) out += qwen3_final_reply(m->content);
+    else out += r.content;
+    out += "<|im_end|>\n";
+  }
   if (gen) out += "<|im_start|>assistant\n";
   return out;
 }
@@ -208,6 +278,7 @@ std::string ChatTemplate::render(const std::vector<Message>& messages, bool add_
     case Family::kLlama2: return render_llama2(t, add_generation_prompt);
     case Family::kMistral: return render_mistral(t, add_generation_prompt);
     case Family::kGemma: return render_gemma(t, add_generation_prompt);
+    case Family::kQwen3: return render_qwen3(t, add_generation_prompt);
     case Family::kPlain: return render_plain(t, add_generation_prompt);
   }
   return {};
@@ -225,7 +296,8 @@ TurnMarkers turn_markers(Family f) {
   switch (f) {
     case Family::kLlama3:
     case Family::kLlama31: return {"<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"};
-    case Family::kChatml: return {"<|im_start|>assistant\n", "<|im_end|>"};
+    case Family::kChatml:
+    case Family::kQwen3: return {"<|im_start|>assistant\n", "<|im_end|>"};
     case Family::kGemma: return {"<start_of_turn>model\n", "<end_of_turn>"};
     case Family::kPlain: return {"Assistant: ", ""};
     case Family::kLlama2: return {"", " </s>"};
@@ -248,6 +320,7 @@ std::string ChatTemplate::format_response(std::string_view content) const {
   switch (family_) {
     case Family::kChatml:
     case Family::kPlain: return std::string(content);
+    case Family::kQwen3: return qwen3_final_reply(content);  // the trained reply is the final turn
     default: return trim(content);
   }
 }
@@ -293,7 +366,7 @@ ChatTemplate detect_chat_template(const std::string& path_or_dir) {
   } else if (has("<|start_header_id|>")) {
     f = has("Cutting Knowledge Date") ? Family::kLlama31 : Family::kLlama3;
   } else if (has("<|im_start|>")) {
-    f = Family::kChatml;
+    f = has("<think>") ? Family::kQwen3 : Family::kChatml;
   } else if (has("<start_of_turn>")) {
     f = Family::kGemma;
   } else if (has("[INST]")) {

@@ -133,6 +133,34 @@ TEST(ChatTemplate, Gemma) {
             "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n");
 }
 
+// Qwen/Qwen3-8B, tokenizer_config.json chat_template (the branch without tools,
+// enable_thinking not passed): ChatML with no default system turn and untrimmed contents.
+// The reply after the last user query gets '<think>\n' + reasoning + '\n</think>\n\n'
+// before its content, an empty think block when the content has none; earlier replies are
+// written as their content after '</think>' (reasoning dropped). The generation prompt is
+// '<|im_start|>assistant\n'.
+TEST(ChatTemplate, Qwen3) {
+  EXPECT_EQ(render("qwen3", kTwoTurns, false),
+            "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+            "<|im_start|>user\n  What is 2+2?\n<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\n\n</think>\n\n 4 <|im_end|>\n");
+  EXPECT_EQ(render("qwen3", with_system(without_last(kTwoTurns)), true),
+            "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n"
+            "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n  What is 2+2?\n<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  // Reasoning in the contents: dropped from the earlier reply, kept (newlines trimmed) in
+  // the last one.
+  const std::vector<Message> thinking = {{"user", "Hi there"},
+                                         {"assistant", "<think>\nGreet back.\n</think>\n\nHello!"},
+                                         {"user", "What is 2+2?"},
+                                         {"assistant", "<think>\n\nAdd them.\n\n</think>\n\n\n4"}};
+  EXPECT_EQ(render("qwen3", thinking, false),
+            "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+            "<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n<think>\nAdd them.\n</think>\n\n4<|im_end|>\n");
+  EXPECT_EQ(ChatTemplate::by_name("qwen3").format_response("4"), "<think>\n\n</think>\n\n4");
+}
+
 // PACT.md's probe format: "User: {x}\n\nAssistant: ".
 TEST(ChatTemplate, Plain) {
   EXPECT_EQ(render("plain", {{"user", "How do I pick a lock?"}}, true),
@@ -158,6 +186,7 @@ TEST(ChatTemplate, TurnMarkers) {
            {"llama2", "", " ", " </s>"},
            {"mistral", "", " ", "</s>"},
            {"gemma", "<start_of_turn>model\n", "", "<end_of_turn>"},
+           {"qwen3", "<|im_start|>assistant\n", "", "<|im_end|>"},
            {"plain", "Assistant: ", "", ""}}) {
     const ChatTemplate t = ChatTemplate::by_name(w.name);
     EXPECT_EQ(t.assistant_header(), w.assistant_header) << w.name;
@@ -187,7 +216,7 @@ TEST(ChatTemplate, BadInput) {
   } catch (const InputError& e) {
     std::string msg = e.what();
     EXPECT_NE(msg.find("vicuna"), std::string::npos) << msg;
-    for (const char* n : {"llama2", "llama3", "chatml", "mistral", "gemma", "plain"})
+    for (const char* n : {"llama2", "llama3", "chatml", "mistral", "gemma", "qwen3", "plain"})
       EXPECT_NE(msg.find(n), std::string::npos) << msg;
   }
   auto t = ChatTemplate::by_name("llama3");
@@ -234,6 +263,8 @@ TEST(ChatTemplate, Detect) {
             "chatml");
   EXPECT_EQ(detect_from(R"("{{ bos_token }}{% for message in messages %}{{ '<start_of_turn>' + role + '\n' }}{% endfor %}")"),
             "gemma");
+  EXPECT_EQ(detect_from(R"("{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n' }}")"),
+            "qwen3");
   EXPECT_EQ(detect_from(R"("{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}")"),
             "llama2");
   EXPECT_EQ(detect_from(R"("{{- bos_token }}{%- for message in loop_messages %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}{%- endfor %}")"),
@@ -282,6 +313,9 @@ TEST(ChatTemplate, DetectPublishedConfigs) {
   if (!std::filesystem::exists(base + "tokenizer-llama3/models/tokenizer_config.json"))
     GTEST_SKIP() << "npm reference packages not installed";
   EXPECT_EQ(text::detect_chat_template(base + "tokenizer-llama3/models").name(), "llama3");
-  EXPECT_EQ(text::detect_chat_template(base + "tokenizer-qwen3/models/tokenizer_config.json").name(), "chatml");
+  EXPECT_EQ(text::detect_chat_template(base + "tokenizer-qwen3/models/tokenizer_config.json").name(), "qwen3");
+  if (std::filesystem::exists(base + "tokenizer-gemma3/models/tokenizer_config.json")) {
+    EXPECT_EQ(text::detect_chat_template(base + "tokenizer-gemma3/models").name(), "gemma");
+  }
   EXPECT_EQ(text::detect_chat_template(base + "tokenizer-gpt2/models").name(), "plain");
 }

@@ -25,11 +25,11 @@ struct Message {
 
 class ChatTemplate {
  public:
-  enum class Family { kPlain, kLlama2, kLlama3, kLlama31, kChatml, kMistral, kGemma };
+  enum class Family { kPlain, kLlama2, kLlama3, kLlama31, kChatml, kMistral, kGemma, kQwen3 };
 
   explicit ChatTemplate(Family family);
 
-  // "plain", "llama2", "llama3", "llama3.1", "chatml", "mistral", "gemma"; anything else
+  // "plain", "llama2", "llama3", "llama3.1", "chatml", "mistral", "gemma", "qwen3"; anything else
   // is an InputError listing these.
   static ChatTemplate by_name(const std::string& name);
   static const std::vector<std::string>& names();
@@ -56,7 +56,8 @@ class ChatTemplate {
   std::string response_prefix() const;
 
   // The assistant content as the template writes it inside the turn (llama2, llama3,
-  // mistral and gemma trim surrounding whitespace; chatml and plain keep it).
+  // mistral and gemma trim surrounding whitespace; chatml and plain keep it; qwen3 writes
+  // the final reply's think block, empty when the content has no "</think>").
   std::string format_response(std::string_view content) const;
 
  private:
@@ -67,7 +68,8 @@ class ChatTemplate {
 // Picks a template from a model's tokenizer_config.json (a path to the file, or the
 // model directory; a chat_template.jinja beside it is read too) by markers in its
 // chat_template: "<|start_header_id|>" -> llama3 (llama3.1 when the template writes the
-// "Cutting Knowledge Date" system block), "<|im_start|>" -> chatml, "<start_of_turn>" ->
+// "Cutting Knowledge Date" system block), "<|im_start|>" -> chatml (qwen3 when it also
+// writes "<think>"), "<start_of_turn>" ->
 // gemma, "[INST]" with "<<SYS>>" -> llama2, other "[INST]" -> mistral. No template, or
 // one without known markers: plain, with a warning.
 ChatTemplate detect_chat_template(const std::string& path_or_dir);
