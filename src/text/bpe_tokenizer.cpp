@@ -1,12 +1,12 @@
 // tokenizer.json, natively: the BPE model with the normalizers, pre-tokenizers and
-// decoders that GPT-2, Llama-3, Qwen2/Qwen3 (byte-level) and Llama-2/Mistral
+// decoders that GPT-2, Llama-3, Qwen2/Qwen3 (byte-level) and Llama-2/Mistral/Gemma 3
 // (SentencePiece-style, byte fallback) ship with.
 //
 // Encoding, as HF tokenizers does it:
 //   1. added tokens ("<|im_start|>", "<s>", ...) are cut out of the raw text first,
 //      leftmost-longest; they map straight to their ids;
 //   2. each remaining segment is normalized (NFC, Prepend, Replace),
-//   3. pre-tokenized into words (the family's split regex, Metaspace),
+//   3. pre-tokenized into words (the family's split regex, a literal Split, Metaspace),
 //   4. each word is BPE-merged by rank (lowest rank first, leftmost on ties).
 // Byte-level models work on raw bytes throughout: GPT-2's byte-to-unicode map only
 // matters for reading the vocab and merges (and for showing pieces), so the vocab is
@@ -108,10 +108,14 @@ class PairMap {
 };
 
 // --- split regexes ---------------------------------------------------------------------------
-enum class SplitKind { kGpt2, kCl100k };
+// kLiteral: Split on a fixed string (Gemma 3: " ", behaviour MergedWithPrevious, the
+// delimiter ending the piece before it; Isolated: a piece of its own).
+enum class SplitKind { kGpt2, kCl100k, kLiteral };
 struct SplitRule {
   SplitKind kind;
-  int max_digits;  // \p{N}{1,k} in the Llama-3 pattern, 1 in Qwen2's \p{N}, 0 = unbounded
+  int max_digits = 0;  // \p{N}{1,k} in the Llama-3 pattern, 1 in Qwen2's \p{N}, 0 = unbounded
+  std::string literal;
+  bool merged_with_previous = false;
 };
 
 const char* const kGpt2Pattern =
@@ -530,6 +534,14 @@ void JsonBpeTokenizer::parse_pre_tokenizer(const json& p, const std::string& nam
   } else if (type == "Split") {
     const json& pat = field(p, "pattern", name + ": pre_tokenizer Split");
     std::string behavior = p.value("behavior", std::string("Isolated"));
+    if (pat.contains("String") && pat["String"].is_string() && !pat["String"].get<std::string>().empty() &&
+        (behavior == "MergedWithPrevious" || behavior == "Isolated") && !p.value("invert", false)) {
+      SplitRule r{SplitKind::kLiteral};
+      r.literal = pat["String"].get<std::string>();
+      r.merged_with_previous = behavior == "MergedWithPrevious";
+      splits_.push_back(r);
+      return;
+    }
     if (!pat.contains("Regex") || behavior != "Isolated" || p.value("invert", false))
       input_error(name, "unsupported Split pre_tokenizer " + pat.dump() + " behavior " + behavior);
     auto rule = recognise_pattern(pat["Regex"].get<std::string>());
@@ -660,6 +672,21 @@ void JsonBpeTokenizer::encode_segment(std::string_view seg, bool at_start, std::
     next.clear();
     for (auto [wstart, wlen] : words) {
       std::string_view w = s.substr(wstart, wlen);
+      if (rule.kind == SplitKind::kLiteral) {
+        size_t from = 0, at;
+        while ((at = w.find(rule.literal, from)) != std::string_view::npos) {
+          const size_t end = at + rule.literal.size();
+          if (rule.merged_with_previous) {
+            next.emplace_back(wstart + from, end - from);
+          } else {
+            if (at > from) next.emplace_back(wstart + from, at - from);
+            next.emplace_back(wstart + at, rule.literal.size());
+          }
+          from = end;
+        }
+        if (from < w.size()) next.emplace_back(wstart + from, w.size() - from);
+        continue;
+      }
       dec.assign(w);
       size_t n = dec.cp.size(), i = 0;
       while (i < n) {

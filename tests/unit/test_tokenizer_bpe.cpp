@@ -197,6 +197,31 @@ json spm_style(bool metaspace) {
   return j;
 }
 
+// Split on a fixed string (Gemma 3's pre-tokenizer: " ", MergedWithPrevious): the
+// delimiter ends the piece before it (MergedWithPrevious) or stands alone (Isolated), and
+// no merge crosses a piece boundary. Merges: "-"+"b" (rank 0), "a"+"-" (rank 1).
+TEST(TokenizerBpe, SplitOnLiteralString) {
+  auto with_split = [](const char* behavior) {
+    json j = gpt2_style();
+    json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}};
+    if (behavior)
+      j["pre_tokenizer"] = {{"type", "Sequence"},
+                            {"pretokenizers", json::array({{{"type", "Split"},
+                                                            {"pattern", {{"String", "-"}}},
+                                                            {"behavior", behavior},
+                                                            {"invert", false}},
+                                                           byte_level})}};
+    else
+      j["pre_tokenizer"] = byte_level;
+    j["model"] = byte_level_model({{"-", "b"}, {"a", "-"}}, true);  // "-b" 256, "a-" 257
+    return parse(j);
+  };
+  EXPECT_EQ(with_split(nullptr)->encode("a-b"), (Ids{'a', 256}));  // one word: rank 0 first
+  EXPECT_EQ(with_split("MergedWithPrevious")->encode("a-b"), (Ids{257, 'b'}));
+  EXPECT_EQ(with_split("MergedWithPrevious")->encode("-b-"), (Ids{'-', 'b', '-'}));
+  EXPECT_EQ(with_split("Isolated")->encode("a-b"), (Ids{'a', '-', 'b'}));
+}
+
 TEST(TokenizerBpe, SentencePieceStyleByteFallback) {
   for (bool metaspace : {false, true}) {
     SCOPED_TRACE(metaspace ? "Metaspace" : "Prepend+Replace");
