@@ -24,6 +24,7 @@ struct Opts : safetune::cli::ModelArgs {
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
   bool add_bos = false;
+  bool no_cache = false;
 };
 
 int run(const Opts& o) {
@@ -55,8 +56,9 @@ int run(const Opts& o) {
   std::vector<int64_t> eos = cfg.eos_token_ids;
   if (tok && tok->eos_id && std::find(eos.begin(), eos.end(), *tok->eos_id) == eos.end()) eos.push_back(*tok->eos_id);
   const int64_t pad = cfg.pad_token_id ? *cfg.pad_token_id : (eos.empty() ? 0 : eos[0]);
-  const model::GenerateOptions g =
+  model::GenerateOptions g =
       model::generate_options(o.max_new_tokens, o.temperature, o.top_p, o.seed, std::move(eos), pad);
+  g.use_cache = !o.no_cache;
   auto outs = model::generate(*loaded.model, prompts, g);
 
   for (const auto& ids : outs) {
@@ -78,6 +80,7 @@ safetune::cli::Command cmd("generate", "sample continuations of prompts (greedy 
   sub.add_option("--prompt", o->prompts, "prompt text (repeatable: one batch)");
   sub.add_option("--ids", o->ids, "prompt as comma-separated token ids (repeatable)");
   sub.add_flag("--add-bos", o->add_bos, "prepend BOS when encoding --prompt");
+  sub.add_flag("--no-cache", o->no_cache, "recompute the whole sequence for every token (checks the KV cache)");
   sub.add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate per prompt")->capture_default_str();
   sub.add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
   sub.add_option("--top-p", o->top_p, "nucleus sampling mass")->capture_default_str();
