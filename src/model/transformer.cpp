@@ -312,7 +312,11 @@ at::Tensor MLP::forward(const at::Tensor& x) const {
   at::Tensor g = gate_proj->forward(x);
   at::Tensor u = up_proj->forward(x);
   if (at::GradMode::is_enabled()) return down_proj->forward((gelu_tanh ? at::gelu(g, "tanh") : at::silu(g)) * u);
-  if (gelu_tanh) return down_proj->forward(at::gelu(g, "tanh").mul_(u));  // HF's gelu_pytorch_tanh
+  if (gelu_tanh) {  // HF's gelu_pytorch_tanh
+    if (fused_cpu(g) && g.is_contiguous() && u.is_contiguous()) cpu::gelu_tanh_mul_(g, u);
+    else at::gelu_out(g, g, "tanh").mul_(u);
+    return down_proj->forward(g);
+  }
   at::silu_(g);
   g.mul_(u);
   return down_proj->forward(g);
@@ -382,7 +386,14 @@ at::Tensor Transformer::logits(const at::Tensor& hidden) const {
 at::Tensor Transformer::softcap_logits(const at::Tensor& z) const {
   const double cap = final_logit_softcap();
   if (cap <= 0) return z;
-  return at::tanh(z / cap) * cap;  // HF: logits / cap, tanh, * cap
+  // HF: logits / cap, tanh, * cap. In place when nothing needs z for a gradient: the
+  // logits are the largest tensor of an inference forward.
+  if (!at::GradMode::is_enabled() || !z.requires_grad()) {
+    if (z.device().is_cpu() && z.is_contiguous() && z.scalar_type() == at::kFloat) cpu::softcap_(z, cap);
+    else z.div_(cap).tanh_().mul_(cap);
+    return z;
+  }
+  return at::tanh(z / cap) * cap;
 }
 
 int64_t Transformer::num_parameters() const {

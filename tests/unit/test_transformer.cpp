@@ -9,6 +9,7 @@
 #include "safetune/core/error.h"
 #include "safetune/io/tensor_io.h"
 #include "safetune/model/load.h"
+#include "safetune/model/cpu_kernels.h"
 #include "safetune/model/transformer.h"
 #include "test_util.h"
 
@@ -228,6 +229,24 @@ TEST(Transformer, FusedKernelsEqualAtenPath) {
     ASSERT_TRUE(aten.requires_grad());
     EXPECT_LT((fused - aten.detach()).abs().max().item<double>(), 1e-5) << arch;
   }
+}
+
+// The element-wise kernels behind Gemma's soft-caps and GeGLU against ATen's tanh and
+// tanh-approximate GELU, over small, medium, large and saturating inputs of both signs.
+TEST(CpuKernels, SoftcapAndGeluTanhFollowAten) {
+  at::Tensor x = at::cat({at::linspace(-60, 60, 100001), at::randn({4096}) * 1e-3, at::randn({4096}) * 3,
+                          at::tensor({0.0f, 1e-30f, -1e-30f, 0.6249f, 0.625f, -0.625f, 88.0f, -100.0f, 1e4f})});
+  for (double cap : {50.0, 30.0, 2.0}) {
+    at::Tensor got = x.clone();
+    model::cpu::softcap_(got, cap);
+    const at::Tensor want = at::tanh(x.to(at::kDouble) / cap) * cap;
+    EXPECT_LT((got.to(at::kDouble) - want).abs().max().item<double>(), 1e-6 * cap) << cap;
+  }
+  at::Tensor g = x.clone(), u = at::randn(x.sizes());
+  model::cpu::gelu_tanh_mul_(g, u);
+  const at::Tensor want = at::gelu(x.to(at::kDouble), "tanh") * u.to(at::kDouble);
+  const at::Tensor err = (g.to(at::kDouble) - want).abs() / want.abs().clamp_min(1.0);
+  EXPECT_LT(err.max().item<double>(), 2e-6);
 }
 
 // bf16 compute (the CUDA policy) runs the same code paths in half precision: its logits

@@ -154,7 +154,8 @@ class Transformer : public torch::nn::Module {
   // hidden [...,d] -> [...,V], soft-capped when the config says so. Code that multiplies
   // by lm_head_weight() itself passes the result through softcap_logits().
   at::Tensor logits(const at::Tensor& hidden) const;
-  // final_logit_softcapping: z -> cap * tanh(z / cap) (Gemma 2); z itself when off.
+  // final_logit_softcapping: z -> cap * tanh(z / cap) (Gemma 2); z itself when off. Pass
+  // a fresh tensor: when no gradient flows through z it is capped in place.
   at::Tensor softcap_logits(const at::Tensor& z) const;
   double final_logit_softcap() const { return cfg_.final_logit_softcapping.value_or(0.0); }
 
