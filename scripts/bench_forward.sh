@@ -5,7 +5,9 @@
 # `safetune bench gemm` (fp32 2048^3 matmul) on the same machine. The gemm is measured
 # before and after the forward and the better figure is kept, so that a busy moment does
 # not flatter the ratio. The last line names the BLAS kernel set the numbers came from.
-#   scripts/bench_forward.sh [extra `bench` flags, e.g. --device cuda]
+# ARCH=gemma2 (or qwen3, gemma3, ...) gives the same sizes in that family's shape (Gemma 2:
+# soft-capping, four norms per layer, GeGLU), for comparing its MFU with Llama's.
+#   [ARCH=gemma2] scripts/bench_forward.sh [extra `bench` flags, e.g. --device cuda]
 # Uses build/safetune (or $SAFETUNE_BIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,7 @@ bin=${SAFETUNE_BIN:-build/safetune}
 gflops_of() { sed -E 's/.*"gflops": ([0-9.]+).*/\1/'; }
 . scripts/lib/bench.sh
 g1=$("$bin" bench gemm --json --size 2048 "$@")
-fwd=$("$bin" bench forward --init-25m --batch 8 --seq 256 --iters 5 --json --gemm-gflops "$(echo "$g1" | gflops_of)" "$@")
+fwd=$("$bin" bench forward --init-25m --arch "${ARCH:-llama}" --batch 8 --seq 256 --iters 5 --json --gemm-gflops "$(echo "$g1" | gflops_of)" "$@")
 g2=$("$bin" bench gemm --json --size 2048 "$@")
 echo "bench gemm (before): $g1"
 echo "bench forward:       $fwd"

@@ -16,8 +16,8 @@
 
 namespace safetune::bench {
 
-io::ModelConfig config_25m() {
-  io::ModelConfig c = io::decoder_config("llama", {32000, 512, 1376, 8, 8, 8});
+io::ModelConfig config_25m(const std::string& arch) {
+  io::ModelConfig c = io::decoder_config(arch, {32000, 512, 1376, 8, 8, 8}, "--arch");
   c.max_position_embeddings = 2048;
   c.tie_word_embeddings = true;
   return c;
@@ -28,7 +28,7 @@ ForwardResult bench_forward(const ForwardOptions& o) {
   if (o.batch < 1 || o.seq < 1 || o.iters < 1 || o.warmup < 0) input_error("bench forward", "sizes must be positive");
   const c10::Device dev = resolve_device(o.device, "--device");
   std::shared_ptr<model::Transformer> m;
-  if (o.init_25m) m = model::init_model(config_25m(), 0, dev);
+  if (o.init_25m) m = model::init_model(config_25m(o.arch), 0, dev);
   else m = model::load_model(o.model, dev).model;
   const auto& cfg = m->config();
   if (o.seq > cfg.max_position_embeddings)

@@ -17,7 +17,8 @@ namespace safetune::bench {
 
 struct ForwardOptions {
   std::string model;      // HF model directory, or
-  bool init_25m = false;  // a random model of config_25m()
+  bool init_25m = false;  // a random model of config_25m(arch)
+  std::string arch = "llama";
   std::string device = "cpu";
   bool logits = true;     // false: the hidden states only (no lm_head)
   int64_t batch = 8, seq = 256;
@@ -32,9 +33,12 @@ struct ForwardResult {
   std::string dtype;
 };
 
-// The benchmark model: Llama-shaped, hidden 512, 8 layers of 8 heads, MLP 1376, vocab
-// 32000 with tied embeddings: 25.3M parameters in the layers, 41.7M in all.
-io::ModelConfig config_25m();
+// The benchmark model: hidden 512, 8 layers of 8 heads, MLP 1376, vocab 32000 with tied
+// embeddings: 25.3M parameters in the layers, 41.7M in all. Llama-shaped by default; with
+// another family (qwen3, gemma2, gemma3, ...) that family's extras at their published
+// settings (Gemma 2: both soft-caps, four norms per layer, GeGLU; Gemma 3: q/k norms,
+// local layers with their own RoPE base), the same sizes.
+io::ModelConfig config_25m(const std::string& arch = "llama");
 
 // InputError for bad options. `device` is resolved here.
 ForwardResult bench_forward(const ForwardOptions& o);
