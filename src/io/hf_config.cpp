@@ -201,7 +201,12 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     input_error(where, "num_attention_heads (" + std::to_string(c.num_attention_heads) +
                            ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
-  if (!j.contains("head_dim") || j["head_dim"].is_null()) {
+  // HF's Qwen3 and Gemma configs default head_dim to 128 / 256 when the field is absent
+  // (not hidden / heads); a null falls back to hidden / heads as in their attention.
+  const bool gemma = c.arch == "gemma2" || c.arch == "gemma3";
+  if (!j.contains("head_dim") && (c.arch == "qwen3" || gemma)) {
+    c.head_dim = c.arch == "qwen3" ? 128 : 256;
+  } else if (!j.contains("head_dim") || j["head_dim"].is_null()) {
     if (c.hidden_size % c.num_attention_heads != 0)
       input_error(where, "hidden_size must be a multiple of num_attention_heads when head_dim is absent");
     c.head_dim = c.hidden_size / c.num_attention_heads;
@@ -211,9 +216,8 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   if (c.head_dim % 2 != 0) input_error(where, "head_dim must be even for rotary embeddings");
   c.max_position_embeddings = get_int(j, "max_position_embeddings", where, 1, 1 << 24, 2048);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, 1e-6);
-  c.rope_theta = get_double(j, "rope_theta", where, 0.0, 1e12, 10000.0);
+  c.rope_theta = get_double(j, "rope_theta", where, 0.0, 1e12, c.arch == "gemma3" ? 1000000.0 : 10000.0);
   c.rope_scaling = parse_rope_scaling(j, where);
-  const bool gemma = c.arch == "gemma2" || c.arch == "gemma3";
   // HF's Gemma configs default to tied embeddings (PretrainedConfig's default is true too;
   // the Llama-family configs here write the field).
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, gemma);

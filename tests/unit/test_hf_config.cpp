@@ -183,6 +183,18 @@ TEST(HfConfig, Gemma3) {
   EXPECT_DOUBLE_EQ(c.rope_theta, 1000000.0);
   EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{1, 106}));
   for (int64_t i = 0; i < 26; ++i) EXPECT_EQ(c.layer_slides(i), (i + 1) % 6 != 0) << i;
+  // Fields left out take HF's Gemma3TextConfig defaults: head_dim 256 (not hidden /
+  // heads), rope_theta 1e6, window 4096, query_pre_attn_scalar 256; Qwen3's head_dim 128.
+  auto d = io::parse_hf_config(R"({"architectures": ["Gemma3ForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 3, "vocab_size": 300})", "config.json");
+  EXPECT_EQ(d.head_dim, 256);
+  EXPECT_DOUBLE_EQ(d.rope_theta, 1000000.0);
+  EXPECT_EQ(d.sliding_window.value_or(0), 4096);
+  EXPECT_DOUBLE_EQ(d.attention_scale(), 1.0 / 16.0);
+  EXPECT_EQ(io::parse_hf_config(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 3, "vocab_size": 300})", "config.json")
+                .head_dim,
+            128);
   // Newer transformers write layer_types; it decides.
   auto t = io::parse_hf_config(R"({"architectures": ["Gemma3ForCausalLM"], "hidden_size": 64, "head_dim": 16,
     "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 3, "vocab_size": 300,
