@@ -223,13 +223,15 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, gemma);
 
   if (gemma) {
-    // HF's Gemma MLP uses hidden_activation (hidden_act is a legacy field it ignores).
-    const char* key = j.contains("hidden_activation") && !j["hidden_activation"].is_null() ? "hidden_activation"
-                                                                                          : "hidden_act";
+    // HF's Gemma 2/3 MLP uses hidden_activation (default gelu_pytorch_tanh); hidden_act,
+    // which the published Gemma 2 configs also write, is not read by it.
     c.hidden_act = "gelu_pytorch_tanh";
-    if (j.contains(key) && j[key].is_string()) c.hidden_act = j[key].get<std::string>();
+    if (j.contains("hidden_activation") && !j["hidden_activation"].is_null()) {
+      if (!j["hidden_activation"].is_string()) input_error(where, "field 'hidden_activation' must be a string");
+      c.hidden_act = j["hidden_activation"].get<std::string>();
+    }
     if (c.hidden_act != "gelu_pytorch_tanh")
-      input_error(where, std::string("unsupported ") + key + " '" + c.hidden_act + "' (expected gelu_pytorch_tanh)");
+      input_error(where, "unsupported hidden_activation '" + c.hidden_act + "' (expected gelu_pytorch_tanh)");
   } else {
     if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
     if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");

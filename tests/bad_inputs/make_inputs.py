@@ -89,6 +89,13 @@ model_copy("cfg_negative_vocab", config=dict(config, vocab_size=-5))
 model_copy("cfg_heads_mismatch", config=dict(config, num_attention_heads=4, num_key_value_heads=3))
 model_copy("cfg_string_eps", config=dict(config, rms_norm_eps="small"))
 model_copy("cfg_not_json", config=b'{"architectures": ["LlamaForCausalLM"], ')
+gemma3 = dict(config, architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", sliding_window=8)
+model_copy("cfg_gemma3_bidirectional", config=dict(gemma3, use_bidirectional_attention=True))
+model_copy("cfg_gemma2_activation", config=dict(config, architectures=["Gemma2ForCausalLM"], model_type="gemma2",
+                                               hidden_activation="gelu"))
+model_copy("cfg_gemma3_layer_types", config=dict(gemma3, layer_types=["chunked_attention"] * config["num_hidden_layers"]))
+model_copy("cfg_gemma3_multimodal", config=dict(config, architectures=["Gemma3ForConditionalGeneration"],
+                                               model_type="gemma3"))
 
 # --- tokenizer.json
 model_copy("tok_unknown_model", tokenizer=dict(tokenizer, model=dict(tokenizer["model"], type="Unigram9")))

@@ -222,6 +222,8 @@ TEST(HfConfig, RefusesWhatIsNotImplemented) {
   const std::string g3 = R"({"architectures": ["Gemma3ForCausalLM"], "hidden_size": 64, "head_dim": 16,
     "intermediate_size": 128, "num_attention_heads": 4, "num_hidden_layers": 3, "vocab_size": 300)";
   EXPECT_NE(error_of(g3 + R"(, "hidden_activation": "gelu"})").find("hidden_activation 'gelu'"), std::string::npos);
+  // hidden_act is not what HF's Gemma MLP reads: it does not change the activation.
+  EXPECT_EQ(io::parse_hf_config(g3 + R"(, "hidden_act": "silu"})", "config.json").hidden_act, "gelu_pytorch_tanh");
   EXPECT_NE(error_of(g3 + R"(, "use_bidirectional_attention": true})").find("use_bidirectional_attention"),
             std::string::npos);
   EXPECT_NE(error_of(g3 + R"(, "attention_dropout": 0.1})").find("attention_dropout"), std::string::npos);
