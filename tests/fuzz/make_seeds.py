@@ -46,7 +46,7 @@ put("safetensors", "overlap", safetensors(
 put("safetensors", "huge_shape", safetensors(
     {"a": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}, b""))
 
-# --- config.json of the three families ---
+# --- config.json of the six families ---
 base = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
         "rms_norm_eps": 1e-5, "hidden_act": "silu", "torch_dtype": "bfloat16", "bos_token_id": 1,
@@ -60,6 +60,16 @@ put("hf_config", "qwen2", json.dumps(dict(base, architectures=["Qwen2ForCausalLM
     pad_token_id=None), indent=1))
 put("hf_config", "mistral", json.dumps(dict(base, architectures=["MistralForCausalLM"], model_type="mistral",
     sliding_window=4096, head_dim=32, rope_scaling={"type": "linear", "factor": 2.0}), indent=1))
+put("hf_config", "qwen3", json.dumps(dict(base, architectures=["Qwen3ForCausalLM"], model_type="qwen3",
+    head_dim=32, attention_bias=True, use_sliding_window=True, sliding_window=None, max_window_layers=1,
+    tie_word_embeddings=True), indent=1))
+put("hf_config", "gemma2", json.dumps(dict(base, architectures=["Gemma2ForCausalLM"], model_type="gemma2",
+    hidden_activation="gelu_pytorch_tanh", head_dim=16, query_pre_attn_scalar=24, sliding_window=8,
+    attn_logit_softcapping=50.0, final_logit_softcapping=30.0), indent=1))
+put("hf_config", "gemma3", json.dumps(dict(base, architectures=["Gemma3ForCausalLM"], model_type="gemma3_text",
+    head_dim=16, sliding_window=8, sliding_window_pattern=6, rope_local_base_freq=10000.0,
+    attn_logit_softcapping=None, final_logit_softcapping=None,
+    layer_types=["sliding_attention", "full_attention"]), indent=1))
 put("hf_config", "bad_heads", json.dumps(dict(base, model_type="llama", num_key_value_heads=3)))
 
 # --- tokenizer.json: byte-level BPE (GPT-2 / Llama-3 style) and SentencePiece-style BPE ---
