@@ -97,7 +97,8 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
       // An end-of-turn marker that is not one special token comes back as text.
       if (!eot.empty())
         if (size_t cut = text.find(eot); cut != std::string::npos) text.resize(cut);
-      out[order[k]] = strip(text);
+      // The answer, without a reasoning block the template would drop (qwen3's think).
+      out[order[k]] = strip(r.tmpl->reply_content(text));
     }
     if (progress) progress(end, n);
   }

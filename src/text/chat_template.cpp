@@ -325,6 +325,11 @@ std::string ChatTemplate::format_response(std::string_view content) const {
   }
 }
 
+std::string ChatTemplate::reply_content(std::string_view generated) const {
+  if (family_ == Family::kQwen3) return split_qwen3_reply(generated).content;
+  return std::string(generated);
+}
+
 ChatTemplate detect_chat_template(const std::string& path_or_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;

@@ -159,6 +159,10 @@ TEST(ChatTemplate, Qwen3) {
             "<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
             "<|im_start|>assistant\n<think>\nAdd them.\n</think>\n\n4<|im_end|>\n");
   EXPECT_EQ(ChatTemplate::by_name("qwen3").format_response("4"), "<think>\n\n</think>\n\n4");
+  // A generated reply read back as the template reads one: the answer after the think block.
+  EXPECT_EQ(ChatTemplate::by_name("qwen3").reply_content("<think>\nThey want a sum.\n</think>\n\n4"), "4");
+  EXPECT_EQ(ChatTemplate::by_name("qwen3").reply_content("I can't help with that."), "I can't help with that.");
+  EXPECT_EQ(ChatTemplate::by_name("chatml").reply_content("<think>x</think>4"), "<think>x</think>4");
 }
 
 // PACT.md's probe format: "User: {x}\n\nAssistant: ".

@@ -60,6 +60,12 @@ class ChatTemplate {
   // the final reply's think block, empty when the content has no "</think>").
   std::string format_response(std::string_view content) const;
 
+  // The answer in a generated reply, as the template itself reads a reply back into a
+  // conversation: for qwen3 the text after the last "</think>" (the reasoning before it
+  // dropped, leading newlines too); the reply itself for the others. Evaluation judges
+  // and scores this.
+  std::string reply_content(std::string_view generated) const;
+
  private:
   Family family_;
   std::string name_;
