@@ -228,6 +228,37 @@ TEST(Lora, MergeReproducesAdapterLogits) {
   EXPECT_LT((merged - with).abs().max().item<double>(), 1e-5);
 }
 
+// Qwen3 and Gemma name their attention and MLP projections as Llama does, so PEFT's
+// targets and tensor names are the same: every projection of every layer gets an adapter
+// under base_model.model.model.layers.L.{self_attn,mlp}.NAME, the extra norms none; the
+// merged model reproduces the adapter's logits.
+TEST(Lora, PeftNamesForQwen3AndGemma) {
+  const std::vector<std::string> all = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  for (const char* arch : {"qwen3", "gemma2", "gemma3"}) {
+    SCOPED_TRACE(arch);
+    model::ModelConfig c = test_util::tiny_model_config(arch);
+    auto m = std::make_shared<model::Transformer>(c, at::TensorOptions().dtype(at::kFloat));
+    m->init_weights(3, 0.2, true);
+    model::attach_lora(*m, spec(all, 4, 16), 5);
+    randomise_b(*m, 6);
+    const std::string dir = temp_dir(std::string("names_") + arch);
+    model::save_adapter(dir, *m, spec(all, 4, 16), "org/base");
+    std::set<std::string> expected, got;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      for (const std::string& mod : all)
+        for (const char* ab : {"lora_A", "lora_B"})
+          expected.insert("base_model.model.model.layers." + std::to_string(l) +
+                          (mod.size() == 6 ? ".self_attn." : ".mlp.")  /* q_proj .. o_proj */ + mod + "." + ab +
+                          ".weight");
+    for (auto& [k, t] : io::load_tensors(dir + "/adapter_model.safetensors")) got.insert(k);
+    EXPECT_EQ(got, expected);
+    const at::Tensor with = logits_of(*m);
+    model::merge_lora(*m);
+    EXPECT_LT((logits_of(*m) - with).abs().max().item<double>(), 1e-5);
+    fs::remove_all(dir);
+  }
+}
+
 TEST(Lora, TrainingMovesOnlyAdapters) {
   auto m = tiny_model();
   std::vector<std::pair<std::string, at::Tensor>> base;
