@@ -116,6 +116,91 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
   return r;
 }
 
+// head_dim: HF's Qwen3 and Gemma configs default it to 128 / 256 when the field is absent
+// (not hidden / heads); a null falls back to hidden / heads as in their attention.
+int64_t read_head_dim(const json& j, const std::string& where, const ModelConfig& c) {
+  if (!j.contains("head_dim") && (c.arch == "qwen3" || c.gemma())) return c.arch == "qwen3" ? 128 : 256;
+  if (j.contains("head_dim") && !j["head_dim"].is_null()) return get_int(j, "head_dim", where, 1, 1 << 12);
+  if (c.hidden_size % c.num_attention_heads != 0)
+    input_error(where, "hidden_size must be a multiple of num_attention_heads when head_dim is absent");
+  return c.hidden_size / c.num_attention_heads;
+}
+
+// The fields each family reads its own way: activation, biases, q/k norms, windows,
+// Gemma's scalars and soft-caps.
+void read_family_fields(const json& j, const std::string& where, ModelConfig& c) {
+  const bool gemma = c.gemma();
+  if (gemma) {
+    // HF's Gemma 2/3 MLP uses hidden_activation (default gelu_pytorch_tanh); hidden_act,
+    // which the published Gemma 2 configs also write, is not read by it.
+    c.hidden_act = "gelu_pytorch_tanh";
+    if (j.contains("hidden_activation") && !j["hidden_activation"].is_null()) {
+      if (!j["hidden_activation"].is_string()) input_error(where, "field 'hidden_activation' must be a string");
+      c.hidden_act = j["hidden_activation"].get<std::string>();
+    }
+    if (c.hidden_act != "gelu_pytorch_tanh")
+      input_error(where, "unsupported hidden_activation '" + c.hidden_act + "' (expected gelu_pytorch_tanh)");
+  } else {
+    if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
+    if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");
+  }
+
+  if (c.arch == "qwen2" || c.arch == "qwen3") {
+    // Qwen2 always has q/k/v biases (no config flag); Qwen3 has none unless attention_bias.
+    c.attention_bias = c.arch == "qwen2" || get_bool(j, "attention_bias", where, false);
+    c.qk_norm = c.arch == "qwen3";
+    // HF: sliding_window = sliding_window if use_sliding_window else None, and a null
+    // sliding_window means no window (Qwen3's published configs write null).
+    if (get_bool(j, "use_sliding_window", where, false) && j.contains("sliding_window") &&
+        !j["sliding_window"].is_null()) {
+      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+      c.max_window_layers = get_int(j, "max_window_layers", where, 0, 4096, 0);
+    }
+  } else if (gemma) {
+    c.attention_bias = get_bool(j, "attention_bias", where, false);
+    c.qk_norm = c.arch == "gemma3";
+    if (j.contains("sliding_window") && j["sliding_window"].is_null())
+      input_error(where, "field 'sliding_window' is null; Gemma's local layers need a window size");
+    c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24, 4096);
+    c.query_pre_attn_scalar = get_double(j, "query_pre_attn_scalar", where, 0.0, 1e9, 256.0);
+    // Gemma 2's defaults are 50 and 30; Gemma 3's are null (off). A null in the file is off.
+    const bool g2 = c.arch == "gemma2";
+    c.attn_logit_softcapping = j.contains("attn_logit_softcapping") ? get_optional_positive(j, "attn_logit_softcapping", where)
+                                                                    : (g2 ? std::optional<double>(50.0) : std::nullopt);
+    c.final_logit_softcapping = j.contains("final_logit_softcapping")
+                                    ? get_optional_positive(j, "final_logit_softcapping", where)
+                                    : (g2 ? std::optional<double>(30.0) : std::nullopt);
+    if (!g2) {
+      c.rope_local_base_freq = get_double(j, "rope_local_base_freq", where, 0.0, 1e12, 10000.0);
+      c.sliding_window_pattern = get_int(j, "sliding_window_pattern", where, 1, 4096, 6);
+    }
+  } else {
+    c.attention_bias = get_bool(j, "attention_bias", where, false);
+    c.mlp_bias = get_bool(j, "mlp_bias", where, false);
+    if (c.arch == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
+      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+  }
+}
+
+// bos / pad / eos ids (eos may be a list), each below vocab_size; null means none.
+void read_special_tokens(const json& j, const std::string& where, ModelConfig& c) {
+  const int64_t max_id = c.vocab_size - 1;
+  if (j.contains("bos_token_id") && !j["bos_token_id"].is_null()) c.bos_token_id = get_int(j, "bos_token_id", where, 0, max_id);
+  if (j.contains("pad_token_id") && !j["pad_token_id"].is_null()) c.pad_token_id = get_int(j, "pad_token_id", where, 0, max_id);
+  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
+    const json& e = j["eos_token_id"];
+    if (e.is_array()) {
+      for (const json& id : e) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > max_id)
+          input_error(where, "eos_token_id entries must be token ids below vocab_size");
+        c.eos_token_ids.push_back(id.get<int64_t>());
+      }
+    } else {
+      c.eos_token_ids.push_back(get_int(j, "eos_token_id", where, 0, max_id));
+    }
+  }
+}
+
 }  // namespace
 
 ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where) {
@@ -201,18 +286,7 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     input_error(where, "num_attention_heads (" + std::to_string(c.num_attention_heads) +
                            ") must be a multiple of num_key_value_heads (" + std::to_string(c.num_key_value_heads) + ")");
-  // HF's Qwen3 and Gemma configs default head_dim to 128 / 256 when the field is absent
-  // (not hidden / heads); a null falls back to hidden / heads as in their attention.
-  const bool gemma = c.arch == "gemma2" || c.arch == "gemma3";
-  if (!j.contains("head_dim") && (c.arch == "qwen3" || gemma)) {
-    c.head_dim = c.arch == "qwen3" ? 128 : 256;
-  } else if (!j.contains("head_dim") || j["head_dim"].is_null()) {
-    if (c.hidden_size % c.num_attention_heads != 0)
-      input_error(where, "hidden_size must be a multiple of num_attention_heads when head_dim is absent");
-    c.head_dim = c.hidden_size / c.num_attention_heads;
-  } else {
-    c.head_dim = get_int(j, "head_dim", where, 1, 1 << 12);
-  }
+  c.head_dim = read_head_dim(j, where, c);
   if (c.head_dim % 2 != 0) input_error(where, "head_dim must be even for rotary embeddings");
   c.max_position_embeddings = get_int(j, "max_position_embeddings", where, 1, 1 << 24, 2048);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, 1e-6);
@@ -220,76 +294,13 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   c.rope_scaling = parse_rope_scaling(j, where);
   // HF's Gemma configs default to tied embeddings (PretrainedConfig's default is true too;
   // the Llama-family configs here write the field).
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, gemma);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, c.gemma());
 
-  if (gemma) {
-    // HF's Gemma 2/3 MLP uses hidden_activation (default gelu_pytorch_tanh); hidden_act,
-    // which the published Gemma 2 configs also write, is not read by it.
-    c.hidden_act = "gelu_pytorch_tanh";
-    if (j.contains("hidden_activation") && !j["hidden_activation"].is_null()) {
-      if (!j["hidden_activation"].is_string()) input_error(where, "field 'hidden_activation' must be a string");
-      c.hidden_act = j["hidden_activation"].get<std::string>();
-    }
-    if (c.hidden_act != "gelu_pytorch_tanh")
-      input_error(where, "unsupported hidden_activation '" + c.hidden_act + "' (expected gelu_pytorch_tanh)");
-  } else {
-    if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
-    if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");
-  }
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
-
-  if (c.arch == "qwen2" || c.arch == "qwen3") {
-    // Qwen2 always has q/k/v biases (no config flag); Qwen3 has none unless attention_bias.
-    c.attention_bias = c.arch == "qwen2" || get_bool(j, "attention_bias", where, false);
-    c.qk_norm = c.arch == "qwen3";
-    // HF: sliding_window = sliding_window if use_sliding_window else None, and a null
-    // sliding_window means no window (Qwen3's published configs write null).
-    if (get_bool(j, "use_sliding_window", where, false) && j.contains("sliding_window") &&
-        !j["sliding_window"].is_null()) {
-      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
-      c.max_window_layers = get_int(j, "max_window_layers", where, 0, 4096, 0);
-    }
-  } else if (gemma) {
-    c.attention_bias = get_bool(j, "attention_bias", where, false);
-    c.qk_norm = c.arch == "gemma3";
-    if (j.contains("sliding_window") && j["sliding_window"].is_null())
-      input_error(where, "field 'sliding_window' is null; Gemma's local layers need a window size");
-    c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24, 4096);
-    c.query_pre_attn_scalar = get_double(j, "query_pre_attn_scalar", where, 0.0, 1e9, 256.0);
-    // Gemma 2's defaults are 50 and 30; Gemma 3's are null (off). A null in the file is off.
-    const bool g2 = c.arch == "gemma2";
-    c.attn_logit_softcapping = j.contains("attn_logit_softcapping") ? get_optional_positive(j, "attn_logit_softcapping", where)
-                                                                    : (g2 ? std::optional<double>(50.0) : std::nullopt);
-    c.final_logit_softcapping = j.contains("final_logit_softcapping")
-                                    ? get_optional_positive(j, "final_logit_softcapping", where)
-                                    : (g2 ? std::optional<double>(30.0) : std::nullopt);
-    if (!g2) {
-      c.rope_local_base_freq = get_double(j, "rope_local_base_freq", where, 0.0, 1e12, 10000.0);
-      c.sliding_window_pattern = get_int(j, "sliding_window_pattern", where, 1, 4096, 6);
-    }
-  } else {
-    c.attention_bias = get_bool(j, "attention_bias", where, false);
-    c.mlp_bias = get_bool(j, "mlp_bias", where, false);
-    if (c.arch == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
-      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
-  }
+  read_family_fields(j, where, c);
   c.sliding_layers = parse_layer_types(j, c.num_hidden_layers, where);
 
-  const int64_t max_id = c.vocab_size - 1;
-  if (j.contains("bos_token_id") && !j["bos_token_id"].is_null()) c.bos_token_id = get_int(j, "bos_token_id", where, 0, max_id);
-  if (j.contains("pad_token_id") && !j["pad_token_id"].is_null()) c.pad_token_id = get_int(j, "pad_token_id", where, 0, max_id);
-  if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
-    const json& e = j["eos_token_id"];
-    if (e.is_array()) {
-      for (const json& id : e) {
-        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > max_id)
-          input_error(where, "eos_token_id entries must be token ids below vocab_size");
-        c.eos_token_ids.push_back(id.get<int64_t>());
-      }
-    } else {
-      c.eos_token_ids.push_back(get_int(j, "eos_token_id", where, 0, max_id));
-    }
-  }
+  read_special_tokens(j, where, c);
   return c;
 }
 

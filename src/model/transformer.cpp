@@ -430,6 +430,95 @@ void Transformer::init_weights(uint64_t seed, double std, bool randomise_all) {
   }
 }
 
+namespace {
+
+// Masks over slots: this call's and the cache's token slots. Within a row, real tokens are
+// contiguous after left padding, so slot distance equals position distance and the
+// sliding window can be applied on slots as HF does. `real` ([B,T], undefined when every
+// token is real) and `key_valid` ([B,S], the cache's or `real`) say which slots hold tokens.
+AttentionMask make_mask(bool causal, const at::Tensor& key_valid, int64_t past, int64_t T, int64_t window,
+                        at::ScalarType dt, const c10::Device& dev) {
+  AttentionMask mask;
+  mask.causal = causal;
+  if (causal) {
+#if !SAFETUNE_HAS_SDPA
+    mask.add = causal_additive(T, 0, at::TensorOptions().dtype(dt).device(dev));
+    if (window > 0 && T > window) mask.add_window = causal_additive(T, window, at::TensorOptions().dtype(dt).device(dev));
+    else mask.add_window = mask.add;
+#endif
+    return mask;
+  }
+  const int64_t S = past + T;
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
+  at::Tensor qs = at::arange(past, S, long_opts).unsqueeze(1);  // [T,1]
+  at::Tensor ks = at::arange(0, S, long_opts).unsqueeze(0);     // [1,S]
+  // A query may see earlier real keys; every query also sees itself, so that padding
+  // rows (whose outputs are never used) stay finite instead of 0/0.
+  at::Tensor causal_allow = (ks <= qs).unsqueeze(0);
+  at::Tensor self = (ks == qs).unsqueeze(0);
+  mask.allow = causal_allow.logical_and(key_valid.unsqueeze(1)).logical_or(self);
+  if (window > 0) mask.allow_window = mask.allow.logical_and((qs - ks < window).unsqueeze(0)).logical_or(self);
+  else mask.allow_window = mask.allow;
+#if !SAFETUNE_HAS_SDPA
+  mask.add = additive(mask.allow, dt);
+  mask.add_window = window > 0 ? additive(mask.allow_window, dt) : mask.add;
+#endif
+  return mask;
+}
+
+// cos/sin of position x inverse frequency, in fp32 (as HF), then the compute dtype.
+RopeTables make_rope_tables(const at::Tensor& pos, const at::Tensor& inv_freq, int64_t window, at::ScalarType dt,
+                            [[maybe_unused]] double attention_scale) {
+  RopeTables r;
+  r.window = window;
+  at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq.to(pos.device()).view({1, 1, -1});  // [B,T,D/2]
+  at::Tensor cosf = freqs.cos().unsqueeze(1), sinf = freqs.sin().unsqueeze(1);                       // [B,1,T,D/2]
+  r.cos = cosf.to(dt);
+  r.sin = sinf.to(dt);
+#if !SAFETUNE_HAS_SDPA
+  r.cos_q = (cosf * attention_scale).to(dt);
+  r.sin_q = (sinf * attention_scale).to(dt);
+#endif
+  return r;
+}
+
+// Training with activation checkpointing: one checkpointed block per layer
+// (h -> h + attn(norm h) -> + mlp(norm .)); the block owns copies of what it reads, since
+// backward runs it again later.
+at::Tensor checkpointed_layers(const DecoderModel& model, at::Tensor h, const RopeTables& rope,
+                               const RopeTables& rope_local, const AttentionMask& mask) {
+  for (const auto& layer : model.layer_ptrs) {
+    BlockFn block = [layer, r = layer->slides ? rope_local : rope, mask](const at::Tensor& hin) {
+      at::Tensor a = layer->self_attn->forward(layer->input_layernorm->forward(hin), r, mask, layer->slides, nullptr,
+                                               layer->index, /*past=*/0);
+      at::Tensor h1 = hin + layer->attn_delta(a);
+      return h1 + layer->mlp_delta(layer->mlp->forward(layer->mlp_input_norm().forward(h1)));
+    };
+    std::vector<at::Tensor> params = layer->parameters();
+    for (const Linear* l : {layer->self_attn->q_proj.get(), layer->self_attn->k_proj.get(),
+                            layer->self_attn->v_proj.get(), layer->self_attn->o_proj.get(),
+                            layer->mlp->gate_proj.get(), layer->mlp->up_proj.get(), layer->mlp->down_proj.get()})
+      if (l->lora_A.defined()) {
+        params.push_back(l->lora_A);
+        params.push_back(l->lora_B);
+      }
+    h = checkpointed(std::move(block), h, params);
+  }
+  return model.norm->forward(h);
+}
+
+// Adds a sub-block's output to the residual stream h and returns the next norm of it: one
+// fused pass when no gradient is needed on CPU.
+at::Tensor add_norm(at::Tensor& h, const at::Tensor& delta, const RMSNorm& norm) {
+  if (fused_cpu(h) && h.is_contiguous() && delta.is_contiguous() && norm.weight.scalar_type() == at::kFloat)
+    return cpu::add_rms_norm_(h, delta, norm.scale(), norm.eps);
+  if (at::GradMode::is_enabled()) h = h + delta;
+  else h.add_(delta);  // h is this forward's own tensor
+  return norm.forward(h);
+}
+
+}  // namespace
+
 at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask, KVCache* cache) {
   TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B,T]");
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
@@ -458,67 +547,20 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& a
   else pos = at::arange(T, long_opts).unsqueeze(0).expand({B, T});
   if (cache) pos = pos + cache->count.unsqueeze(1);
 
-  // Masks. Slots are this call's and the cache's token slots; within a row, real tokens
-  // are contiguous after left padding, so slot distance equals position distance and the
-  // sliding window can be applied on slots as HF does.
   const int64_t window = cfg_.sliding_window ? *cfg_.sliding_window : 0;
-  AttentionMask mask;
-  mask.causal = !cache && !real.defined();
   if (cache) {
     cache->valid.narrow(1, past, T).copy_(real.defined() ? real : at::ones({B, T}, long_opts.dtype(at::kBool)));
   }
-  if (mask.causal) {
-#if !SAFETUNE_HAS_SDPA
-    mask.add = causal_additive(T, 0, at::TensorOptions().dtype(dt).device(dev));
-    if (window > 0 && T > window) mask.add_window = causal_additive(T, window, at::TensorOptions().dtype(dt).device(dev));
-    else mask.add_window = mask.add;
-#endif
-  } else {
-    at::Tensor key_valid = cache ? cache->valid.narrow(1, 0, S) : real;  // [B,S]
-    at::Tensor qs = at::arange(past, S, long_opts).unsqueeze(1);  // [T,1]
-    at::Tensor ks = at::arange(0, S, long_opts).unsqueeze(0);     // [1,S]
-    // A query may see earlier real keys; every query also sees itself, so that padding
-    // rows (whose outputs are never used) stay finite instead of 0/0.
-    at::Tensor causal = (ks <= qs).unsqueeze(0);
-    at::Tensor self = (ks == qs).unsqueeze(0);
-    mask.allow = causal.logical_and(key_valid.unsqueeze(1)).logical_or(self);
-    if (window > 0) mask.allow_window = mask.allow.logical_and((qs - ks < window).unsqueeze(0)).logical_or(self);
-    else mask.allow_window = mask.allow;
-#if !SAFETUNE_HAS_SDPA
-    mask.add = additive(mask.allow, dt);
-    mask.add_window = window > 0 ? additive(mask.allow_window, dt) : mask.add;
-#endif
-  }
+  const bool causal = !cache && !real.defined();
+  const AttentionMask mask =
+      make_mask(causal, causal ? at::Tensor() : (cache ? cache->valid.narrow(1, 0, S) : real), past, T, window, dt, dev);
 
-  // cos/sin of position x inverse frequency, in fp32 (as HF), then the compute dtype.
-  auto rope_tables = [&](const at::Tensor& inv_freq) {
-    RopeTables r;
-    r.window = window;
-    at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq.to(dev).view({1, 1, -1});  // [B,T,D/2]
-    at::Tensor cosf = freqs.cos().unsqueeze(1), sinf = freqs.sin().unsqueeze(1);               // [B,1,T,D/2]
-    r.cos = cosf.to(dt);
-    r.sin = sinf.to(dt);
-#if !SAFETUNE_HAS_SDPA
-    const double scale = cfg_.attention_scale();
-    r.cos_q = (cosf * scale).to(dt);
-    r.sin_q = (sinf * scale).to(dt);
-#endif
-    return r;
-  };
-  const RopeTables rope = rope_tables(inv_freq_);
+  const RopeTables rope = make_rope_tables(pos, inv_freq_, window, dt, cfg_.attention_scale());
   // Gemma 3's sliding layers rotate with their own base.
-  const RopeTables rope_local = inv_freq_local_.defined() ? rope_tables(inv_freq_local_) : rope;
-  auto rope_of = [&](const DecoderLayer& l) -> const RopeTables& { return l.slides ? rope_local : rope; };
+  const RopeTables rope_local =
+      inv_freq_local_.defined() ? make_rope_tables(pos, inv_freq_local_, window, dt, cfg_.attention_scale()) : rope;
 
-  // Residual stream h; each sub-block reads norm(h) and adds its output back. The add and
-  // the following norm are one fused pass when no gradient is needed on CPU.
-  auto add_norm = [](at::Tensor& h, const at::Tensor& delta, const RMSNorm& norm) -> at::Tensor {
-    if (fused_cpu(h) && h.is_contiguous() && delta.is_contiguous() && norm.weight.scalar_type() == at::kFloat)
-      return cpu::add_rms_norm_(h, delta, norm.scale(), norm.eps);
-    if (at::GradMode::is_enabled()) h = h + delta;
-    else h.add_(delta);  // h is this forward's own tensor
-    return norm.forward(h);
-  };
+  // Residual stream h; each sub-block reads norm(h) and adds its output back.
   at::Tensor h = model->embed_tokens->forward(ids);
   if (cfg_.gemma()) {
     // HF: embeddings * tensor(sqrt(hidden), dtype=embeddings.dtype), the factor rounded to
@@ -527,33 +569,14 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& a
                                   .to(dt).item<double>();
     h = h * normalizer;
   }
-  if (activation_checkpointing && at::GradMode::is_enabled() && !cache) {
-    // One checkpointed block per layer (h -> h + attn(norm h) -> + mlp(norm .)); the
-    // block owns copies of what it reads, since backward runs it again later.
-    for (const auto& layer : model->layer_ptrs) {
-      BlockFn block = [layer, r = rope_of(*layer), mask, past](const at::Tensor& hin) {
-        at::Tensor a = layer->self_attn->forward(layer->input_layernorm->forward(hin), r, mask, layer->slides,
-                                                 nullptr, layer->index, past);
-        at::Tensor h1 = hin + layer->attn_delta(a);
-        return h1 + layer->mlp_delta(layer->mlp->forward(layer->mlp_input_norm().forward(h1)));
-      };
-      std::vector<at::Tensor> params = layer->parameters();
-      for (const Linear* l : {layer->self_attn->q_proj.get(), layer->self_attn->k_proj.get(),
-                              layer->self_attn->v_proj.get(), layer->self_attn->o_proj.get(),
-                              layer->mlp->gate_proj.get(), layer->mlp->up_proj.get(), layer->mlp->down_proj.get()})
-        if (l->lora_A.defined()) {
-          params.push_back(l->lora_A);
-          params.push_back(l->lora_B);
-        }
-      h = checkpointed(std::move(block), h, params);
-    }
-    return model->norm->forward(h);
-  }
+  if (activation_checkpointing && at::GradMode::is_enabled() && !cache)
+    return checkpointed_layers(*model, h, rope, rope_local, mask);
   const auto& layers = model->layer_ptrs;
   at::Tensor x = layers.empty() ? model->norm->forward(h) : layers[0]->input_layernorm->forward(h);
   for (size_t i = 0; i < layers.size(); ++i) {
     const DecoderLayer& layer = *layers[i];
-    at::Tensor a = layer.self_attn->forward(x, rope_of(layer), mask, layer.slides, cache, layer.index, past);
+    const RopeTables& r = layer.slides ? rope_local : rope;
+    at::Tensor a = layer.self_attn->forward(x, r, mask, layer.slides, cache, layer.index, past);
     x = add_norm(h, layer.attn_delta(a), layer.mlp_input_norm());
     at::Tensor m = layer.mlp->forward(x);
     x = add_norm(h, layer.mlp_delta(m), i + 1 < layers.size() ? *layers[i + 1]->input_layernorm : *model->norm);

@@ -213,7 +213,7 @@ TEST_F(DeviceTrainTest, Bf16AdapterIsExportedFromMasters) {
   std::vector<at::Tensor> masters;
   for (const auto& [k, t] : opt)
     if (k.size() > 7 && k.compare(k.size() - 7, 7, ".master") == 0) masters.push_back(t);
-  for (const std::string dir : {r.final_dir, ckpt}) {
+  for (const std::string& dir : {r.final_dir, ckpt}) {
     auto adapter = io::load_tensors(dir + "/adapter_model.safetensors");
     ASSERT_FALSE(adapter.empty()) << dir;
     ASSERT_EQ(adapter.size(), masters.size()) << dir << ": one fp32 master per adapter tensor";

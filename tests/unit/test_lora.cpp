@@ -101,8 +101,8 @@ TEST(Lora, PeftFileFormat) {
   std::set<std::string> expected;
   for (int l = 0; l < 2; ++l) {
     const std::string p = "base_model.model.model.layers." + std::to_string(l) + ".";
-    for (const std::string& mod : {"self_attn.q_proj", "self_attn.v_proj", "mlp.gate_proj"})
-      for (const std::string& ab : {"lora_A", "lora_B"}) expected.insert(p + mod + "." + ab + ".weight");
+    for (const char* mod : {"self_attn.q_proj", "self_attn.v_proj", "mlp.gate_proj"})
+      for (const char* ab : {"lora_A", "lora_B"}) expected.insert(p + mod + "." + ab + ".weight");
   }
   auto stored = io::load_tensors(dir + "/adapter_model.safetensors");
   std::set<std::string> got;

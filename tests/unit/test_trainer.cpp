@@ -26,7 +26,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string bin() { return test_util::safetune_bin(); }
 
 // One tiny model and dataset for every test of this file.
 class TrainerTest : public test_util::TinyRun<TrainerTest> {
