@@ -12,19 +12,21 @@
 #    SAFETUNE_CUDA_KERNELS defined for the dispatch.
 #
 # Options: SAFETUNE_CUDA (ON; OFF skips the kernels even when nvcc is there),
-# SAFETUNE_CUDA_ARCHITECTURES (default 90: sm_90 code + compute_90 PTX, H100/H200, which
-# newer GPUs JIT from the PTX). One architecture keeps the compile at a few seconds.
+# SAFETUNE_CUDA_ARCHITECTURES (CMakeLists.txt; default 80;90).
 
 target_sources(safetune_lib PRIVATE ${PROJECT_SOURCE_DIR}/src/cuda/loss_dispatch.cpp)
 
 # A CUDA LibTorch (its config defines torch_cuda / TORCH_CUDA_LIBRARIES): the code that
 # reads CUDA allocator statistics is compiled in, with or without the kernels below.
+set(SAFETUNE_BUILD_CUDA "")
+set(SAFETUNE_BUILD_KERNEL_ARCHS "")
 if(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda OR TARGET c10_cuda)
   target_compile_definitions(safetune_lib PUBLIC SAFETUNE_TORCH_CUDA=1)
+  find_package(CUDAToolkit QUIET)
+  set(SAFETUNE_BUILD_CUDA "${CUDAToolkit_VERSION}")
 endif()
 
 option(SAFETUNE_CUDA "Build the CUDA loss kernels when nvcc is found" ON)
-set(SAFETUNE_CUDA_ARCHITECTURES "90" CACHE STRING "CUDA architectures of the loss kernels")
 
 if(SAFETUNE_CUDA)
   # nvcc is not always on PATH; the toolkit's default location is tried too.
@@ -75,6 +77,7 @@ if(SAFETUNE_CUDA AND CMAKE_CUDA_COMPILER)
   if(TORCH_CUDA_LIBRARIES OR TARGET torch_cuda OR TARGET c10_cuda)
     target_link_libraries(safetune_lib PUBLIC safetune_cuda_kernels)
     target_compile_definitions(safetune_lib PUBLIC SAFETUNE_CUDA_KERNELS=1)
+    set(SAFETUNE_BUILD_KERNEL_ARCHS "${SAFETUNE_CUDA_ARCHITECTURES}")
     message(STATUS "safetune: CUDA loss kernels built (${SAFETUNE_CUDA_ARCHITECTURES}) and used by LibTorch's CUDA")
   else()
     message(STATUS "safetune: CUDA loss kernels built (${SAFETUNE_CUDA_ARCHITECTURES}); LibTorch is CPU-only, "
@@ -82,4 +85,21 @@ if(SAFETUNE_CUDA AND CMAKE_CUDA_COMPILER)
   endif()
 else()
   message(STATUS "safetune: no CUDA compiler (or SAFETUNE_CUDA=OFF); the loss kernels are not built (torch-op fallback only)")
+endif()
+
+# The check that a build made where nvcc is present came out with its kernels (tests/build).
+if(SAFETUNE_BUILD_TESTS)
+  enable_testing()
+  set(_nvcc_found 0)
+  if(SAFETUNE_CUDA AND CMAKE_CUDA_COMPILER)
+    set(_nvcc_found 1)
+    get_filename_component(_cuda_bin ${CMAKE_CUDA_COMPILER} DIRECTORY)
+  endif()
+  # cuobjdump lists the device code in a binary: the toolkit's, or the one the torch wheel
+  # brings with triton (a toolkit may come without it).
+  find_program(SAFETUNE_CUOBJDUMP cuobjdump HINTS ${_cuda_bin}
+               "${TORCH_INSTALL_PREFIX}/../triton/backends/nvidia/bin")
+  add_test(NAME build.cuda_linked COMMAND bash ${PROJECT_SOURCE_DIR}/tests/build/cuda_linked.sh
+           $<TARGET_FILE:safetune> ${_nvcc_found} "${SAFETUNE_CUDA_ARCHITECTURES}" "${SAFETUNE_CUOBJDUMP}")
+  set_tests_properties(build.cuda_linked PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 endif()

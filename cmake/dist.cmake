@@ -1,8 +1,8 @@
 # Data parallelism over LibTorch's c10d (src/dist/): the process groups are compiled into
 # libtorch itself, but their headers are only usable with the backend macros defined and
 # the gloo headers on the include path.
-#   Gloo: Debian's libtorch links the system libgloo, whose headers are libgloo-dev; a pip
-#         wheel's LibTorch ships them in its own include directory.
+#   Gloo: the torch wheel's LibTorch embeds gloo but ships none of its headers; those of
+#         Debian's libgloo-dev serve (the few types the c10d headers name, held by pointer).
 #   NCCL: only in CUDA builds of LibTorch (USE_C10D_NCCL, as torch's extension builder
 #         defines it); needs nccl.h (the wheel's nvidia-nccl package, or a system NCCL).
 # src/dist/ alone sees SAFETUNE_C10D_GLOO / SAFETUNE_C10D_NCCL (the headers were found), so
@@ -23,12 +23,8 @@ set(_safetune_dist_defs "")
 if(SAFETUNE_DIST_GLOO AND SAFETUNE_GLOO_INCLUDE_DIR)
   list(APPEND _safetune_dist_defs SAFETUNE_C10D_GLOO)
   target_include_directories(safetune_lib PRIVATE ${SAFETUNE_GLOO_INCLUDE_DIR})
-  # Inline code in the gloo headers refers to libgloo's symbols; Debian's libtorch_cpu
-  # links libgloo.so.0 dynamically, a wheel's embeds gloo (no separate library).
-  find_library(SAFETUNE_GLOO_LIBRARY gloo)
-  if(SAFETUNE_GLOO_LIBRARY)
-    target_link_libraries(safetune_lib PUBLIC ${SAFETUNE_GLOO_LIBRARY})
-  endif()
+  # Inline code in the gloo headers refers to gloo's symbols: the wheel's libtorch_cpu
+  # embeds gloo and exports them, so no libgloo is linked (a second copy would shadow them).
   message(STATUS "safetune: c10d Gloo data parallelism (gloo headers in ${SAFETUNE_GLOO_INCLUDE_DIR})")
 else()
   message(WARNING "safetune: gloo headers not found (Debian: apt-get install libgloo-dev); "

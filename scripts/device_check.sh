@@ -79,7 +79,8 @@ run_step() {
 
 # ---------------------------------------------------------------- 1. environment
 py=""
-for cand in ${PYTHON:-} python3 python /usr/bin/python3; do
+# The GPU machine's torch (2.11, CUDA 13.0) is in /opt/torch/.venv; then the project's own.
+for cand in ${PYTHON:-} /opt/torch/.venv/bin/python "$src/.venv/bin/python" python3; do
   if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch' >/dev/null 2>&1; then py=$cand; break; fi
 done
 nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
@@ -101,7 +102,8 @@ fi
 deps=${DEPS:-$src/deps}
 multi=x86_64-linux-gnu
 prefix_path=""
-[ -n "$py" ] && prefix_path=$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+# The torch package's root first, so that its lib/ wins over any other libtorch.so (as scripts/build.sh).
+[ -n "$py" ] && prefix_path=$("$py" -c 'import os, torch; r = os.path.dirname(torch.__file__); print(r + ";" + r + "/share/cmake")')
 if [ -d "$deps/usr" ]; then
   deps=$(cd "$deps" && pwd)
   prefix_path="$prefix_path;$deps/usr"
@@ -114,8 +116,8 @@ if [ -d "$deps/usr" ]; then
   note "dependencies from $deps ($(head -1 "$deps/PACKED" 2>/dev/null))"
 fi
 [ -n "$nvcc" ] && export PATH="$PATH:$(dirname "$nvcc")"
-# One architecture: torch's config would otherwise probe the GPU, and compile time stays small.
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+# One architecture (the machine's H100/H200): compile time stays small.
+cuda_archs=${SAFETUNE_CUDA_ARCHITECTURES:-90}
 
 # ------------------------------------- 2. PyTorch eager training benchmark (background)
 torch_bench_pid=""
@@ -139,7 +141,8 @@ generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 built=0
 if [ -n "$py" ] && run_step configure 150 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  "-DCMAKE_PREFIX_PATH=$prefix_path" -DSAFETUNE_BUILD_TESTS=ON; then
+  "-DCMAKE_PREFIX_PATH=$prefix_path" "-DSAFETUNE_CUDA_ARCHITECTURES=$cuda_archs" "-DSAFETUNE_PYTHON=$py" \
+  -DSAFETUNE_BUILD_TESTS=ON; then
   grep -E "safetune: |CUDA|Torch" "$out/logs/configure.log" | head -20
   if run_step build 330 cmake --build "$build" -j "$jobs" --target safetune safetune_tests test_cuda_kernels; then
     built=1

@@ -18,8 +18,7 @@ prefix=${1:-deps}
 
 packages=(
   nlohmann-json3-dev                      # nlohmann_json (headers)
-  libspdlog-dev libspdlog1.10             # spdlog (built against the external fmt)
-  libfmt-dev libfmt9
+  libgloo-dev                             # gloo's headers (c10d's headers include them)
   libyaml-cpp-dev libyaml-cpp0.7          # yaml-cpp
   libcli11-dev                            # CLI11 (headers)
   libgtest-dev                            # GTest (static libraries, headers, CMake config)

@@ -1,27 +1,26 @@
 #!/usr/bin/env bash
 # Installs everything safetune needs on Debian 12 (idempotent). Run as root (or with sudo).
-# Ends with libblas pointing at OpenBLAS: the reference BLAS is ~30x slower for fp32 GEMM.
+#  - Debian's packages: compilers, CMake/Ninja, the C++ libraries, the test tools;
+#  - the project's Python environment .venv (scripts/requirements.txt): the torch wheel,
+#    whose LibTorch safetune builds against (a CUDA build; MKL for the CPU's GEMMs), and the
+#    libraries the tests use as references (transformers, peft, tokenizers, sentencepiece).
+# The CUDA toolkit (nvcc) is the machine's own, at /usr/local/cuda; without it the binary
+# is built CPU-only (the kernels need nvcc; the LibTorch is the same).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   clang-14 libclang-rt-14-dev  # the fuzz targets (libFuzzer, sanitizers): built and run by the tests
-  libtorch-dev libopenblas0-pthread
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev
+  nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libgtest-dev googletest
   libsentencepiece-dev
-  libgloo-dev           # headers of the Gloo that libtorch links: data-parallel training (c10d)
+  libgloo-dev           # gloo's headers, which LibTorch's c10d headers include (the wheel has none)
   iproute2              # ip netns: the two-host data-parallel test (tests/e2e/dist_two_hosts.sh)
   util-linux            # flock(1): scripts/sweep.sh's lock on its output directory
-  # independent references for the tests: PyTorch and SentencePiece in Debian's python
-  python3-torch python3-numpy python3-sentencepiece
+  python3-venv          # the project's .venv when python3 is Debian's
   chromium              # renders the demo's report.html headless in its test
 )
-# Node.js runs the published-tokenizer references (npm packages); most machines here
-# already have a recent one on PATH, and Debian's npm package drags in hundreds of others.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  packages+=(nodejs npm)
-fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
@@ -36,14 +35,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# OpenBLAS as the system BLAS (libtorch-dev links libblas.so.3 through alternatives).
-arch_dir=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
-openblas="$arch_dir/openblas-pthread/libblas.so.3"
-if [ -e "$openblas" ]; then
-  "${sudo_cmd[@]}" update-alternatives --set "libblas.so.3-$(basename "$arch_dir")" "$openblas" >/dev/null 2>&1 || true
+# The Python environment, remade when scripts/requirements.txt changes (its hash is kept
+# beside it). ~5 GB: the torch wheel and its CUDA libraries.
+venv=${SAFETUNE_VENV:-.venv}
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: Python environment $venv (scripts/requirements.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" > "$stamp"
 fi
-current=$(readlink -f "$arch_dir/libblas.so.3" || true)
-case "$current" in
-  *openblas*) echo "setup: libblas -> $current" ;;
-  *) echo "setup: error: libblas.so.3 points at '$current', expected OpenBLAS" >&2; exit 1 ;;
-esac
+"$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "(CUDA", str(torch.version.cuda) + ")")'
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: nvcc $( (command -v nvcc || echo /usr/local/cuda/bin/nvcc) | xargs -I{} {} --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+else
+  echo "setup: no CUDA toolkit (nvcc): the build will be CPU-only"
+fi

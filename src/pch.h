@@ -2,7 +2,7 @@
 #pragma once
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 #include <string>
 #include <vector>
 #include <map>

@@ -3,7 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 #include <torch/torch.h>
 
 #include <memory>
@@ -32,7 +32,7 @@ ForwardResult bench_forward(const ForwardOptions& o) {
   else m = model::load_model(o.model, dev).model;
   const auto& cfg = m->config();
   if (o.seq > cfg.max_position_embeddings)
-    spdlog::warn("--seq {} exceeds max_position_embeddings {}", o.seq, cfg.max_position_embeddings);
+    log::warn("--seq {} exceeds max_position_embeddings {}", o.seq, cfg.max_position_embeddings);
 
   // Parameter counts: matrices used as matmuls (tied embeddings count once, as the lm_head).
   ForwardResult r;

@@ -27,12 +27,7 @@ namespace {
 class AllocationTracker : public c10::MemoryReportingInfoBase {
  public:
   explicit AllocationTracker(c10::DeviceType type) : type_(type) {}
-#if TORCH_VERSION_MAJOR >= 2
-  using Total = size_t;
-#else
-  using Total = int64_t;
-#endif
-  void reportMemoryUsage(void*, int64_t alloc_size, Total, Total, c10::Device device) override {
+  void reportMemoryUsage(void*, int64_t alloc_size, size_t, size_t, c10::Device device) override {
     if (device.type() != type_) return;
     std::lock_guard<std::mutex> lock(mu_);
     live_ += alloc_size;

@@ -20,6 +20,7 @@
 #include "safetune/bench/loss.h"
 #include "safetune/bench/step.h"
 #include "safetune/core/blas_info.h"
+#include "safetune/core/build_info.h"
 #include "safetune/core/device.h"
 #include "safetune/core/error.h"
 #include "safetune/core/memory.h"
@@ -28,14 +29,16 @@
 
 namespace {
 
-// The BLAS library, kernel set and thread count the numbers were measured with, as JSON
-// members to append to a benchmark's object (called after the threads are set).
+// The build and the BLAS library, kernel set and thread count the numbers were measured
+// with, as JSON members to append to a benchmark's object (called after the threads are
+// set).
 std::string blas_fields() {
   const safetune::BlasInfo b = safetune::blas_info();
-  auto q = [](const std::string& s) { return nlohmann::json(s).dump(); };
-  return ", \"blas\": " + q(b.name) + ", \"blas_core\": " + q(b.core) + ", \"blas_core_source\": " + q(b.source) +
-         ", \"blas_core_detected\": " + q(b.detected) + ", \"blas_coretype\": " + q(b.coretype) +
-         ", \"blas_threads\": " + std::to_string(b.threads);
+  const safetune::BuildInfo& build = safetune::build_info();
+  auto q = [](const auto& v) { return nlohmann::json(v).dump(); };
+  return ", \"blas\": " + q(b.name) + ", \"blas_core\": " + q(b.core) + ", \"blas_threads\": " +
+         std::to_string(b.threads) + ", \"libtorch\": " + q(build.libtorch) + ", \"cuda\": " + q(build.cuda) +
+         ", \"cuda_kernel_archs\": " + q(build.kernel_archs);
 }
 
 void print_blas_line() { std::printf("blas: %s\n", safetune::describe_blas(safetune::blas_info()).c_str()); }

@@ -4,7 +4,7 @@
 // redoes what changed.
 #include <cstdio>
 
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 
 #include "command.h"
 #include "safetune/core/fs.h"
@@ -23,7 +23,7 @@ int run(const Options& o) {
   using namespace safetune;
   keep_freed_memory_for_reuse();
   if (o.world >= 0) {
-    spdlog::set_level(spdlog::level::warn);  // the stage lines are the progress
+    log::set_level(log::Level::warn);  // the stage lines are the progress
     demo::run_one_world(o.demo, static_cast<uint64_t>(o.world));
     return 0;
   }

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "safetune/core/build_info.h"
 #include "safetune/core/error.h"
 
 namespace safetune::cli {
@@ -24,7 +25,7 @@ std::vector<const Command*>& registry() {
 int main(int argc, char** argv) {
   using namespace safetune;
   CLI::App app{"safetune: fine-tune chat models while keeping their safety alignment"};
-  app.set_version_flag("--version", std::string("safetune ") + SAFETUNE_VERSION);
+  app.set_version_flag("--version", describe_build());
   app.require_subcommand(1);
   app.footer(
       "Exit codes: 0 done; 1 internal error (a bug: please report it); 2 bad input (a file, field or flag:\n"

@@ -1,11 +1,11 @@
 // The BLAS library as it runs (blas_info.h).
 #include "safetune/core/blas_info.h"
 
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <dlfcn.h>
 
-#include <cstdlib>
-
-#include "safetune/core/blas_core.h"
+#include <regex>
 
 namespace safetune {
 
@@ -19,34 +19,34 @@ BlasInfo blas_info() {
     const std::string c = config();
     const size_t first = c.find(' ');
     b.name = c.substr(0, first == std::string::npos ? first : c.find(' ', first + 1));
+    if (corename && corename()) b.core = corename();
+    if (threads) b.threads = threads();
+    return b;
   }
-  if (corename && corename()) b.core = corename();
-  if (threads) b.threads = threads();
-
-  const blas::CpuFeatures cpu = blas::read_cpu_features();
-  const char* detected = blas::openblas_detected_core(cpu);
-  b.detected = detected;
-  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-  b.coretype = coretype ? coretype : "";
-  // What start-up would have set had the user set nothing: equal to the environment's
-  // value means it came from there (or the user asked for that very core).
-  const blas::CoreChoice ours = blas::choose_openblas_core(cpu, detected, nullptr, std::getenv("SAFETUNE_BLAS_CORETYPE"));
-  if (!coretype) b.source = "openblas";
-  else if (ours.core && b.coretype == ours.core) b.source = "safetune";
-  else b.source = "environment";
+  // MKL is linked into libtorch_cpu statically and exports its service functions:
+  // "Intel(R) oneAPI Math Kernel Library Version 2024.2-Product Build 20240605 for ...".
+  auto mkl_version = reinterpret_cast<void (*)(char*, int)>(dlsym(RTLD_DEFAULT, "MKL_Get_Version_String"));
+  auto mkl_threads = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "mkl_get_max_threads"));
+  if (mkl_version) {
+    char text[256] = {};
+    mkl_version(text, sizeof text - 1);
+    std::smatch m;
+    const std::string t = text;
+    b.name = std::regex_search(t, m, std::regex("Version ([0-9.]+)")) ? "MKL " + m[1].str() : "MKL";
+    if (mkl_threads) b.threads = mkl_threads();
+    return b;
+  }
+  // Another BLAS: its name as LibTorch's build configuration gives it.
+  std::smatch m;
+  const std::string shown = at::show_config();
+  if (std::regex_search(shown, m, std::regex("BLAS_INFO=([A-Za-z0-9_]+)"))) b.name = m[1].str();
+  b.threads = at::get_num_threads();
   return b;
 }
 
 std::string describe_blas(const BlasInfo& b) {
-  if (b.name == "unknown") return "unknown BLAS (not OpenBLAS)";
-  std::string s = b.name + ", core " + b.core;
-  if (b.source == "safetune")
-    s += " (set by safetune: OpenBLAS's own detection picks " + b.detected +
-         " on this CPU; SAFETUNE_BLAS_CORETYPE=keep leaves it)";
-  else if (b.source == "environment")
-    s += " (OPENBLAS_CORETYPE=" + b.coretype + " from the environment)";
-  else
-    s += " (OpenBLAS's own detection)";
+  std::string s = b.name == "unknown" ? "unknown BLAS" : b.name;
+  if (!b.core.empty()) s += ", core " + b.core;
   if (b.threads > 0) s += ", " + std::to_string(b.threads) + (b.threads == 1 ? " thread" : " threads");
   return s;
 }

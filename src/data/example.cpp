@@ -11,7 +11,7 @@
 // separate tokenization is also how the probe model sees the response in PACT's step 1.
 #include "safetune/data/example.h"
 
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 
 #include "safetune/core/error.h"
 
@@ -85,7 +85,7 @@ std::vector<Example> tokenize_records(const std::vector<Record>& records, const 
     out.push_back(std::move(ex));
   }
   if (cut_examples > 0)
-    spdlog::info("truncated {} of {} examples, {} tokens (max_length {})", cut_examples, out.size(), cut_tokens,
+    log::info("truncated {} of {} examples, {} tokens (max_length {})", cut_examples, out.size(), cut_tokens,
                  max_length);
   return out;
 }

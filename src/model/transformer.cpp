@@ -1,16 +1,14 @@
 // The HF Llama / Mistral / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 decoder. Read top to bottom: dtype policy, the small
 // modules (Linear, RMSNorm, Embedding), RoPE, masks, attention, MLP, the layer stack.
 //
-// Attention has two implementations of the same maths:
-//  - LibTorch >= 2.0: at::scaled_dot_product_attention (fused kernels on CPU and CUDA);
-//  - older LibTorch: explicit matmul / softmax / matmul. Grouped-query attention is done
-//    without copying keys: the n_rep query heads that share a key head are stacked along
-//    the query axis, so one matmul per key head serves them all.
+// Attention is at::scaled_dot_product_attention (fused kernels on CPU and CUDA), except with
+// Gemma 2's attention soft-capping, which SDPA cannot express: there the scores are formed
+// explicitly, as HF's eager attention does.
 // When no gradient is needed on CPU in fp32 (inference, frozen reference models), fused
 // kernels from cpu_kernels.h replace chains of memory-bound ATen ops: RoPE written straight
-// into the [B, heads, T, D] layout (for keys: into the KV cache), residual add + RMSNorm in
-// one pass, and causal attention one (row, key head) block at a time. With gradients the
-// plain ATen ops run; tests check that both give the same result.
+// into the [B, heads, T, D] layout (for keys: into the KV cache) and residual add + RMSNorm
+// in one pass. With gradients the plain ATen ops run; tests check that both give the same
+// result.
 #include "safetune/model/transformer.h"
 
 #include <ATen/ATen.h>
@@ -25,12 +23,6 @@
 #include "safetune/core/error.h"
 #include "safetune/model/activation_checkpoint.h"
 #include "safetune/model/cpu_kernels.h"
-
-#if TORCH_VERSION_MAJOR >= 2
-#define SAFETUNE_HAS_SDPA 1
-#else
-#define SAFETUNE_HAS_SDPA 0
-#endif
 
 namespace safetune::model {
 
@@ -163,19 +155,10 @@ struct AttentionMask {
   // fused kernels' is_causal path, or one shared [T,T] additive mask.
   bool causal = false;
   at::Tensor allow, allow_window;  // [B,T,S] bool (true = may attend), when !causal
-  at::Tensor add, add_window;      // additive masks for the explicit path
 };
 
 namespace {
 
-#if !SAFETUNE_HAS_SDPA
-at::Tensor additive(const at::Tensor& allow, at::ScalarType dtype) {
-  // [B,T,S] -> [B,1,1,T,S] (broadcast over key heads and the query heads sharing them).
-  at::Tensor m = at::zeros(allow.sizes(), allow.options().dtype(dtype));
-  m.masked_fill_(allow.logical_not(), -std::numeric_limits<double>::infinity());
-  return m.unsqueeze(1).unsqueeze(1);
-}
-#endif
 
 at::Tensor causal_additive(int64_t T, int64_t window, const at::TensorOptions& opts) {
   // [T,T]: -inf above the diagonal, and (with a window) at distance >= window below it.
@@ -188,13 +171,11 @@ at::Tensor causal_additive(int64_t T, int64_t window, const at::TensorOptions& o
 }
 
 // Attention over q [B,H,T,D], k/v [B,Hkv,S,D]; returns [B,H,T,D]. The scores are
-// q.k times `scale` (with SDPA; without it, q arrives already scaled), soft-capped when
-// softcap > 0.
+// q.k times `scale`, soft-capped when softcap > 0.
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionMask& mask,
                   bool slides, int64_t window, double scale, double softcap) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
-#if SAFETUNE_HAS_SDPA
   at::Tensor kk = k, vv = v;
   if (n_rep > 1) {  // HF repeat_kv: query head h reads key head h / n_rep
     kk = k.unsqueeze(2).expand({B, Hkv, n_rep, S, D}).reshape({B, H, S, D});
@@ -220,21 +201,6 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   const at::Tensor qs = std::abs(extra - 1.0) < 1e-12 ? q : q * extra;
   if (!m.defined()) return at::scaled_dot_product_attention(qs, kk, vv, {}, 0.0, /*is_causal=*/true);
   return at::scaled_dot_product_attention(qs, kk, vv, m, 0.0, false);
-#else
-  (void)scale;  // folded into q
-  // Stack the n_rep query heads of each key head along the query axis: one matmul each.
-  at::Tensor qg = q.reshape({B, Hkv, n_rep * T, D});
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2));  // [B,Hkv,n_rep*T,S]
-  at::Tensor s5 = scores.view({B, Hkv, n_rep, T, S});
-  if (softcap > 0) s5 = at::tanh(s5 / softcap) * softcap;  // HF: before the mask
-  const at::Tensor& add = (slides && window > 0) ? mask.add_window : mask.add;
-  if (at::GradMode::is_enabled()) s5 = s5 + add;
-  else s5.add_(add);
-  at::Tensor probs = q.scalar_type() == at::kFloat ? at::softmax(s5, -1)
-                                                   : at::softmax(s5, -1, at::kFloat).to(q.scalar_type());
-  at::Tensor out = at::matmul(probs.view({B, Hkv, n_rep * T, S}), v);  // [B,Hkv,n_rep*T,D]
-  return out.view({B, H, T, D});
-#endif
 }
 
 }  // namespace
@@ -261,7 +227,6 @@ Attention::Attention(const ModelConfig& cfg, const at::TensorOptions& opts)
 
 struct RopeTables {
   at::Tensor cos, sin;      // [B,1,T,D/2] in the compute dtype
-  at::Tensor cos_q, sin_q;  // the same times 1/sqrt(D) (explicit path: scale folded into q)
   int64_t window = 0;
 };
 
@@ -276,11 +241,7 @@ at::Tensor Attention::forward(const at::Tensor& x, const RopeTables& rope, const
     q = q_norm->forward(q);
     k = k_norm->forward(k);
   }
-#if SAFETUNE_HAS_SDPA
   q = apply_rope(q, rope.cos, rope.sin);
-#else
-  q = apply_rope(q, rope.cos_q, rope.sin_q);  // the scores' scale folded in
-#endif
   at::Tensor kall, vall;
   if (cache) {
     at::Tensor& kc = cache->k[layer];
@@ -293,10 +254,6 @@ at::Tensor Attention::forward(const at::Tensor& x, const RopeTables& rope, const
     kall = apply_rope(k, rope.cos, rope.sin);
     vall = v.transpose(1, 2);
   }
-#if !SAFETUNE_HAS_SDPA
-  if (mask.causal && fused_cpu(q) && q.is_contiguous())  // the common inference case, fused
-    return a.o_proj->forward(cpu::causal_attention(q, kall, vall, slides ? rope.window : 0, softcap));
-#endif
   at::Tensor out = attend(q, kall, vall, mask, slides, rope.window, scale, softcap);  // [B,H,T,D]
   return a.o_proj->forward(out.transpose(1, 2).reshape({B, T, a.num_heads * D}));
 }
@@ -441,11 +398,6 @@ AttentionMask make_mask(bool causal, const at::Tensor& key_valid, int64_t past, 
   AttentionMask mask;
   mask.causal = causal;
   if (causal) {
-#if !SAFETUNE_HAS_SDPA
-    mask.add = causal_additive(T, 0, at::TensorOptions().dtype(dt).device(dev));
-    if (window > 0 && T > window) mask.add_window = causal_additive(T, window, at::TensorOptions().dtype(dt).device(dev));
-    else mask.add_window = mask.add;
-#endif
     return mask;
   }
   const int64_t S = past + T;
@@ -459,26 +411,17 @@ AttentionMask make_mask(bool causal, const at::Tensor& key_valid, int64_t past, 
   mask.allow = causal_allow.logical_and(key_valid.unsqueeze(1)).logical_or(self);
   if (window > 0) mask.allow_window = mask.allow.logical_and((qs - ks < window).unsqueeze(0)).logical_or(self);
   else mask.allow_window = mask.allow;
-#if !SAFETUNE_HAS_SDPA
-  mask.add = additive(mask.allow, dt);
-  mask.add_window = window > 0 ? additive(mask.allow_window, dt) : mask.add;
-#endif
   return mask;
 }
 
 // cos/sin of position x inverse frequency, in fp32 (as HF), then the compute dtype.
-RopeTables make_rope_tables(const at::Tensor& pos, const at::Tensor& inv_freq, int64_t window, at::ScalarType dt,
-                            [[maybe_unused]] double attention_scale) {
+RopeTables make_rope_tables(const at::Tensor& pos, const at::Tensor& inv_freq, int64_t window, at::ScalarType dt) {
   RopeTables r;
   r.window = window;
   at::Tensor freqs = pos.to(at::kFloat).unsqueeze(-1) * inv_freq.to(pos.device()).view({1, 1, -1});  // [B,T,D/2]
   at::Tensor cosf = freqs.cos().unsqueeze(1), sinf = freqs.sin().unsqueeze(1);                       // [B,1,T,D/2]
   r.cos = cosf.to(dt);
   r.sin = sinf.to(dt);
-#if !SAFETUNE_HAS_SDPA
-  r.cos_q = (cosf * attention_scale).to(dt);
-  r.sin_q = (sinf * attention_scale).to(dt);
-#endif
   return r;
 }
 
@@ -555,10 +498,10 @@ at::Tensor Transformer::forward(const at::Tensor& input_ids, const at::Tensor& a
   const AttentionMask mask =
       make_mask(causal, causal ? at::Tensor() : (cache ? cache->valid.narrow(1, 0, S) : real), past, T, window, dt, dev);
 
-  const RopeTables rope = make_rope_tables(pos, inv_freq_, window, dt, cfg_.attention_scale());
+  const RopeTables rope = make_rope_tables(pos, inv_freq_, window, dt);
   // Gemma 3's sliding layers rotate with their own base.
   const RopeTables rope_local =
-      inv_freq_local_.defined() ? make_rope_tables(pos, inv_freq_local_, window, dt, cfg_.attention_scale()) : rope;
+      inv_freq_local_.defined() ? make_rope_tables(pos, inv_freq_local_, window, dt) : rope;
 
   // Residual stream h; each sub-block reads norm(h) and adds its output back.
   at::Tensor h = model->embed_tokens->forward(ids);

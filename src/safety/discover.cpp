@@ -1,7 +1,6 @@
 // PACT step 1 (see safety_tokens.h): teacher-forced refusals through the aligned and the
 // probe model, aggregated into the safety-token set S and its direction v.
 #include <ATen/ATen.h>
-#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include <algorithm>

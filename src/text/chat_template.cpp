@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
@@ -365,7 +365,7 @@ ChatTemplate detect_chat_template(const std::string& path_or_dir) {
   auto has = [&](const char* marker) { return tmpl.find(marker) != std::string::npos; };
   Family f;
   if (tmpl.empty()) {
-    spdlog::warn("{}: no chat_template; using the plain \"User: ...\\n\\nAssistant: \" format",
+    log::warn("{}: no chat_template; using the plain \"User: ...\\n\\nAssistant: \" format",
                  source.empty() ? config_path : source);
     return ChatTemplate(Family::kPlain);
   } else if (has("<|start_header_id|>")) {
@@ -377,12 +377,12 @@ ChatTemplate detect_chat_template(const std::string& path_or_dir) {
   } else if (has("[INST]")) {
     f = has("<<SYS>>") ? Family::kLlama2 : Family::kMistral;
   } else {
-    spdlog::warn("{}: chat_template has no marker of a known family; using plain (set chat_template to override)",
+    log::warn("{}: chat_template has no marker of a known family; using plain (set chat_template to override)",
                  source);
     return ChatTemplate(Family::kPlain);
   }
   ChatTemplate t(f);
-  spdlog::debug("{}: chat template {}", source, t.name());
+  log::debug("{}: chat template {}", source, t.name());
   return t;
 }
 

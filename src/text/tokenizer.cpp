@@ -5,7 +5,7 @@
 // naming the token as a string or as {"content": ...}), then config.json's *_token_id.
 // An explicit null in a tokenizer file means "none" (Qwen has no BOS) and stops the search.
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
@@ -73,7 +73,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& model_dir) {
       *slot.id = std::nullopt;
       if (l.piece) {
         if (auto id = tok->piece_to_id(*l.piece)) *slot.id = *id;
-        else spdlog::warn("{}: {} '{}' is not in the vocabulary; ignored", from, key, *l.piece);
+        else log::warn("{}: {} '{}' is not in the vocabulary; ignored", from, key, *l.piece);
       }
       continue;
     }

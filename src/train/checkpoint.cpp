@@ -12,7 +12,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 #include <vector>
 
 #include "safetune/core/error.h"
@@ -150,7 +150,7 @@ void clean_stale_temporaries(const std::string& run_dir) {
     const fs::path dir = fs::path(run_dir) / rel;
     const fs::path old = dir.string() + ".old";
     if (!fs::exists(dir, ec) && fs::exists(old / "trainer_state.json", ec)) {
-      spdlog::warn("{}: restoring {} from {}", run_dir, rel, old.filename().string());
+      log::warn("{}: restoring {} from {}", run_dir, rel, old.filename().string());
       fs::rename(old, dir);
     }
   }
@@ -167,7 +167,7 @@ void clean_stale_temporaries(const std::string& run_dir) {
         if (is_temporary_of(n, base)) stale.push_back(e.path());
     }
   for (const fs::path& p : stale) {
-    spdlog::info("{}: removing {}, left by an interrupted run", run_dir, p.lexically_relative(run_dir).string());
+    log::info("{}: removing {}, left by an interrupted run", run_dir, p.lexically_relative(run_dir).string());
     fs::remove_all(p, ec);
   }
 }

@@ -2,7 +2,7 @@
 #include "safetune/train/setup.h"
 
 #include <ATen/ATen.h>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -78,7 +78,7 @@ RunDirectory inspect_run_directory(const RunConfig& cfg, const dist::DataParalle
     check_resume_config(cfg, d.path);
     if (dp.is_main()) clean_stale_temporaries(d.path);  // what a killed process left behind
     d.resume_from = latest_checkpoint(d.path);
-    if (!d.resume_from) spdlog::warn("{}: no checkpoint to resume from; starting from step 0", d.path);
+    if (!d.resume_from) log::warn("{}: no checkpoint to resume from; starting from step 0", d.path);
   } else if (!cfg.train.overwrite) {
     input_error("train.output_dir", "'" + d.path +
                                         "' holds another run; continue it with train.resume=auto or replace it "
@@ -166,8 +166,8 @@ Run setup_run(const RunConfig& cfg, const SetupOptions& options) {
   r.threads = set_compute_threads(cfg.train.threads > 0 ? static_cast<int>(cfg.train.threads)
                                                          : std::max(1, available_cores() / denv.local_world_size));
   keep_freed_memory_for_reuse();
-  if (denv.rank != 0) spdlog::set_level(spdlog::level::err);  // rank 0 alone logs
-  if (options.log) spdlog::info("blas: {}", describe_blas(blas_info()));
+  if (denv.rank != 0) log::set_level(log::Level::error);  // rank 0 alone logs
+  if (options.log) log::info("blas: {}", describe_blas(blas_info()));
   r.dp = std::make_unique<dist::DataParallel>(denv, cfg.train.dist_timeout_s, r.device.is_cuda() ? "cuda" : "cpu");
   if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))
     input_error("model.path", "'" + cfg.model.path + "' is not a model directory");

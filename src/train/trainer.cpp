@@ -4,7 +4,7 @@
 #include "safetune/train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -164,7 +164,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   // Final weights: the adapter (PEFT) or a complete HF model directory.
   result.final_dir = export_final(r);
   result.steps = st.step;
-  spdlog::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,
+  log::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,
                r.lora ? "adapter" : "model", result.final_dir);
   return result;
 }
@@ -193,9 +193,9 @@ TrainerState start(Run& r) {
   seed_cpu_rng(static_cast<uint64_t>(cfg.train.seed));
   if (r.dir.resume_from) {
     st = restore_checkpoint(r, *r.dir.resume_from, st);
-    spdlog::info("resuming {} from step {} of {}", r.dir.path, st.step, st.total_steps);
+    log::info("resuming {} from step {} of {}", r.dir.path, st.step, st.total_steps);
   } else if (r.dir.existing && cfg.train.overwrite) {
-    spdlog::warn("{}: replacing the run there (train.overwrite=true)", r.dir.path);
+    log::warn("{}: replacing the run there (train.overwrite=true)", r.dir.path);
     if (dp.is_main()) clear_run(r.dir.path);
   }
   r.dp->broadcast(r.param_tensors);
@@ -224,16 +224,16 @@ void log_start(const Run& r) {
   const RunConfig& cfg = r.cfg;
   const model::Transformer& m = *r.model.model;
   if (r.dp->active())
-    spdlog::info("data parallel: {} processes, {} x {} examples per step, micro-batch i on rank i mod {}",
+    log::info("data parallel: {} processes, {} x {} examples per step, micro-batch i on rank i mod {}",
                  r.dp->world_size(), cfg.train.grad_accum, cfg.train.batch_size, r.dp->world_size());
   int64_t trainable = 0;
   for (const auto& p : r.param_tensors) trainable += p.numel();
-  spdlog::info("{}: {} parameters, {} trainable ({}), {} examples, {} steps ({} per epoch), {} threads, {} {}",
+  log::info("{}: {} parameters, {} trainable ({}), {} examples, {} steps ({} per epoch), {} threads, {} {}",
                cfg.model.path, m.num_parameters(), trainable, r.lora ? "LoRA" : "full fine-tuning", r.sizes.examples,
                r.sizes.total_steps, r.sizes.steps_per_epoch, r.threads, r.device.str(), c10::toString(m.dtype()));
   const Objective& o = r.objective;
   if (o.reference)
-    spdlog::info("constraint {} (lambda {}) on {} safety tokens, reference {}", loss::name_of(o.spec.kind),
+    log::info("constraint {} (lambda {}) on {} safety tokens, reference {}", loss::name_of(o.spec.kind),
                  o.spec.lambda, o.spec.S.numel(), o.reference->name());
 }
 
@@ -286,7 +286,7 @@ StepOutcome forward_backward(Run& r, const StepBatches& b, const TrainOptions& o
 std::string non_finite_terms(const Terms& terms, double grad_norm) {
   std::string out;
   auto add = [&out](const std::string& name, double v) {
-    if (!std::isfinite(v)) out += (out.empty() ? "" : ", ") + name + " (" + fmt::format("{}", v) + ")";
+    if (!std::isfinite(v)) out += (out.empty() ? "" : ", ") + name + " (" + log::format("{}", v) + ")";
   };
   for (const auto& [name, v] : terms)
     if (name != "total") add(name, v);
@@ -302,7 +302,7 @@ std::string non_finite_terms(const Terms& terms, double grad_norm) {
 bool stop_after_bad_step(Run& r, BadSteps& bad, const std::string& what, int64_t step, Progress& progress,
                          TrainResult& result) {
   ++bad.in_a_row;
-  spdlog::warn("step {}: non-finite {}; step skipped, no update ({} in a row, train.max_bad_steps {})", step, what,
+  log::warn("step {}: non-finite {}; step skipped, no update ({} in a row, train.max_bad_steps {})", step, what,
                bad.in_a_row, r.cfg.train.max_bad_steps);
   // An update that overflowed the weights makes every later step bad: skipping cannot
   // help, and the state after that update is no state to keep (nor was it saved).
@@ -310,7 +310,7 @@ bool stop_after_bad_step(Run& r, BadSteps& bad, const std::string& what, int64_t
   if (!weights_broken && bad.in_a_row < r.cfg.train.max_bad_steps) return false;
   progress.finish();
   if (weights_broken) {
-    spdlog::error("the weights are no longer finite (the update of step {} overflowed); stopped. Last "
+    log::error("the weights are no longer finite (the update of step {} overflowed); stopped. Last "
                   "checkpoint with finite weights: {}",
                   bad.last_good.step, latest_checkpoint(r.dir.path).value_or("none"));
   } else {
@@ -319,7 +319,7 @@ bool stop_after_bad_step(Run& r, BadSteps& bad, const std::string& what, int64_t
       result.checkpoint = save_checkpoint(r, bad.last_good);
     }
     r.dp->barrier("checkpoint of the last good step");
-    spdlog::error("{} steps in a row had a non-finite loss or gradient; stopped. Last good state (step {}): {}",
+    log::error("{} steps in a row had a non-finite loss or gradient; stopped. Last good state (step {}): {}",
                   bad.in_a_row, bad.last_good.step, result.checkpoint);
   }
   result.exit_code = kExitNonFinite;
@@ -370,7 +370,7 @@ void checkpoint_if_due(Run& r, const TrainerState& st, bool stop, TrainResult& r
   const int64_t every = r.cfg.train.save_every;
   if (!(every > 0 && st.step % every == 0) && !stop && st.step != r.sizes.total_steps) return;
   // Never a checkpoint of weights that an update overflowed (the next step stops the run).
-  if (!all_finite(r.param_tensors)) spdlog::warn("step {}: the weights are not finite; no checkpoint saved", st.step);
+  if (!all_finite(r.param_tensors)) log::warn("step {}: the weights are not finite; no checkpoint saved", st.step);
   else if (r.dp->is_main()) {
     try {
       result.checkpoint = save_checkpoint(r, st);

@@ -98,7 +98,7 @@ at::Tensor grad_of(const std::function<at::Tensor(const at::Tensor&)>& f, const 
 
 TEST(Constraints, MatchIndependentReference) {
   if (!test_util::python_has("torch, numpy"))
-    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (python3-torch)";
+    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (scripts/setup.sh makes it)";
   std::vector<Case> cases;
   uint64_t seed = 1;
   for (const char* mix : {"gated", "full", "post"})
@@ -252,7 +252,7 @@ TEST(Constraints, ResponsePositionsOfABatch) {
 
 TEST(SafetyTokens, AggregationMatchesIndependentReference) {
   if (!test_util::python_has("torch, numpy"))
-    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (python3-torch)";
+    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (scripts/setup.sh makes it)";
   for (const char* mode : {"p_diff", "pref_logratio"}) {
     SCOPED_TRACE(mode);
     at::manual_seed(mode[1] == '_' ? 5 : 6);

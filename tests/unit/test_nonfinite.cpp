@@ -5,8 +5,7 @@
 // by a learning rate that overflows the weights (which stops the run at once).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
+#include "safetune/core/log.h"
 
 #include <cmath>
 #include <filesystem>
@@ -45,11 +44,9 @@ class NonFiniteTest : public test_util::TinyRun<NonFiniteTest> {
     TinyRun::SetUp();
     // Capture the log (warnings name the bad terms).
     log_.str("");
-    previous_ = spdlog::default_logger();
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+    log::set_sink(&log_);
   }
-  void TearDown() override { spdlog::set_default_logger(previous_); }
+  void TearDown() override { log::set_sink(nullptr); }
 
   // Sets the loss term `name` to `value` at the given steps.
   static train::TrainOptions inject(std::set<int64_t> steps, std::string name, double value, int64_t stop_after = 0) {
@@ -69,7 +66,6 @@ class NonFiniteTest : public test_util::TinyRun<NonFiniteTest> {
   }
 
   std::ostringstream log_;
-  std::shared_ptr<spdlog::logger> previous_;
 };
 
 

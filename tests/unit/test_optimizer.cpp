@@ -81,7 +81,7 @@ class AdamWVsTorch : public ::testing::TestWithParam<bool> {};
 
 TEST_P(AdamWVsTorch, MatchesTorchOptimAdamWAndClipGradNorm) {
   if (!test_util::python_has("torch, numpy"))
-    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (python3-torch)";
+    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (scripts/setup.sh makes it)";
   const bool fused = GetParam();
   const Problem pb = make_problem();
   const fs::path dir = temp_dir(std::string("adamw_") + (fused ? "fused" : "ops"));

@@ -85,7 +85,12 @@ inline std::string run_command(const std::string& cmd) {
 
 // Debian's python, which has the references' modules (python3-torch, python3-numpy,
 // python3-sentencepiece); `python3` on PATH may be another one.
-inline const std::string kPython = "/usr/bin/python3";
+// The python of the project's environment (scripts/setup.sh: .venv, with torch,
+// transformers, peft, tokenizers, sentencepiece); ctest passes it as SAFETUNE_PYTHON.
+inline const std::string kPython = [] {
+  const char* p = std::getenv("SAFETUNE_PYTHON");
+  return std::string(p && *p ? p : SAFETUNE_SOURCE_DIR "/.venv/bin/python");
+}();
 
 // Whether kPython imports `modules` (e.g. "torch, numpy").
 inline bool python_has(const std::string& modules) {

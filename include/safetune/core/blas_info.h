@@ -1,25 +1,22 @@
-// The BLAS library a process computes with, as it runs: which library and version, which
-// of OpenBLAS's kernel sets (and why that one: blas_core.h), and its thread count. Read
-// at run time through dlsym, so that a build linked against another BLAS still works
-// (everything reads "unknown" then). Benchmarks print it beside their numbers and the
-// trainer logs it first, since a GEMM rate means little without the kernel behind it.
+// The BLAS library LibTorch computes its CPU GEMMs with, as this process runs: MKL inside
+// the torch wheel on x86 (its version from LibTorch's build configuration), OpenBLAS where
+// a LibTorch uses it (aarch64 wheels, distribution builds: read through dlsym), and the
+// thread count. Benchmarks print it beside their numbers and the trainer logs it first,
+// since a GEMM rate means little without the library behind it.
 #pragma once
 #include <string>
 
 namespace safetune {
 
 struct BlasInfo {
-  std::string name = "unknown";      // "OpenBLAS 0.3.21" (openblas_get_config's first two words)
-  std::string core = "unknown";      // the kernel set in use (openblas_get_corename)
-  std::string detected;              // OpenBLAS 0.3.21's own pick on this CPU (OPENBLAS_CORETYPE unset)
-  std::string coretype;              // OPENBLAS_CORETYPE in this process's environment ("" when unset)
-  std::string source;                // "openblas" (its detection), "safetune" (set at start), "environment"
-  int threads = 0;                   // OpenBLAS's pool (0: unknown)
+  std::string name = "unknown";  // "MKL 2024.2", "OpenBLAS 0.3.21"
+  std::string core;              // OpenBLAS's kernel set ("Haswell"); "" for MKL (it dispatches per call)
+  int threads = 0;               // the threads its GEMMs use (0: unknown)
 };
 
 BlasInfo blas_info();
 
-// One line: "OpenBLAS 0.3.21, core SkylakeX (set by safetune: ...), 2 threads".
+// One line: "MKL 2024.2, 2 threads" or "OpenBLAS 0.3.21, core Haswell, 2 threads".
 std::string describe_blas(const BlasInfo& b);
 
 }  // namespace safetune
