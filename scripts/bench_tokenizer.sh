@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Encode throughput of safetune's tokenizer.json implementation vs the npm reference
-# (@lenml/tokenizers, a transformers.js fork) on the same ~2 MB of mixed text (English
-# prose, code, numbers, CJK, Cyrillic, accents, emoji), encoded line by line by both.
+# Encode throughput of safetune's tokenizer.json implementation vs Hugging Face
+# `tokenizers` (the Rust library transformers uses, called from python one line at a time)
+# on the same ~2 MB of mixed text (English prose, code, numbers, CJK, Cyrillic, accents,
+# emoji), encoded line by line by both, with the published tokenizer files.
 #
-#   scripts/bench_tokenizer.sh [BUILD_DIR] [MODEL...]     MODEL: qwen3 gpt2 llama3 llama2
+#   scripts/bench_tokenizer.sh [BUILD_DIR] [MODEL...]     MODEL: qwen3 gpt2 llama3 llama2 gemma3
 #
-# Needs node/npm (installs tests/reference/node_modules with `npm ci` when missing).
+# Needs the project's python ($SAFETUNE_PYTHON, else .venv from scripts/setup.sh) and the
+# tokenizer files ($SAFETUNE_TOKENIZERS_DIR, else ../shared/data/tokenizers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -14,9 +16,10 @@ models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(qwen3 gpt2)
 bin=$build/safetune
 ref=$root/tests/reference
-py=/usr/bin/python3; [ -x "$py" ] || py=python3
+py=${SAFETUNE_PYTHON:-$root/.venv/bin/python}
+tokenizers_dir=${SAFETUNE_TOKENIZERS_DIR:-$root/../shared/data/tokenizers}
 [ -x "$bin" ] || { echo "no $bin: build first" >&2; exit 1; }
-[ -d "$ref/node_modules/@lenml/tokenizers" ] || (cd "$ref" && npm ci --no-audit --no-fund)
+[ -x "$py" ] || { echo "no python at $py: run scripts/setup.sh or set SAFETUNE_PYTHON" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -58,9 +61,12 @@ PY
 echo "text: $(wc -c <"$work/text.txt") bytes, $(wc -l <"$work/text.txt") lines"
 printf "%-8s %14s %14s %8s\n" model "safetune MB/s" "reference MB/s" ratio
 for m in "${models[@]}"; do
-  node "$ref/tokenize_ref.mjs" export "$m" "$work/$m"
+  [ -f "$tokenizers_dir/$m/tokenizer.json.gz" ] || { echo "no $tokenizers_dir/$m/tokenizer.json.gz" >&2; exit 1; }
+  mkdir -p "$work/$m"
+  gzip -dc "$tokenizers_dir/$m/tokenizer.json.gz" >"$work/$m/tokenizer.json"
+  cp "$tokenizers_dir/$m/tokenizer_config.json" "$work/$m/"
   ours=$("$bin" tokenize --model "$work/$m" --bench "$work/text.txt")
-  theirs=$(node "$ref/tokenize_ref.mjs" bench "$m" "$work/text.txt")
+  theirs=$("$py" "$ref/tokenize_ref.py" bench "$work/$m" "$work/text.txt")
   "$py" - "$m" "$ours" "$theirs" <<'PY'
 import json, sys
 m, a, b = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])

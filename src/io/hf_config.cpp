@@ -92,11 +92,9 @@ void refuse_unsupported(const json& j, const std::string& arch, const std::strin
     input_error(where, "field 'use_bidirectional_attention' = true is not supported (causal attention only)");
 }
 
-RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
+// A RoPE scaling object ({rope_type or type, factor, ...}); "default" or no type is none.
+RopeScaling parse_scaling_object(const json& s, const std::string& at) {
   RopeScaling r;
-  if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return r;
-  const json& s = j["rope_scaling"];
-  const std::string at = where + ": rope_scaling";
   if (!s.is_object()) input_error(at, "must be an object or null");
   std::string type;
   for (const char* key : {"rope_type", "type"})
@@ -114,6 +112,53 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& where) {
     if (r.high_freq_factor <= r.low_freq_factor) input_error(at, "high_freq_factor must exceed low_freq_factor");
   }
   return r;
+}
+
+// One transformers 5 RoPE parameter object: {rope_type, rope_theta, factor, ...}; its
+// theta (else `dflt_theta`) and scaling. A partial rotary factor is refused by name.
+void parse_rope_object(const json& o, const std::string& at, double dflt_theta, double& theta, RopeScaling& scaling) {
+  if (!o.is_object()) input_error(at, "must be an object");
+  if (get_double(o, "partial_rotary_factor", at, 0.0, 1.0, 1.0) != 1.0)
+    input_error(at, "field 'partial_rotary_factor' is not supported (expected 1)");
+  theta = get_double(o, "rope_theta", at, 0.0, 1e12, dflt_theta);
+  scaling = parse_scaling_object(o, at);
+}
+
+// RoPE base and scaling: transformers 5 writes rope_parameters (Gemma 3: one object per
+// layer type, full_attention and sliding_attention, the latter giving the local base);
+// earlier versions rope_theta + rope_scaling (+ Gemma 3's rope_local_base_freq, read with
+// the family fields). rope_parameters wins where both are present, as in transformers 5.
+void read_rope(const json& j, const std::string& where, ModelConfig& c) {
+  const double dflt_theta = get_double(j, "rope_theta", where, 0.0, 1e12, c.arch == "gemma3" ? 1000000.0 : 10000.0);
+  if (!j.contains("rope_parameters") || j["rope_parameters"].is_null()) {
+    c.rope_theta = dflt_theta;
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
+      c.rope_scaling = parse_scaling_object(j["rope_scaling"], where + ": rope_scaling");
+    return;
+  }
+  const json& p = j["rope_parameters"];
+  const std::string at = where + ": rope_parameters";
+  if (!p.is_object()) input_error(at, "must be an object or null");
+  if (!p.contains("full_attention") && !p.contains("sliding_attention")) {
+    parse_rope_object(p, at, dflt_theta, c.rope_theta, c.rope_scaling);
+    return;
+  }
+  if (c.arch != "gemma3") input_error(at, "RoPE parameters per layer type are supported for Gemma 3 only");
+  for (const auto& [key, value] : p.items())
+    if (key != "full_attention" && key != "sliding_attention")
+      input_error(at, "unknown layer type '" + key + "' (supported: full_attention, sliding_attention)");
+  if (p.contains("full_attention"))
+    parse_rope_object(p["full_attention"], at + ".full_attention", dflt_theta, c.rope_theta, c.rope_scaling);
+  if (p.contains("sliding_attention")) {
+    double local = 10000.0;
+    RopeScaling local_scaling;
+    parse_rope_object(p["sliding_attention"], at + ".sliding_attention", c.rope_local_base_freq.value_or(10000.0),
+                      local, local_scaling);
+    if (local_scaling.type != "none")
+      input_error(at + ".sliding_attention",
+                  "rope scaling '" + local_scaling.type + "' on the sliding layers is not supported (expected default)");
+    c.rope_local_base_freq = local;
+  }
 }
 
 // head_dim: HF's Qwen3 and Gemma configs default it to 128 / 256 when the field is absent
@@ -290,14 +335,15 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   if (c.head_dim % 2 != 0) input_error(where, "head_dim must be even for rotary embeddings");
   c.max_position_embeddings = get_int(j, "max_position_embeddings", where, 1, 1 << 24, 2048);
   c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, 1e-6);
-  c.rope_theta = get_double(j, "rope_theta", where, 0.0, 1e12, c.arch == "gemma3" ? 1000000.0 : 10000.0);
-  c.rope_scaling = parse_rope_scaling(j, where);
   // HF's Gemma configs default to tied embeddings (PretrainedConfig's default is true too;
   // the Llama-family configs here write the field).
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, c.gemma());
 
-  if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"].get<std::string>();
+  // transformers 5 writes "dtype", earlier versions "torch_dtype".
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (j.contains(key) && j[key].is_string()) c.torch_dtype = j[key].get<std::string>();
   read_family_fields(j, where, c);
+  read_rope(j, where, c);  // after the family fields: Gemma 3's local base may come from rope_parameters
   c.sliding_layers = parse_layer_types(j, c.num_hidden_layers, where);
 
   read_special_tokens(j, where, c);

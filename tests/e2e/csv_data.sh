@@ -10,7 +10,6 @@
 # (../shared/data/advbench/harmful_behaviors.csv, or $ADVBENCH_CSV) when it is there.
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
-[ -x "$py" ] || { echo "SKIP: $py not found"; exit 77; }
 cd "$work" || exit 1
 
 init_small m 3

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Forward parity: safetune's logits against an independent PyTorch implementation of the
-# HF forward (tests/reference/hf_forward.py, Debian's python3-torch), from the same
-# config.json + model.safetensors, max abs logit difference <= 1e-4 in fp32.
+# HF forward (tests/reference/hf_forward.py, hand-written, on the project's torch), from
+# the same config.json + model.safetensors as `safetune init` writes them, max abs logit
+# difference <= 1e-4 in fp32. (forward_transformers.sh checks against transformers'
+# own classes on models transformers writes.)
 # Cases: Llama with GQA + llama3 RoPE scaling + tied embeddings; Llama with linear scaling
 # and q/k/v/o bias; Qwen2 with q/k/v bias and a sliding window on upper layers; Mistral
 # with a sliding window shorter than the sequence; bf16-stored weights; Qwen3 with q/k
@@ -13,9 +15,7 @@
 # real difference (a feature switched off in the reference's config).
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
-if ! [ -x "$py" ] || ! "$py" -c "import torch, numpy" 2>/dev/null; then
-  echo "SKIP: /usr/bin/python3 with torch and numpy is not available"; exit 77
-fi
+need_py_modules torch numpy
 ref="$src/tests/reference/hf_forward.py"
 
 # 40 tokens: longer than the sliding windows below, and within the vocab of every case.

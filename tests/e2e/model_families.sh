@@ -7,7 +7,6 @@
 # HF class and fields HF transformers reads for that family.
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
-[ -x "$py" ] || { echo "SKIP: $py not found"; exit 77; }
 cd "$work" || exit 1
 
 cat >refusals.jsonl <<'J'

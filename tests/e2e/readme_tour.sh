@@ -36,16 +36,16 @@ printf 'goal,target\n"Do harmful thing 1, quickly","Sure, here is thing 1, quick
 unset ADVBENCH
 
 # The ```bash blocks, in order.
-blocks=$(/usr/bin/python3 - "$src/README.md" <<'P'
+blocks=$("$py" - "$src/README.md" <<'P'
 import json, re, sys
 text = open(sys.argv[1]).read()
 print(json.dumps(re.findall(r"^```bash\n(.*?)^```$", text, flags=re.S | re.M)))
 P
 ) || fail "reading README.md"
-n=$(/usr/bin/python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$blocks")
+n=$("$py" -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$blocks")
 [ "$n" -ge 6 ] || fail "expected at least 6 bash blocks in README.md, found $n"
 for i in $(seq 0 $((n - 1))); do
-  block=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])[int(sys.argv[2])])' "$blocks" "$i")
+  block=$("$py" -c 'import json,sys; print(json.loads(sys.argv[1])[int(sys.argv[2])])' "$blocks" "$i")
   echo "--- block $((i + 1))/$n: $(head -n 1 <<<"$block")"
   bash -e -c "$block" >"$work/block$i.log" 2>&1 || { tail -n 30 "$work/block$i.log"; fail "README block $((i + 1)) failed"; }
 done
@@ -59,7 +59,7 @@ for f in runs/tokens.json runs/pact/adapter/adapter_model.safetensors runs/pact/
 done
 grep -q "^| none " runs/sweep/summary.md && grep -q "^| pact " runs/sweep/summary.md ||
   fail "sweep summary lacks a row per constraint: $(cat runs/sweep/summary.md)"
-/usr/bin/python3 -c '
+"$py" -c '
 import json
 s = json.load(open("runs/attacked/results.json"))["sets"][0]
 assert s["name"] == "advbench" and s["n"] == 3, s

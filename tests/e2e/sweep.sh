@@ -7,7 +7,6 @@
 set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
 export SAFETUNE_BIN=$bin
-[ -x "$py" ] || { echo "SKIP: $py not found"; exit 77; }
 
 init_small m 1
 for i in 0 1 2 3 4 5 6 7; do echo "{\"instruction\": \"Say colour $i\", \"output\": \"colour $i is blue\"}"; done \

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent reference for the AdamW + gradient clipping tests: PyTorch's own
 torch.optim.AdamW and torch.nn.utils.clip_grad_norm_.
 

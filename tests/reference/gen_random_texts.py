@@ -1,10 +1,10 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Writes random_texts.json: 400 seeded random concatenations of the pieces tokenizers
 find tricky (whitespace and newline runs, contractions, accents precomposed and
 combining, CJK, Cyrillic, digits and other numbers, emoji with modifiers and ZWJ,
 Unicode spaces, special tokens of each family, SentencePiece's ▁).
 
-    /usr/bin/python3 tests/reference/gen_random_texts.py > tests/reference/random_texts.json
+    python3 tests/reference/gen_random_texts.py > tests/reference/random_texts.json
 """
 import json
 import random

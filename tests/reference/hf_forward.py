@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent reference for the forward pass of HF Llama / Mistral / Qwen2 / Qwen3 /
 Gemma 2 / Gemma 3 (text) models.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Independent reference for the safety-token method, written from the method's text
 (PACT: "Few Tokens, Big Leverage", step 1 and step 2) in plain PyTorch, float64, one
 position at a time where that reads more plainly.

@@ -1,5 +1,6 @@
-"""Safetensors read/write for the reference scripts, written from the format's spec
-(Debian has no python3-safetensors): [u64 header length][JSON header][tensor bytes]."""
+"""Safetensors read/write for the hand-written reference scripts, written from the format's
+spec, independent of the safetensors package (hf_transformers.py uses that one):
+[u64 header length][JSON header][tensor bytes]."""
 import json
 import struct
 

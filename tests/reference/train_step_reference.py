@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Reference training step in eager PyTorch, for scripts/bench_train.sh.
 
 The same model maths as HF's modeling_llama.py with eager attention (RMSNorm in fp32,

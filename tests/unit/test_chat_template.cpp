@@ -4,6 +4,7 @@
 // tokenizer_config.json markers.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -311,15 +312,17 @@ TEST(ChatTemplate, Detect) {
   }
 }
 
-// The published tokenizer_config.json files shipped with the npm reference packages.
+// The published tokenizer_config.json files ($SAFETUNE_TOKENIZERS_DIR, else
+// ../shared/data/tokenizers next to the sources; one folder per family).
 TEST(ChatTemplate, DetectPublishedConfigs) {
-  const std::string base = std::string(SAFETUNE_SOURCE_DIR) + "/tests/reference/node_modules/@lenml/";
-  if (!std::filesystem::exists(base + "tokenizer-llama3/models/tokenizer_config.json"))
-    GTEST_SKIP() << "npm reference packages not installed";
-  EXPECT_EQ(text::detect_chat_template(base + "tokenizer-llama3/models").name(), "llama3");
-  EXPECT_EQ(text::detect_chat_template(base + "tokenizer-qwen3/models/tokenizer_config.json").name(), "qwen3");
-  if (std::filesystem::exists(base + "tokenizer-gemma3/models/tokenizer_config.json")) {
-    EXPECT_EQ(text::detect_chat_template(base + "tokenizer-gemma3/models").name(), "gemma");
-  }
-  EXPECT_EQ(text::detect_chat_template(base + "tokenizer-gpt2/models").name(), "plain");
+  const char* env = std::getenv("SAFETUNE_TOKENIZERS_DIR");
+  const std::string base = (env && *env ? std::string(env) : std::string(SAFETUNE_SOURCE_DIR) + "/../shared/data/tokenizers") + "/";
+  for (const char* family : {"llama3", "qwen3", "gemma3", "gpt2"})
+    if (!std::filesystem::exists(base + family + "/tokenizer_config.json"))
+      GTEST_SKIP() << "***** the published tokenizer files are absent: no " << base << family
+                   << "/tokenizer_config.json (set SAFETUNE_TOKENIZERS_DIR) *****";
+  EXPECT_EQ(text::detect_chat_template(base + "llama3").name(), "llama3");
+  EXPECT_EQ(text::detect_chat_template(base + "qwen3/tokenizer_config.json").name(), "qwen3");
+  EXPECT_EQ(text::detect_chat_template(base + "gemma3").name(), "gemma");
+  EXPECT_EQ(text::detect_chat_template(base + "gpt2").name(), "plain");
 }

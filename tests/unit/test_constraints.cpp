@@ -97,8 +97,7 @@ at::Tensor grad_of(const std::function<at::Tensor(const at::Tensor&)>& f, const 
 }  // namespace
 
 TEST(Constraints, MatchIndependentReference) {
-  if (!test_util::python_has("torch, numpy"))
-    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (scripts/setup.sh makes it)";
+  if (!test_util::python_has("torch, numpy")) GTEST_FAIL() << test_util::python_missing("torch, numpy");
   std::vector<Case> cases;
   uint64_t seed = 1;
   for (const char* mix : {"gated", "full", "post"})
@@ -251,8 +250,7 @@ TEST(Constraints, ResponsePositionsOfABatch) {
 }
 
 TEST(SafetyTokens, AggregationMatchesIndependentReference) {
-  if (!test_util::python_has("torch, numpy"))
-    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (scripts/setup.sh makes it)";
+  if (!test_util::python_has("torch, numpy")) GTEST_FAIL() << test_util::python_missing("torch, numpy");
   for (const char* mode : {"p_diff", "pref_logratio"}) {
     SCOPED_TRACE(mode);
     at::manual_seed(mode[1] == '_' ? 5 : 6);

@@ -239,6 +239,64 @@ TEST(HfConfig, RefusesWhatIsNotImplemented) {
             std::string::npos);
 }
 
+// transformers 5 writes RoPE as rope_parameters (Gemma 3: one object per layer type) and
+// "dtype" for "torch_dtype"; fields as its save_pretrained writes them.
+TEST(HfConfig, Transformers5Format) {
+  const std::string shape = R"("hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 300, "transformers_version": "5.25.0")";
+  auto l = io::parse_hf_config(R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "dtype": "bfloat16",
+    "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}, )" + shape + "}", "config.json");
+  EXPECT_DOUBLE_EQ(l.rope_theta, 500000.0);
+  EXPECT_EQ(l.rope_scaling.type, "llama3");
+  EXPECT_DOUBLE_EQ(l.rope_scaling.factor, 8.0);
+  EXPECT_EQ(l.rope_scaling.original_max_position_embeddings, 8192);
+  EXPECT_EQ(l.torch_dtype, "bfloat16");
+  auto q = io::parse_hf_config(R"({"architectures": ["Qwen3ForCausalLM"], "dtype": "float32",
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, )" + shape + "}", "config.json");
+  EXPECT_DOUBLE_EQ(q.rope_theta, 1000000.0);
+  EXPECT_EQ(q.rope_scaling.type, "none");
+  EXPECT_EQ(q.torch_dtype, "float32");
+  // Where both are written, rope_parameters decides, as in transformers 5; a theta absent
+  // from it is the top-level one.
+  EXPECT_DOUBLE_EQ(io::parse_hf_config(R"({"architectures": ["MistralForCausalLM"], "rope_theta": 5.0,
+    "rope_parameters": {"rope_type": "linear", "factor": 2.0}, )" + shape + "}", "config.json").rope_theta, 5.0);
+  EXPECT_DOUBLE_EQ(io::parse_hf_config(R"({"architectures": ["MistralForCausalLM"], "rope_theta": 5.0,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 7.0}, )" + shape + "}", "config.json").rope_theta, 7.0);
+  // Gemma 3: full_attention gives the global base and scaling, sliding_attention the local base.
+  auto g = io::parse_hf_config(R"({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+    "head_dim": 16, "sliding_window": 8, "_sliding_window_pattern": 6,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 20000.0},
+                        "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}}, )" + shape + "}",
+                               "config.json");
+  EXPECT_DOUBLE_EQ(g.rope_theta, 20000.0);
+  EXPECT_EQ(g.rope_scaling.type, "linear");
+  EXPECT_DOUBLE_EQ(g.rope_scaling.factor, 4.0);
+  EXPECT_EQ(g.rope_local_base_freq.value_or(0), 100.0);
+  EXPECT_TRUE(g.layer_slides(0));
+  EXPECT_FALSE(g.layer_slides(1));
+  // What is not implemented is refused by name.
+  const std::string g3 = R"({"architectures": ["Gemma3ForCausalLM"], "head_dim": 16, )" + shape;
+  EXPECT_NE(error_of(g3 + R"(, "rope_parameters": {"full_attention": {"rope_type": "yarn", "factor": 4.0}}})")
+                .find("yarn"),
+            std::string::npos);
+  EXPECT_NE(error_of(g3 + R"(, "rope_parameters": {"sliding_attention": {"rope_type": "linear", "factor": 4.0}}})")
+                .find("rope_parameters.sliding_attention"),
+            std::string::npos);
+  EXPECT_NE(error_of(g3 + R"(, "rope_parameters": {"chunked_attention": {}, "full_attention": {}}})")
+                .find("chunked_attention"),
+            std::string::npos);
+  const std::string ll = R"({"architectures": ["LlamaForCausalLM"], )" + shape;
+  EXPECT_NE(error_of(ll + R"(, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}})").find("dynamic"),
+            std::string::npos);
+  EXPECT_NE(error_of(ll + R"(, "rope_parameters": {"rope_theta": 10000.0, "partial_rotary_factor": 0.5}})")
+                .find("partial_rotary_factor"),
+            std::string::npos);
+  EXPECT_NE(error_of(ll + R"(, "rope_parameters": {"full_attention": {}}})").find("Gemma 3 only"), std::string::npos);
+  EXPECT_NE(error_of(ll + R"(, "rope_parameters": 10000.0})").find("rope_parameters"), std::string::npos);
+}
+
 TEST(HfConfig, RoundTripThroughJson) {
   auto c = io::parse_hf_config(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
     "intermediate_size": 96, "num_attention_heads": 4, "num_key_value_heads": 2,

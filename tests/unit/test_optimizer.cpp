@@ -1,5 +1,5 @@
-// AdamW and gradient clipping against PyTorch's own implementation (run by Debian's
-// python3-torch on the same parameters and gradients), exact resume of the optimizer
+// AdamW and gradient clipping against PyTorch's own implementation (run by the project's
+// python, torch 2.x, on the same parameters and gradients), exact resume of the optimizer
 // state, and the learning-rate schedules against their formulas evaluated by hand.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -80,8 +80,7 @@ AdamWOptions options_of(const Problem& pb, bool fused) {
 class AdamWVsTorch : public ::testing::TestWithParam<bool> {};
 
 TEST_P(AdamWVsTorch, MatchesTorchOptimAdamWAndClipGradNorm) {
-  if (!test_util::python_has("torch, numpy"))
-    GTEST_SKIP() << "needs " << test_util::kPython << " with torch and numpy (scripts/setup.sh makes it)";
+  if (!test_util::python_has("torch, numpy")) GTEST_FAIL() << test_util::python_missing("torch, numpy");
   const bool fused = GetParam();
   const Problem pb = make_problem();
   const fs::path dir = temp_dir(std::string("adamw_") + (fused ? "fused" : "ops"));

@@ -54,7 +54,7 @@ void point_at_shim() {
 }  // namespace
 
 TEST(TokenizerSpm, TrainedModelMatchesPythonSentencepiece) {
-  if (!test_util::python_has("sentencepiece")) GTEST_SKIP() << test_util::kPython + " has no sentencepiece module";
+  if (!test_util::python_has("sentencepiece")) GTEST_FAIL() << test_util::python_missing("sentencepiece");
   point_at_shim();
   std::string dir = temp_dir();
   std::string corpus = dir + "/corpus.txt";

@@ -83,14 +83,19 @@ inline std::string run_command(const std::string& cmd) {
   return out;
 }
 
-// Debian's python, which has the references' modules (python3-torch, python3-numpy,
-// python3-sentencepiece); `python3` on PATH may be another one.
-// The python of the project's environment (scripts/setup.sh: .venv, with torch,
-// transformers, peft, tokenizers, sentencepiece); ctest passes it as SAFETUNE_PYTHON.
+// The project's python, with the references' modules (torch, numpy, sentencepiece,
+// transformers, peft, tokenizers: scripts/requirements.txt): $SAFETUNE_PYTHON, else the
+// .venv that scripts/setup.sh makes in the source tree.
 inline const std::string kPython = [] {
-  const char* p = std::getenv("SAFETUNE_PYTHON");
-  return std::string(p && *p ? p : SAFETUNE_SOURCE_DIR "/.venv/bin/python");
+  const char* e = std::getenv("SAFETUNE_PYTHON");
+  return e && *e ? std::string(e) : std::string(SAFETUNE_SOURCE_DIR) + "/.venv/bin/python";
 }();
+
+// Why a reference cannot run: kPython lacks `modules`.
+inline std::string python_missing(const std::string& modules) {
+  return "needs " + kPython + " with " + modules +
+         " (the environment of scripts/requirements.txt: run scripts/setup.sh or set SAFETUNE_PYTHON)";
+}
 
 // Whether kPython imports `modules` (e.g. "torch, numpy").
 inline bool python_has(const std::string& modules) {
