@@ -16,7 +16,7 @@ bin=${SAFETUNE_BIN:-$src/build/safetune}
 export SAFETUNE_BIN=$bin
 n=${1:-2}
 steps=${2:-8}
-py=/usr/bin/python3
+py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cores=$(nproc)

@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(dirname "$here")
 bin=${SAFETUNE_BIN:-$src/build/safetune}
 constraints=${1:-pact none kl_full anchor}
-py=/usr/bin/python3
+py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
 
 . "$here/lib/bench.sh"
 threads=${THREADS:-0}

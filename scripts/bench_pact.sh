@@ -31,7 +31,7 @@ threads=${THREADS:-$(nproc)}
 batch=${BATCH:-8}
 seq=${SEQ:-256}
 prompt=${PROMPT:-$((seq / 2))}
-py=/usr/bin/python3
+py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -10,13 +10,10 @@
 # does), so that both see the same machine load (formula: `safetune bench step --help`).
 # On a shared machine, compare the fastest steps: load from other processes only adds time.
 #
-# safetune starts its OpenMP workers with passive waiting and, where OpenBLAS's own
-# detection would pick an older kernel set than the CPU runs, sets OPENBLAS_CORETYPE
-# (src/cli/runtime_env.cpp); a plain `python3` keeps libgomp's default (spinning) and
-# OpenBLAS's detection. So PyTorch runs twice per round: as users run it, and with
-# safetune's settings exported (OMP_WAIT_POLICY=PASSIVE and the OPENBLAS_CORETYPE that
-# safetune ran with, or none where it left the choice to OpenBLAS). Every line says which
-# OpenBLAS kernel set (core) each run used.
+# Both run on the same LibTorch (the torch wheel of .venv: MKL GEMMs, libgomp). safetune
+# starts its OpenMP workers with passive waiting (src/cli/runtime_env.cpp); a plain python
+# keeps libgomp's default (spinning). So PyTorch runs twice per round: as users run it,
+# and with OMP_WAIT_POLICY=PASSIVE exported.
 #
 #   scripts/bench_train.sh [ROUNDS=3] [STEPS=5]
 # Environment: SAFETUNE_BIN (default build/safetune), THREADS (default: all cores).
@@ -27,7 +24,7 @@ bin=${SAFETUNE_BIN:-$src/build/safetune}
 rounds=${1:-3}
 steps=${2:-5}
 threads=${THREADS:-$(nproc)}
-py=/usr/bin/python3
+py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -37,41 +34,33 @@ echo '{"instruction": "unused", "output": "unused"}' > "$work/data.jsonl"
 
 get() { $py -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 ours=() theirs=() mfus=() ours_min=() theirs_min=() gemms=() passive=() passive_min=()
-cores_ours=() cores_theirs=() cores_same=()
 for ((i = 1; i <= rounds; i++)); do
   s=$("$bin" bench step --config "$src/configs/tiny.yaml" model.path="$work/model" data.train="$work/data.jsonl" \
     train.output_dir="$work/run" lora.enabled=false train.batch_size=8 data.max_length=256 train.grad_accum=1 \
     optim.lr=3e-5 train.threads="$threads" --steps "$steps" --warmup 1 --json)
-  # safetune's settings for PyTorch: the OPENBLAS_CORETYPE safetune ran with, or none.
-  coretype=$(get "$s" blas_coretype)
-  if [ -n "$coretype" ]; then same_env=(OPENBLAS_CORETYPE="$coretype"); else same_env=(-u OPENBLAS_CORETYPE); fi
   p=$($py "$src/tests/reference/train_step_reference.py" --model "$work/model" --batch 8 --seq 256 \
     --steps "$steps" --warmup 1 --threads "$threads")
-  pp=$(env "${same_env[@]}" OMP_WAIT_POLICY=PASSIVE $py "$src/tests/reference/train_step_reference.py" \
+  pp=$(env OMP_WAIT_POLICY=PASSIVE $py "$src/tests/reference/train_step_reference.py" \
     --model "$work/model" --batch 8 --seq 256 --steps "$steps" --warmup 1 --threads "$threads")
   ours+=("$(get "$s" step_ms)") theirs+=("$(get "$p" step_ms)") mfus+=("$(get "$s" mfu)")
   ours_min+=("$(get "$s" step_ms_min)") theirs_min+=("$(get "$p" step_ms_min)") gemms+=("$(get "$s" gemm_gflops)")
   passive+=("$(get "$pp" step_ms)") passive_min+=("$(get "$pp" step_ms_min)")
-  cores_ours+=("$(get "$s" blas_core)") cores_theirs+=("$(get "$p" blas_core)") cores_same+=("$(get "$pp" blas_core)")
   echo "round $i: safetune $s"
   echo "round $i: PyTorch eager as shipped $p"
-  echo "round $i: PyTorch eager, OMP_WAIT_POLICY=PASSIVE ${same_env[*]} $pp"
+  echo "round $i: PyTorch eager, OMP_WAIT_POLICY=PASSIVE $pp"
 done
-echo "blas: $(get "$s" blas), $(get "$s" blas_threads) threads; safetune's core $(get "$s" blas_core) (source: \
-$(get "$s" blas_core_source)${coretype:+, OPENBLAS_CORETYPE=$coretype}); OpenBLAS's own pick here: $(get "$s" blas_core_detected)"
+echo "blas: $(get "$s" blas), $(get "$s" blas_threads) threads, LibTorch $(get "$s" libtorch); CPU: $(lscpu | sed -n 's/^Model name: *//p')"
 $py - "${ours[*]}" "${theirs[*]}" "${mfus[*]}" "${ours_min[*]}" "${theirs_min[*]}" "${gemms[*]}" \
-  "${passive[*]}" "${passive_min[*]}" "${cores_ours[*]}" "${cores_theirs[*]}" "${cores_same[*]}" <<'PY'
+  "${passive[*]}" "${passive_min[*]}" <<'PY'
 import statistics, sys
 ours, theirs, mfu, ours_min, theirs_min, gemm, passive, passive_min = ([float(x) for x in a.split()]
                                                                       for a in sys.argv[1:9])
-core_ours, core_theirs, core_same = (" ".join(sorted(set(a.split()))) for a in sys.argv[9:12])
 o, t, tp = statistics.median(ours), statistics.median(theirs), statistics.median(passive)
 om, tm, tpm = min(ours_min), min(theirs_min), min(passive_min)
-print(f"cores: safetune {core_ours}; PyTorch as shipped {core_theirs}; PyTorch with safetune's settings {core_same}")
 print(f"median step: safetune {o:.0f} ms, PyTorch eager as shipped {t:.0f} ms -> {t / o:.2f}x; "
-      f"PyTorch eager with safetune's settings {tp:.0f} ms -> {tp / o:.2f}x")
+      f"PyTorch eager with OMP_WAIT_POLICY=PASSIVE {tp:.0f} ms -> {tp / o:.2f}x")
 print(f"fastest step: safetune {om:.0f} ms, PyTorch eager as shipped {tm:.0f} ms -> {tm / om:.2f}x; "
-      f"with safetune's settings {tpm:.0f} ms -> {tpm / om:.2f}x (target >= 1.2x)")
+      f"with OMP_WAIT_POLICY=PASSIVE {tpm:.0f} ms -> {tpm / om:.2f}x (target >= 1.2x)")
 print(f"safetune MFU (median step vs gemm measured beside it): median {statistics.median(mfu) * 100:.1f}% "
       f"(target >= 40%); gemm {min(gemm):.0f}-{max(gemm):.0f} GFLOP/s; {8 * 256 / (om / 1e3):.0f} tokens/s at best")
 PY

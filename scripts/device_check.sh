@@ -215,7 +215,7 @@ fi
 # --------------------------------------------------- 8. model check, if time is left
 if [ $built = 1 ]; then
   export SAFETUNE_BIN="$bin"
-  run_step model_check 100 bash scripts/device_check_model.sh
+  run_step model_check 100 env PYTHON="$py" BUILD_DIR="$build" bash scripts/device_check_model.sh
 fi
 
 # ------------------------------------------------------------------------- summary

@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=${SAFETUNE_BIN:-${BUILD_DIR:-build}/safetune}
-py=/usr/bin/python3
+py=${PYTHON:-${SAFETUNE_PYTHON:-python3}}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 ids=1,5,9,200,257,3,4,5,6,7,8,9,10,11,12,100,101,102,103,104
 status=0

@@ -47,7 +47,8 @@ void write(Level level, const std::string& message) {
   if (g_sink) {
     *g_sink << head << message << '\n';
   } else {
-    std::fprintf(stderr, "%s%s\n", head, message.c_str());
+    std::fprintf(stdout, "%s%s\n", head, message.c_str());
+    std::fflush(stdout);
   }
 }
 

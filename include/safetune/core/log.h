@@ -1,4 +1,4 @@
-// The log: one line per message on stderr, "[2026-12-07 05:45:50.123] [warning] text",
+// The log: one line per message on stdout, "[2026-12-07 05:45:50.123] [warning] text",
 // with "{}" placeholders filled in order ("{:.4f}": fixed with 4 decimals). Small on
 // purpose: a trainer logs a few dozen lines a run, and LibTorch's wheel brings a fmt of
 // its own that a system logging library built on another fmt cannot share a translation
@@ -18,7 +18,7 @@ enum class Level { debug, info, warn, error, off };
 // Messages below `level` are dropped (default info; rank > 0 of a data-parallel run: error).
 void set_level(Level level);
 Level level();
-// Where lines go: stderr by default; a stream (tests capture the log), nullptr for stderr.
+// Where lines go: stdout by default; a stream (tests capture the log), nullptr for stdout.
 void set_sink(std::ostream* sink);
 void write(Level level, const std::string& message);
 
