@@ -65,9 +65,21 @@ void check_inputs(const at::Tensor& h, const at::Tensor& weight, const at::Tenso
   TORCH_CHECK(c.rows.dim() == 1 && c.valid.dim() == 1 && c.valid.size(0) == c.rows.size(0),
               "fused_objective: rows and valid must be [M]");
   const int64_t M = c.rows.size(0);
-  if (s.kind == ConstraintKind::pact || s.kind == ConstraintKind::anchor)
+  const ConstraintDescriptor& desc = descriptor_of(s.kind);
+  if (desc.needs_tokens)
     TORCH_CHECK(s.S.dim() == 1 && s.S.numel() > 0, "fused_objective: ", kind, " needs the columns S [K]");
-  if (s.kind == ConstraintKind::pact) {
+  const bool mixed = desc.mixes_post_context && s.options.reference_mix != ReferenceMix::full;
+  if (s.kind == ConstraintKind::safety_mass) {
+    const int64_t K = s.S.numel();
+    TORCH_CHECK(c.z_full.dim() == 2 && c.z_full.size(0) == M && c.z_full.size(1) == K && c.lse_full.defined() &&
+                    c.lse_full.numel() == M,
+                "fused_objective: safety_mass needs z_full [M, K] and lse_full [M]");
+    if (mixed)
+      TORCH_CHECK(c.z_post.defined() && c.z_post.sizes() == c.z_full.sizes() && c.lse_post.defined() &&
+                      c.lse_post.numel() == M && c.t.dim() == 1 && c.t.size(0) == M,
+                  "fused_objective: safety_mass with reference_mix ", name_of(s.options.reference_mix),
+                  " needs z_post [M, K], lse_post [M] and t [M]");
+  } else if (s.kind == ConstraintKind::pact) {
     const int64_t K = s.S.numel();
     TORCH_CHECK(s.w.dim() == 1 && s.w.size(0) == K, "fused_objective: w must be [K]");
     TORCH_CHECK(c.t.dim() == 1 && c.t.size(0) == M, "fused_objective: t must be [M]");
@@ -103,13 +115,25 @@ at::Tensor reference_rows(const ConstraintInputs& c, const at::Tensor& ci, doubl
 // which at one chunk of logits is as large as the chunk itself, and it leaves the
 // exponentials where the softmax needs them.
 struct RowExp {
-  at::Tensor sum, lse;
+  at::Tensor max, sum, lse;  // lse = max + log(sum)
+  at::Tensor rest;           // with `rest_of`: the row sums outside the columns rest_of, [n, 1]
 };
-RowExp exp_rows_(const at::Tensor& x) {
+RowExp exp_rows_(const at::Tensor& x, const at::Tensor& rest_of = {}) {
   const at::Tensor m = x.amax(1, /*keepdim=*/true);
   x.sub_(m).exp_();
   RowExp r;
-  r.sum = x.sum(1, /*keepdim=*/true);
+  if (rest_of.defined()) {
+    // The rest summed on its own, S's columns zeroed for the one sum the softmax needs
+    // anyway: 1 - p_S by subtraction would lose p_R's digits when p_S is close to 1.
+    const at::Tensor on_S = x.index_select(1, rest_of);
+    x.index_fill_(1, rest_of, 0.0);
+    r.rest = x.sum(1, /*keepdim=*/true);
+    x.index_copy_(1, rest_of, on_S);
+    r.sum = r.rest + on_S.sum(1, /*keepdim=*/true);
+  } else {
+    r.sum = x.sum(1, /*keepdim=*/true);
+  }
+  r.max = m;
   r.lse = r.sum.log().add_(m);
   return r;
 }
@@ -132,7 +156,7 @@ struct Plan {
   std::vector<int64_t> ce_prefix;  // ce_prefix[i] = targets among rows < i
   std::vector<int64_t> cidx, crow;
   at::Tensor cidx_t, crow_t;
-  at::Tensor S, w, tt;  // [K] columns, [K] pact's weights, [M] pact's t
+  at::Tensor S, w, tt;  // [K] columns, [K] pact's weights, [M] the gate's t
   int64_t K = 0, n_ce = 0, n_con = 0;
   double T = 1, lambda = 0;
   double softcap = 0;  // final-logit soft-capping of the lm_head's output
@@ -173,12 +197,13 @@ Plan make_plan(const at::Tensor& targets, const ObjectiveSpec& s, const Constrai
   p.crow_t = at::tensor(p.crow, at::kLong).to(dev);
   p.K = s.S.defined() ? s.S.numel() : 0;
   if (s.S.defined()) p.S = s.S.to(dev, at::kLong);
-  if (s.kind == ConstraintKind::pact) {
-    p.w = s.w.to(dev, at::kFloat);
+  if (s.kind == ConstraintKind::pact) p.w = s.w.to(dev, at::kFloat);
+  if (descriptor_of(s.kind).mixes_post_context && s.options.reference_mix != ReferenceMix::full)
     p.tt = c.t.to(dev, at::kLong);
-  }
   p.ce_scale = p.n_ce > 0 ? 1.0 / double(p.n_ce) : 0.0;
-  if (p.n_con > 0) p.con_scale = 1.0 / (double(p.n_con) * (s.kind == ConstraintKind::anchor ? double(p.K) : 1.0));
+  // The mean's count: the constrained rows, or every response row given (safety_mass).
+  const int64_t n_mean = descriptor_of(s.kind).normalise_by_all_rows && constrained ? c.rows.numel() : p.n_con;
+  if (p.n_con > 0) p.con_scale = 1.0 / (double(n_mean) * (s.kind == ConstraintKind::anchor ? double(p.K) : 1.0));
   p.grad_scale = p.lambda * p.con_scale;
   return p;
 }
@@ -186,6 +211,7 @@ Plan make_plan(const at::Tensor& targets, const ObjectiveSpec& s, const Constrai
 // The sums over the chunks (fp64 scalars on the device).
 struct Sums {
   at::Tensor ce, con, gate;
+  at::Tensor mass;  // safety_mass: the mass terms KLbin(a_S || p_S), without T^2
 };
 
 // kl_full on the chunk's constraint rows: adds their T^2 KL(r || p) to con_sum and returns
@@ -216,8 +242,39 @@ struct ChunkConstraint {
   at::Tensor zS;      // [n, K] fp32: the model's logits on S
   at::Tensor z_ref;   // pact: [n, K] the gate's mix of the references on S
   at::Tensor lr_S;    // anchor: [n, K] the reference's log-probabilities on S
-  at::Tensor g_rows;  // kl_full: [n, V] its gradient for the rows (its loss already summed)
+  at::Tensor g_rows;  // kl_full, safety_mass at T != 1: [n, V] a gradient for the rows
+  at::Tensor a, a_rest;  // safety_mass: the reference's buckets, [n, K] and [n, 1] fp64
+  at::Tensor g_cols;     // safety_mass at T != 1: [n, K] its gradient on S (loss summed)
 };
+
+// safety_mass's loss of the chunk's constrained rows (added to con_sum, its mass terms to
+// mass_sum) and its gradient for their logits, given the row max of z / T [n, 1], the sum
+// of exp(z / T - max) [n, 1] and the model's rest mass p_R [n, 1]: a coefficient per row
+// on softmax(z / T) (the dense part, T c with c = 1 - a_R / p_R) and [n, K] on the
+// columns S (the sparse part, T (p_j (1 - c) - a_j)), both times scale. fp64: [n, K] only.
+struct BucketGrad {
+  at::Tensor coef, cols;
+};
+BucketGrad safety_mass_rows(const ChunkConstraint& k, const at::Tensor& max, const at::Tensor& sum,
+                            const at::Tensor& p_rest, double T, double scale, Sums& sums) {
+  // log p = z / T - max - log(sum) (max of z / T): no rounding at the scale of the
+  // logsumexp itself, which zero-at-reference would feel on the largest p_j.
+  const at::Tensor log_p = k.zS.to(at::kDouble) / T - max.to(at::kDouble) - sum.to(at::kDouble).log();
+  const at::Tensor p = log_p.exp();
+  const at::Tensor a_rest_f = k.a_rest.clamp_min(kRestFloor);
+  const at::Tensor p_rest_f = p_rest.to(at::kDouble).clamp_min(kRestFloor);
+  const at::Tensor log_rest_ratio = a_rest_f.log() - p_rest_f.log();
+  const at::Tensor rest_term = k.a_rest * log_rest_ratio;  // [n, 1]
+  const at::Tensor rows_kl = (at::xlogy(k.a, k.a) - k.a * log_p).sum(1, /*keepdim=*/true) + rest_term;
+  sums.con.add_(rows_kl.sum() * (T * T));
+  const at::Tensor a_S = k.a.sum(1, /*keepdim=*/true);
+  sums.mass.add_((at::xlogy(a_S, a_S) - a_S * log_p.logsumexp(1, /*keepdim=*/true) + rest_term).sum());
+  const at::Tensor c = 1 - a_rest_f / p_rest_f;  // [n, 1]
+  BucketGrad g;
+  g.coef = (c * (scale * T)).to(at::kFloat);
+  g.cols = ((p * (1 - c) - k.a) * (scale * T)).to(at::kFloat);
+  return g;
+}
 
 ChunkConstraint constraint_of_chunk(const Plan& p, const ObjectiveSpec& s, const ConstraintInputs& c,
                                     const at::Tensor& z, int64_t start, int64_t a, int64_t b, Sums& sums) {
@@ -230,13 +287,35 @@ ChunkConstraint constraint_of_chunk(const Plan& p, const ObjectiveSpec& s, const
   rows.local = p.crow_t.slice(0, a, b) - start;
   if (p.crow[b - 1] - p.crow[a] == rows.n - 1) rows.first = p.crow[a] - start;
   if (p.K > 0) k.zS = rows.of(z.index_select(1, p.S)).to(at::kFloat);
-  if (p.kind == ConstraintKind::pact) {
+  if (p.kind == ConstraintKind::safety_mass) {
+    // The reference's |S|+1 probabilities, mixed by the gate when the post-only context is.
+    const bool full = s.options.reference_mix == ReferenceMix::full;
+    auto ref_rows = [&](const at::Tensor& x) { return x.index_select(0, rows.idx.to(x.device())).to(dev); };
+    at::Tensor gate;
+    if (!full) {
+      gate = gate_values(k.zS, ref_rows(c.z_post).to(at::kFloat), p.tt.index_select(0, rows.idx), s.options);
+      sums.gate.add_(gate.sum().to(at::kDouble));
+    }
+    const BucketReference ref =
+        bucket_reference(ref_rows(c.z_full), ref_rows(c.lse_full), full ? at::Tensor() : ref_rows(c.z_post),
+                         full ? at::Tensor() : ref_rows(c.lse_post), gate, p.T);
+    k.a = ref.a;
+    k.a_rest = ref.a_rest.unsqueeze(1);
+    if (p.T != 1) {
+      // softmax(z / T) is not CE's softmax: its own [n, V] pass, its dense part as g_rows.
+      const at::Tensor pT = rows.of(z).to(at::kFloat).div(p.T);
+      const RowExp e = exp_rows_(pT, p.S);
+      const BucketGrad g = safety_mass_rows(k, e.max, e.sum, e.rest / e.sum, p.T, p.grad_scale, sums);
+      k.g_rows = pT.mul_(g.coef / e.sum);
+      k.g_cols = g.cols;
+    }
+  } else if (p.kind == ConstraintKind::pact) {
     // As pact_loss: the gate from the (detached) model logits on S mixes the contexts.
     const bool full = s.options.reference_mix == ReferenceMix::full;
     const at::Tensor zf = c.z_full.index_select(0, rows.idx.to(c.z_full.device())).to(dev, at::kFloat);
     const at::Tensor zp =
         full ? at::Tensor() : c.z_post.index_select(0, rows.idx.to(c.z_post.device())).to(dev, at::kFloat);
-    const at::Tensor gate = gate_values(k.zS, zp, p.tt.index_select(0, rows.idx), s.options);
+    const at::Tensor gate = gate_values(k.zS, zp, full ? at::Tensor() : p.tt.index_select(0, rows.idx), s.options);
     sums.gate.add_(gate.sum().to(at::kDouble));
     k.z_ref = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
   } else if (p.kind == ConstraintKind::anchor) {
@@ -258,7 +337,8 @@ void row_terms_torch(const Plan& p, const ChunkConstraint& k, const at::Tensor& 
   const double T = p.T;
   const at::Tensor tc = tgt.clamp_min(0).unsqueeze(1);  // ignored rows: any id, weight 0
   const at::Tensor z_t = z.gather(1, tc);
-  const RowExp e = exp_rows_(z);
+  const bool bucket_here = p.kind == ConstraintKind::safety_mass && p.T == 1 && rows.n > 0;
+  const RowExp e = exp_rows_(z, bucket_here ? p.S : at::Tensor());
   sums.ce.add_(((e.lse - z_t) * vf).sum().to(at::kDouble));
   at::Tensor coef = vf * p.ce_scale;  // [C, 1] on softmax(z)
   at::Tensor g_cols;                  // [n, K] on the columns S
@@ -274,6 +354,14 @@ void row_terms_torch(const Plan& p, const ChunkConstraint& k, const at::Tensor& 
     sums.con.add_(diff.pow(2).sum().to(at::kDouble));
     g_cols = diff * (2.0 * p.grad_scale);
     coef.index_add_(0, rows.local, -g_cols.sum(1, /*keepdim=*/true));
+  } else if (bucket_here) {
+    // T = 1: CE's softmax is the model's p; the dense part joins CE's row coefficient.
+    const BucketGrad g =
+        safety_mass_rows(k, rows.of(e.max), rows.of(e.sum), rows.of(e.rest / e.sum), T, p.grad_scale, sums);
+    coef.index_add_(0, rows.local, g.coef);
+    g_cols = g.cols;
+  } else if (p.kind == ConstraintKind::safety_mass && rows.n > 0) {
+    g_cols = k.g_cols;  // T != 1: computed from the logits before they were overwritten
   }
   z.mul_(coef / e.sum);
   z.scatter_add_(1, tc, vf * -p.ce_scale);
@@ -299,6 +387,21 @@ void row_terms_dispatch(const Plan& p, const ChunkConstraint& k, const at::Tenso
       con = cuda::anchor_rows(z, p.S, lse, all_rows(k.lr_S), mask, p.grad_scale);
     }
     sums.con.add_(con.losses.sum().to(at::kDouble));
+  } else if (rows.n > 0 && p.kind == ConstraintKind::safety_mass && p.T == 1) {
+    const at::Tensor mask = at::zeros({C}, f32.dtype(at::kBool)).index_fill_(0, rows.local, true);
+    auto all_rows = [&](const at::Tensor& x) {
+      return at::zeros({C, x.size(1)}, f32).index_copy_(0, rows.local, x.to(at::kFloat));
+    };
+    lse = cuda::cross_entropy_rows_(z, tgt, p.ce_scale, ignore_index, {}, {}, /*write_grad=*/false).lse;
+    const cuda::SafetyMassRowsResult b = cuda::safety_mass_rows(z, p.S, lse, all_rows(k.a),
+                                                                all_rows(k.a_rest).squeeze(1), mask, kRestFloor, p.grad_scale);
+    con.grad = b.grad;
+    con.row_coef = b.row_coef;
+    sums.con.add_(b.losses.sum().to(at::kDouble));
+    sums.mass.add_(b.mass_terms.sum().to(at::kDouble));
+  } else if (rows.n > 0 && p.kind == ConstraintKind::safety_mass) {
+    // T != 1: loss and gradient already made from the logits (g_rows, g_cols).
+    con.grad = at::zeros({C, p.K}, f32).index_copy_(0, rows.local, k.g_cols);
   }
   const auto ce = cuda::cross_entropy_rows_(z, tgt, p.ce_scale, ignore_index, lse, con.row_coef);
   sums.ce.add_(ce.losses.sum().to(at::kDouble));
@@ -318,7 +421,7 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
     const Plan p = make_plan(targets, *spec, *in, N, ignore_index, dev);
 
     auto dopt = at::TensorOptions().dtype(at::kDouble).device(dev);
-    Sums sums{at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt)};
+    Sums sums{at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt)};
     at::Tensor grad_h = at::zeros_like(h);
     at::Tensor grad_w = weight_grad ? at::zeros(W.sizes(), W.options().dtype(at::kFloat)) : at::Tensor();
 
@@ -354,7 +457,7 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       } else {
         row_terms_dispatch(p, k, z, tgt, ignore_index, sums);
       }
-      if (k.g_rows.defined()) {  // kl_full, either way
+      if (k.g_rows.defined()) {  // kl_full and safety_mass at T != 1, either way
         if (k.rows.first >= 0) z.narrow(0, k.rows.first, k.rows.n).add_(k.g_rows);
         else z.index_add_(0, k.rows.local, k.g_rows.to(z.scalar_type()));
       }
@@ -372,10 +475,13 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
     const at::Tensor con = (sums.con * p.con_scale).to(at::kFloat);
     const at::Tensor gate = (p.n_con > 0 ? sums.gate / double(p.n_con) : sums.gate).to(at::kFloat);
     const at::Tensor total = ce + con * p.lambda;
+    // safety_mass: the mass term's mean, and the shape term's, the rest of L / T^2.
+    const at::Tensor mass = (sums.mass * p.con_scale).to(at::kFloat);
+    const at::Tensor shape = (sums.con * (p.con_scale / (p.T * p.T)) - sums.mass * p.con_scale).to(at::kFloat);
     ctx->saved_data["grad_h"] = grad_h;
     ctx->saved_data["grad_w"] = weight_grad ? grad_w.to(W.scalar_type()) : at::Tensor();
-    ctx->mark_non_differentiable({ce, con, gate});
-    return {total, ce, con, gate};
+    ctx->mark_non_differentiable({ce, con, gate, mass, shape});
+    return {total, ce, con, gate, mass, shape};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
@@ -400,6 +506,21 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
 
 }  // namespace
 
+namespace {
+// The terms a kind logs (its descriptor's metric_terms), from the values the op computes.
+std::vector<at::Tensor> metric_terms(ConstraintKind kind, const at::Tensor& gate, const at::Tensor& mass,
+                                     const at::Tensor& shape) {
+  std::vector<at::Tensor> out;
+  for (const std::string& name : descriptor_of(kind).metric_terms) {
+    if (name == "gate") out.push_back(gate);
+    else if (name == "mass_term") out.push_back(mass);
+    else if (name == "shape_term") out.push_back(shape);
+    else TORCH_CHECK(false, "fused_objective: no value for the metric term '", name, "'");
+  }
+  return out;
+}
+}  // namespace
+
 ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                                 const ObjectiveSpec& spec, const ConstraintInputs& in,
                                 const FusedObjectiveOptions& options) {
@@ -410,7 +531,9 @@ ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weig
                             : default_chunk_tokens(weight.size(0), weight.requires_grad(), weight.is_cuda());
   variable_list out =
       FusedObjective::apply(hidden, weight, targets, &spec, &in, chunk, options.ignore_index, options.row_ops);
-  return {out[0], out[1], out[2], out[3]};
+  ObjectiveValues v{out[0], out[1], out[2], out[3], {}};
+  v.terms = metric_terms(spec.kind, v.gate_mean, out[4], out[5]);
+  return v;
 }
 
 ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
@@ -424,6 +547,22 @@ ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& we
   v.gate_mean = at::zeros({}, fopt);
   const at::Tensor valid = constrained ? c.valid.to(dev, at::kBool) : at::Tensor();
   const at::Tensor rows = constrained ? c.rows.to(dev, at::kLong) : at::Tensor();
+  if (spec.kind == ConstraintKind::safety_mass) {
+    const at::Tensor logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
+    v.ce = targets.ne(ignore_index).sum().item<int64_t>() == 0
+               ? logits.sum() * 0.0
+               : at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, ignore_index);
+    const SafetyMassResult r =
+        safety_mass_loss(logits.index_select(0, rows), spec.S.to(dev), c.z_full.to(dev), c.lse_full.to(dev),
+                         c.z_post.defined() ? c.z_post.to(dev) : at::Tensor(),
+                         c.lse_post.defined() ? c.lse_post.to(dev) : at::Tensor(),
+                         c.t.defined() ? c.t.to(dev) : at::Tensor(), valid, spec.options);
+    v.constraint = r.loss;
+    v.gate_mean = r.gate_mean;
+    v.total = v.ce + spec.lambda * v.constraint;
+    v.terms = metric_terms(spec.kind, r.gate_mean, r.mass_term, r.shape_term);
+    return v;
+  }
   if (needs_whole_vocab(spec.kind)) {
     // One [N, V] logits tensor serves both terms; the reference's [M, V] logits too.
     const at::Tensor logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
@@ -457,6 +596,7 @@ ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& we
     }
   }
   v.total = constrained ? v.ce + spec.lambda * v.constraint : v.ce;
+  v.terms = metric_terms(spec.kind, v.gate_mean, at::zeros({}, fopt), at::zeros({}, fopt));
   return v;
 }
 
