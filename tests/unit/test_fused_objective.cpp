@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <tuple>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -533,5 +534,26 @@ TEST(SafetyMass, FiniteWhenARestMassVanishes) {
     // Both: the model's rest underflows and the reference's is 0.
     for (const auto& [way, r] : run_edges(model, z_ref, (z_ref.to(at::kDouble) / T).logsumexp(1), T))
       EXPECT_TRUE(r.finite) << "both rests 0, " << way;
+  }
+}
+
+// A kind outside the enum has neither a descriptor nor row operations: an error, never a
+// constraint that adds 0. And every kind the names list has both.
+TEST(FusedObjective, UnknownKindIsAnError) {
+  const auto bogus = static_cast<loss::ConstraintKind>(loss::names_of(loss::ConstraintKind{}).size());
+  EXPECT_THROW(loss::descriptor_of(bogus), std::invalid_argument);
+  loss::ObjectiveSpec spec;
+  spec.kind = bogus;
+  spec.S = torch::arange(2, torch::kLong);
+  loss::ConstraintInputs in;
+  in.rows = torch::arange(3, torch::kLong);
+  in.valid = torch::ones({3}, torch::kBool);
+  at::Tensor H = torch::randn({3, 4}, torch::requires_grad()), W = torch::randn({8, 4});
+  const at::Tensor t = torch::zeros({3}, torch::kLong);
+  EXPECT_ANY_THROW(loss::fused_objective(H, W, t, spec, in));
+  EXPECT_ANY_THROW(loss::unfused_objective(H, W, t, spec, in));
+  for (const std::string& name : loss::names_of(loss::ConstraintKind{})) {
+    const loss::ConstraintKind kind = *loss::parse_name<loss::ConstraintKind>(name);
+    EXPECT_EQ(loss::descriptor_of(kind).kind, kind) << name;
   }
 }
