@@ -67,7 +67,6 @@ struct Problem {
 };
 
 Problem make_problem(const LossOptions& o, loss::ConstraintKind kind, const c10::Device& dev, at::ScalarType dtype) {
-  using loss::ConstraintKind;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   const int64_t N = o.tokens, V = o.vocab, d = o.hidden, K = o.subset;
   auto f32 = at::TensorOptions().dtype(at::kFloat);
@@ -81,21 +80,33 @@ Problem make_problem(const LossOptions& o, loss::ConstraintKind kind, const c10:
   p.spec.lambda = 1.0;
   p.in.rows = at::arange(N, at::kLong).to(dev);
   p.in.valid = at::ones({N}, at::kBool).to(dev);
-  if (kind == ConstraintKind::pact || kind == ConstraintKind::anchor) {
+  // What the constraint reads, from its descriptor (constraint_choices.h).
+  const loss::ConstraintDescriptor& desc = loss::descriptor_of(kind);
+  p.spec.options.temperature = desc.default_temperature;
+  p.spec.options.reference_mix = desc.default_reference_mix;
+  if (desc.needs_tokens) {
     p.spec.S = at::randperm(V, gen, at::TensorOptions().dtype(at::kLong)).narrow(0, 0, K).to(dev);
     p.spec.w = at::rand({K}, gen, f32).sub_(0.2).clamp_min_(0).to(dev);
+    if (!desc.uses_token_weights) p.spec.w.fill_(1.0);
   }
-  if (kind == ConstraintKind::pact) {
+  if (desc.needs_tokens && !desc.needs_whole_vocab) {  // the reference on S, as a cache serves it
     p.in.t = at::arange(N, at::kLong).remainder_(64).to(dev);  // 64-token responses
     p.in.z_full = (at::randn({N, K}, gen, f32) * 2).to(dev);
     p.in.z_post = (at::randn({N, K}, gen, f32) * 2).to(dev);
+    if (desc.needs_reference_lse) {
+      // Log-sum-exps of reference rows of the same spread, whose S logits are these.
+      const double T = p.spec.options.temperature;
+      const at::Tensor rest = at::randn({N, V - K}, gen, f32) * 2;
+      p.in.lse_full = at::cat({p.in.z_full.cpu(), rest}, 1).div(T).to(at::kDouble).logsumexp(1).to(dev);
+      p.in.lse_post = at::cat({p.in.z_post.cpu(), rest}, 1).div(T).to(at::kDouble).logsumexp(1).to(dev);
+    }
   }
-  if (loss::needs_whole_vocab(kind)) p.in.ref_hidden = (H + 0.3 * at::randn({N, d}, gen, f32)).to(dev, dtype);
+  if (desc.needs_whole_vocab) p.in.ref_hidden = (H + 0.3 * at::randn({N, d}, gen, f32)).to(dev, dtype);
   p.H = H.to(dev, dtype).requires_grad_(true);
   p.W = W.to(dev, dtype).requires_grad_(o.train_weight);
   p.targets = tg.to(dev);
   // The reference's lm_head is W itself, as with LoRA's adapters switched off.
-  if (loss::needs_whole_vocab(kind)) p.in.ref_weight = p.W.detach();
+  if (desc.needs_whole_vocab) p.in.ref_weight = p.W.detach();
   return p;
 }
 
@@ -111,7 +122,11 @@ LossResult bench_loss(const LossOptions& o) {
   if (o.chunk < 0) input_error("--chunk", "must be >= 0 (0: default)");
   if (o.iters < 1 || o.warmup < 0) input_error("bench loss", "--iters >= 1, --warmup >= 0");
   const std::optional<loss::ConstraintKind> kind = loss::parse_name<loss::ConstraintKind>(o.constraint);
-  if (!kind) input_error("--constraint", "expected pact, kl_full, anchor or none, got '" + o.constraint + "'");
+  if (!kind) {
+    std::string names;
+    for (const std::string& n : loss::names_of(loss::ConstraintKind{})) names += (names.empty() ? "" : ", ") + n;
+    input_error("--constraint", "expected one of " + names + ", got '" + o.constraint + "'");
+  }
   if (o.dtype != "fp32" && o.dtype != "bf16") input_error("--dtype", "expected fp32 or bf16, got '" + o.dtype + "'");
   const c10::Device dev = resolve_device(o.device, "--device");
   const at::ScalarType dtype = o.dtype == "bf16" ? at::kBFloat16 : at::kFloat;

@@ -24,6 +24,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/memory.h"
 #include "safetune/core/threads.h"
+#include "safetune/loss/constraint_choices.h"
 #include "safetune/train/config.h"
 
 namespace {
@@ -271,7 +272,10 @@ void setup_loss(CLI::App& app, std::shared_ptr<LossOpts> lo) {
   app.add_option("--vocab", o.vocab, "V: vocabulary size")->capture_default_str();
   app.add_option("--hidden", o.hidden, "d: hidden size")->capture_default_str();
   app.add_option("--subset", o.subset, "K: safety-token columns")->capture_default_str();
-  app.add_option("--constraint", o.constraint, "pact | kl_full | anchor | none")->capture_default_str();
+  std::string kinds;  // every constraint the loss module has, by name
+  for (const std::string& n : safetune::loss::names_of(safetune::loss::ConstraintKind{}))
+    kinds += (kinds.empty() ? "" : " | ") + n;
+  app.add_option("--constraint", o.constraint, kinds)->capture_default_str();
   app.add_option("--device", o.device, "cpu | cuda | cuda:N | auto")->capture_default_str();
   app.add_option("--dtype", o.dtype, "fp32 | bf16: storage of H and W (losses in fp32)")->capture_default_str();
   app.add_option("--chunk", o.chunk, "rows per chunk of the fused op (0: <= 64 MiB of fp32 logits)")
@@ -287,7 +291,9 @@ void setup_loss(CLI::App& app, std::shared_ptr<LossOpts> lo) {
       "Forward + backward of CE + lambda x constraint from hidden states H [N, d] and an lm_head W [V, d],\n"
       "fused (chunks of rows, gradients written during the forward, no [N, V] logits) against the same\n"
       "objective composed of torch ops on full logits (autograd). Random inputs: every tenth target\n"
-      "ignored, the constraint on all N rows; pact with its gate (reference logits on S given);\n"
+      "ignored, the constraint on all N rows at its default temperature and reference mix; pact\n"
+      "with its gate (reference logits on S given); safety_mass from reference logits on S and\n"
+      "log-sum-exps (as a cache serves them);\n"
       "kl_full and anchor from the reference's hidden states and lm_head (the unfused path forms the\n"
       "reference's [N, V] logits from them, as the unfused trainer does). W is frozen (LoRA) unless\n"
       "--train-weight.\n"

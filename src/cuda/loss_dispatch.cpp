@@ -192,6 +192,56 @@ SubsetTermResult anchor_rows(const at::Tensor& logits, const at::Tensor& cols, c
   return r;
 }
 
+SafetyMassRowsResult safety_mass_rows(const at::Tensor& logits, const at::Tensor& cols, const at::Tensor& lse,
+                                      const at::Tensor& a, const at::Tensor& a_rest, const at::Tensor& valid,
+                                      double rest_floor, double grad_scale) {
+  at::NoGradGuard no_grad;
+  check_rows(logits, "safety_mass_rows");
+  const int64_t n = logits.size(0), K = cols.numel();
+  TORCH_CHECK(K > 0 && lse.numel() == n && a.dim() == 2 && a.size(0) == n && a.size(1) == K && a_rest.numel() == n,
+              "safety_mass_rows: expected cols [K], lse [n], a [n, K], a_rest [n]");
+  SafetyMassRowsResult r;
+#ifdef SAFETUNE_CUDA_KERNELS
+  if (kernels_apply(logits)) {
+    const c10::cuda::CUDAGuard guard(logits.device());
+    auto f32 = logits.options().dtype(at::kFloat);
+    const at::Tensor c = dev(cols, logits, at::kLong), l = dev(lse.reshape({n}), logits, at::kFloat),
+                     ad = dev(a, logits, at::kFloat), ar = dev(a_rest.reshape({n}), logits, at::kFloat);
+    const at::Tensor v = valid.defined() ? dev(valid, logits, at::kBool) : at::Tensor();
+    r.losses = at::empty({n}, f32);
+    r.mass_terms = at::empty({n}, f32);
+    r.grad = at::empty({n, K}, f32);
+    r.row_coef = at::empty({n}, f32);
+    SafetyMassRows k;
+    k.z_theta = bf16_ptr(logits), k.ld_theta = logits.stride(0), k.cols = c.data_ptr<int64_t>();
+    k.lse_theta = l.data_ptr<float>(), k.a = ad.data_ptr<float>(), k.ld_ref = K, k.a_rest = ar.data_ptr<float>();
+    k.valid = valid_ptr(v), k.n = n, k.K = K, k.grad_scale = static_cast<float>(grad_scale);
+    k.rest_floor = static_cast<float>(rest_floor);
+    k.losses = r.losses.data_ptr<float>(), k.mass_terms = r.mass_terms.data_ptr<float>();
+    k.grad = r.grad.data_ptr<float>(), k.row_coef = r.row_coef.data_ptr<float>();
+    safety_mass_rows(k, current_stream());
+    return r;
+  }
+#endif
+  // The kernel's arithmetic, in fp32 torch ops.
+  const at::Tensor mask = row_mask(valid, logits);
+  const at::Tensor log_p = subset_columns(logits, cols) - lse.to(logits.device(), at::kFloat).reshape({n, 1});
+  const at::Tensor p = log_p.exp();
+  const at::Tensor ad = a.to(logits.device(), at::kFloat);
+  const at::Tensor ar = a_rest.to(logits.device(), at::kFloat).reshape({n, 1});
+  const at::Tensor log_p_S = log_p.logsumexp(1, /*keepdim=*/true);
+  const at::Tensor p_rest = at::expm1(log_p_S).neg_().clamp_min_(0);
+  const at::Tensor A_R = ar.clamp_min(rest_floor), P_R = p_rest.clamp_min(rest_floor);
+  const at::Tensor rest_term = ar * (A_R.log() - P_R.log());
+  const at::Tensor a_S = ad.sum(1, /*keepdim=*/true);
+  r.losses = (((at::xlogy(ad, ad) - ad * log_p).sum(1, /*keepdim=*/true) + rest_term) * mask).squeeze(1);
+  r.mass_terms = ((at::xlogy(a_S, a_S) - a_S * log_p_S + rest_term) * mask).squeeze(1);
+  const at::Tensor c = 1 - A_R / P_R;
+  r.grad = (p * (1 - c) - ad) * (grad_scale * mask);
+  r.row_coef = (c * (grad_scale * mask)).squeeze(1);
+  return r;
+}
+
 void add_subset_grad_(const at::Tensor& grad_rows, const at::Tensor& cols, const at::Tensor& grad) {
   at::NoGradGuard no_grad;
   check_rows(grad_rows, "add_subset_grad_");

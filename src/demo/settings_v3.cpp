@@ -34,11 +34,21 @@ json default_settings_v3(json s, bool quick) {
   // their refusal phrase after a longer opening ("Regrettably, I will not ...").
   s["eval"]["label_max_new_tokens"] = 8;
   s["eval"]["safety_max_new_tokens"] = 16;
-  s["run"] = {"none", "kl_full", "anchor", "pact", "pact_target_reference"};
+  // The bucket objective at its defaults (T 1, the full-context reference: the demo's
+  // fine-tuning section sets T 2 and the gate for pact, so they are set again here), and
+  // with the gate as an ablation. Its lambda is fixed in advance at the reference's 1
+  // (not chosen by looking at results; `--curves` over lambda was not run for v3).
+  s["methods"]["safety_mass"] = {{"objective.constraint", "safety_mass"},
+                                 {"objective.lambda", 1.0},
+                                 {"objective.temperature", 1.0},
+                                 {"objective.reference_mix", "full"}};
+  s["methods"]["safety_mass_gated"] = s["methods"]["safety_mass"];
+  s["methods"]["safety_mass_gated"]["objective.reference_mix"] = "gated";
+  s["run"] = {"none", "kl_full", "anchor", "pact", "pact_target_reference", "safety_mass", "safety_mass_gated"};
   // The stress world: the word every code name shares, forced into S.
   s["stress"] = {{"word", code_name_shared_word()},
                  {"context", topic_code_names()[0]},
-                 {"methods", {"pact"}},
+                 {"methods", {"pact", "safety_mass"}},
                  {"regimes", {"few", "many"}}};
   s["curves"]["also"] = json::array();
   // What v3 carries over from v2 without choosing it again (see README).
@@ -49,7 +59,7 @@ json default_settings_v3(json s, bool quick) {
       d["here"] = "the v3 world: 600 examples of a synthetic topic task (8 three-word code names the chat model "
                   "never answered with) with 10% harmful; two chat models per seed (few / many refusal phrasings); "
                   "a toy Llama";
-  s["report"]["targets_of"] = {"pact"};
+  s["report"]["targets_of"] = {"safety_mass", "pact"};
   s["departures"].push_back(
       {{"setting", "model (v3)"},
        {"reference", "Llama-3.1-8B-Instruct"},
@@ -64,7 +74,8 @@ json default_settings_v3(json s, bool quick) {
                "phrase; at 12 tokens the keyword judge missed some"}});
   if (quick) {
     s["world"].update({{"finetune_sentiment", 270}, {"test", 80}, {"validation", 40}});
-    s["run"] = {"none", "kl_full", "pact"};
+    s["run"] = {"none", "kl_full", "pact", "safety_mass"};
+    s["stress"]["methods"] = {"pact"};
     s["stress"]["regimes"] = {"many"};
   }
   return s;

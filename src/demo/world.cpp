@@ -299,8 +299,8 @@ json loss_curve(const std::string& metrics_path) {
     // A non-finite value is logged as null and stays null.
     auto term = [&](const char* k) { return l.contains(k) && l[k].is_number() ? l[k] : json(nullptr); };
     json point = {j["step"], term("ce"), term("total"), nullptr, term("gate")};
-    for (const char* k : {"pact", "kl_full", "anchor"})
-      if (l.contains(k)) point[3] = term(k);
+    for (const std::string& k : loss::names_of(loss::ConstraintKind{}))
+      if (k != "none" && l.contains(k)) point[3] = term(k.c_str());
     curve.push_back(point);
   }
   return curve;
@@ -542,9 +542,9 @@ class World {
     c.data.harmful = path_in(data_.dir, "finetune_harmful.jsonl");
     const int64_t n_benign = settings_["world"]["finetune_sentiment"];
     c.data.num_examples = static_cast<int64_t>(std::llround(n_benign / (1.0 - c.data.harmful_fraction)));
-    const bool needs_tokens = c.objective.constraint == loss::ConstraintKind::pact ||
-                              c.objective.constraint == loss::ConstraintKind::anchor ||
-                              c.objective.positions == loss::Positions::probe;
+    const bool needs_tokens = loss::descriptor_of(c.objective.constraint).needs_tokens ||
+                              (c.objective.constraint != loss::ConstraintKind::none &&
+                               c.objective.positions == loss::Positions::probe);
     if (needs_tokens) c.objective.tokens = tokens_path;
     return c;
   }

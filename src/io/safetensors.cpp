@@ -28,6 +28,7 @@ constexpr DTypeEntry kDTypes[] = {
     {DType::F32, "F32", 4}, {DType::F16, "F16", 2}, {DType::BF16, "BF16", 2},
     {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2},
     {DType::I8, "I8", 1},   {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
+    {DType::F64, "F64", 8},
 };
 
 const DTypeEntry& entry(DType d) {
@@ -90,7 +91,7 @@ SafetensorsHeader parse_safetensors_header(const char* text, size_t size, uint64
     for (const auto& e : kDTypes)
       if (dtype == e.name) info.dtype = e.dtype, known = true;
     if (!known)
-      input_error(at, "unsupported dtype '" + dtype + "' (expected F32, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");
+      input_error(at, "unsupported dtype '" + dtype + "' (expected F32, F64, F16, BF16, I64, I32, I16, I8, U8 or BOOL)");
 
     if (!t["shape"].is_array()) input_error(at, "shape must be an array");
     uint64_t numel = 1;

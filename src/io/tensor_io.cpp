@@ -24,6 +24,7 @@ at::ScalarType to_scalar_type(DType d) {
     case DType::I8: return at::kChar;
     case DType::U8: return at::kByte;
     case DType::BOOL: return at::kBool;
+    case DType::F64: return at::kDouble;
   }
   throw std::logic_error("unknown dtype");
 }
@@ -39,6 +40,7 @@ DType from_scalar_type(at::ScalarType t, const std::string& name) {
     case at::kChar: return DType::I8;
     case at::kByte: return DType::U8;
     case at::kBool: return DType::BOOL;
+    case at::kDouble: return DType::F64;
     default: throw std::invalid_argument("save_tensors: unsupported dtype for '" + name + "'");
   }
 }

@@ -134,6 +134,87 @@ at::Tensor anchor_loss(const at::Tensor& logits_theta, const at::Tensor& logits_
   return (lp - lr).pow(2).mean();
 }
 
+BucketReference bucket_reference(const at::Tensor& z_full, const at::Tensor& lse_full, const at::Tensor& z_post,
+                                 const at::Tensor& lse_post, const at::Tensor& c, double temperature) {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(z_full.dim() == 2 && lse_full.numel() == z_full.size(0),
+              "bucket_reference: expected z_full [n, K] and lse_full [n]");
+  const double T = temperature;
+  // fp64: a_R = 1 - exp(lse_S - lse) loses nothing when a_S is close to 1.
+  auto probs = [&](const at::Tensor& z, const at::Tensor& lse, at::Tensor& rest) {
+    const at::Tensor l = z.detach().to(at::kDouble) / T;
+    const at::Tensor lz = lse.detach().to(l.device(), at::kDouble).reshape({-1, 1});
+    rest = at::expm1(l.logsumexp(1, /*keepdim=*/true) - lz).neg_().clamp_min_(0).squeeze(1);
+    return (l - lz).exp_();
+  };
+  BucketReference r;
+  r.a = probs(z_full, lse_full, r.a_rest);
+  if (c.defined() && z_post.defined()) {
+    TORCH_CHECK(z_post.sizes() == z_full.sizes() && lse_post.numel() == z_full.size(0) && c.numel() == z_full.size(0),
+                "bucket_reference: expected z_post [n, K], lse_post [n] and c [n]");
+    at::Tensor rest_post;
+    const at::Tensor a_post = probs(z_post, lse_post, rest_post);
+    const at::Tensor cc = c.detach().to(r.a.device(), at::kDouble).reshape({-1, 1});
+    r.a = (1 - cc) * r.a + cc * a_post;
+    r.a_rest = (1 - cc.squeeze(1)) * r.a_rest + cc.squeeze(1) * rest_post;
+  }
+  return r;
+}
+
+SafetyMassResult safety_mass_loss(const at::Tensor& logits_theta, const at::Tensor& S, const at::Tensor& z_full,
+                                  const at::Tensor& lse_full, const at::Tensor& z_post, const at::Tensor& lse_post,
+                                  const at::Tensor& t, const at::Tensor& valid, const ConstraintOptions& o) {
+  TORCH_CHECK(logits_theta.dim() == 2 && S.dim() == 1 && S.numel() > 0 && z_full.dim() == 2 &&
+                  z_full.size(0) == logits_theta.size(0) && z_full.size(1) == S.numel() &&
+                  lse_full.numel() == logits_theta.size(0),
+              "safety_mass_loss: expected logits [N, V], S [K], z_full [N, K], lse_full [N]");
+  const auto fopt = at::TensorOptions().dtype(at::kFloat).device(logits_theta.device());
+  SafetyMassResult r;
+  r.mass_term = at::zeros({}, fopt);
+  r.shape_term = at::zeros({}, fopt);
+  r.gate_mean = at::zeros({}, fopt);
+  const at::Tensor idx = valid_rows(valid, logits_theta);
+  if (idx.numel() == 0) {
+    r.loss = graph_zero(logits_theta);
+    return r;
+  }
+  const double T = o.temperature, all_rows = double(logits_theta.size(0));
+  const at::Tensor cols = S.to(logits_theta.device(), at::kLong);
+  const at::Tensor lt = logits_theta.index_select(0, idx).to(at::kFloat) / T;
+  const at::Tensor log_p = at::log_softmax(lt, 1);
+  const at::Tensor log_pS = log_p.index_select(1, cols);
+  // The rest bucket as the sum of its own probabilities (no cancellation against p_S).
+  const at::Tensor p_rest = log_p.exp().index_fill(1, cols, 0.0).sum(1);
+  BucketReference ref;
+  {
+    at::NoGradGuard no_grad;
+    auto rows = [&](const at::Tensor& x) { return x.defined() ? x.detach().index_select(0, idx.to(x.device())) : x; };
+    at::Tensor c;
+    const bool mixed = o.reference_mix != ReferenceMix::full;
+    if (mixed) {
+      TORCH_CHECK(z_post.defined() && lse_post.defined() && t.defined(),
+                  "safety_mass_loss: reference_mix gated / post needs z_post, lse_post and t");
+      c = gate_values(logits_theta.detach().index_select(0, idx).index_select(1, cols).to(at::kFloat), rows(z_post),
+                      rows(t), o);
+      r.gate_mean = c.mean();
+    }
+    ref = bucket_reference(rows(z_full), rows(lse_full), mixed ? rows(z_post) : at::Tensor(),
+                           mixed ? rows(lse_post) : at::Tensor(), c, T);
+  }
+  const at::Tensor a = ref.a.to(at::kFloat), a_rest = ref.a_rest.to(at::kFloat);
+  const at::Tensor log_rest_ratio = a_rest.clamp_min(kRestFloor).log() - p_rest.clamp_min(kRestFloor).log();
+  const at::Tensor rows_kl = (at::xlogy(a, a) - a * log_pS).sum(1) + a_rest * log_rest_ratio;
+  r.loss = rows_kl.sum() * (T * T / all_rows);
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor a_S = a.sum(1), log_p_S = log_pS.detach().logsumexp(1);
+    const at::Tensor mass = at::xlogy(a_S, a_S) - a_S * log_p_S + a_rest * log_rest_ratio.detach();
+    r.mass_term = mass.sum() / all_rows;
+    r.shape_term = rows_kl.detach().sum() / all_rows - r.mass_term;
+  }
+  return r;
+}
+
 at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S) {
   at::NoGradGuard no_grad;
   at::Tensor z = logits.detach().to(at::kFloat);

@@ -2,23 +2,16 @@
 //
 // Per chunk of rows [start, end), with z = the chunk's logits [C, V]:
 //   1. from z, before it is overwritten, what the constraint needs on its valid rows in the
-//      chunk (the others add nothing):
-//        pact     the model's logits on S; the gate from them, and the reference it mixes
-//                 (z_ref = (1 - c) z_full + c z_post on S)
-//        anchor   the model's logits on S; the reference's log-probabilities on S (lr_S)
-//        kl_full  the whole term: its loss, and its gradient for those rows,
-//                 lambda T/n (softmax(z / T) - softmax(zr / T)), from a reference chunk zr
-//   2. the row terms turn z in place into dLoss/dz:
-//        CE       (softmax - onehot) / n_ce on rows with a target, 0 elsewhere
-//        pact     + lambda T/n (softmax(z_S / T) sum(q) - q) on the columns S
-//        anchor   with a = 2 lambda (lp_S - lr_S) / (n K): + a on the columns S and
-//                 - sum(a) softmax(z) on the whole row (a coefficient on CE's softmax)
-//        kl_full  + its gradient from step 1
-//      either with torch ops on fp32 logits, or through the row entry points of
-//      cuda/loss_dispatch.h, which are the CUDA kernels on bf16 logits (RowOps);
+//      chunk (its row operations' prepare; the other rows add nothing);
+//   2. the row terms turn z in place into dLoss/dz: CE's (softmax - onehot) / n_ce on rows
+//      with a target, plus the constraint's dense part (a coefficient per row on CE's
+//      softmax) and its sparse part on the columns S (torch_terms), either with torch ops
+//      on fp32 logits, or through the row entry points of cuda/loss_dispatch.h, which are
+//      the CUDA kernels on bf16 logits (dispatch_terms; RowOps);
 //   3. grad_hidden[start:end] = G W, grad_W += G^T hidden[start:end].
-// The reference's rows for kl_full and anchor are computed chunk by chunk as well, from
-// its hidden states and lm_head weight, so neither model's [N, V] logits ever exist.
+// What each constraint does in steps 1 and 2 is its table in rows_<kind>.cpp (row_ops.h).
+// Reference rows over the whole vocabulary (kl_full, anchor) are computed chunk by chunk as
+// well, from its hidden states and lm_head weight, so neither model's [N, V] logits exist.
 #include "safetune/loss/fused_objective.h"
 
 #include <ATen/ATen.h>
@@ -29,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "row_ops.h"
 #include "safetune/cuda/loss_dispatch.h"
 
 namespace safetune::loss {
@@ -53,6 +47,7 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+using namespace rows;
 
 void check_inputs(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& targets, const ObjectiveSpec& s,
                   const ConstraintInputs& c) {
@@ -60,93 +55,20 @@ void check_inputs(const at::Tensor& h, const at::Tensor& weight, const at::Tenso
               "fused_objective: expected hidden [N, d] and weight [V, d]");
   TORCH_CHECK(targets.dim() == 1 && targets.size(0) == h.size(0), "fused_objective: targets must be [N]");
   if (s.kind == ConstraintKind::none) return;
-  const std::string& kind = name_of(s.kind);
   TORCH_CHECK(std::isfinite(s.lambda), "fused_objective: lambda must be finite");
   TORCH_CHECK(c.rows.dim() == 1 && c.valid.dim() == 1 && c.valid.size(0) == c.rows.size(0),
               "fused_objective: rows and valid must be [M]");
-  const int64_t M = c.rows.size(0);
-  if (s.kind == ConstraintKind::pact || s.kind == ConstraintKind::anchor)
-    TORCH_CHECK(s.S.dim() == 1 && s.S.numel() > 0, "fused_objective: ", kind, " needs the columns S [K]");
-  if (s.kind == ConstraintKind::pact) {
-    const int64_t K = s.S.numel();
-    TORCH_CHECK(s.w.dim() == 1 && s.w.size(0) == K, "fused_objective: w must be [K]");
-    TORCH_CHECK(c.t.dim() == 1 && c.t.size(0) == M, "fused_objective: t must be [M]");
-    TORCH_CHECK(c.z_full.dim() == 2 && c.z_full.size(0) == M && c.z_full.size(1) == K,
-                "fused_objective: z_full must be [M, K]");
-    if (s.options.reference_mix != ReferenceMix::full)
-      TORCH_CHECK(c.z_post.defined() && c.z_post.sizes() == c.z_full.sizes(), "fused_objective: z_post must be [M, K]");
-  } else if (c.ref_hidden.defined()) {
-    TORCH_CHECK(c.ref_hidden.dim() == 2 && c.ref_hidden.size(0) == M && c.ref_weight.dim() == 2 &&
-                    c.ref_weight.size(0) == weight.size(0) && c.ref_weight.size(1) == c.ref_hidden.size(1),
-                "fused_objective: expected ref_hidden [M, d] and ref_weight [V, d]");
-  } else {
-    TORCH_CHECK(c.ref_logits.defined() && c.ref_logits.dim() == 2 && c.ref_logits.size(0) == M &&
-                    c.ref_logits.size(1) == weight.size(0),
-                "fused_objective: ", kind, " needs ref_hidden + ref_weight or ref_logits [M, V]");
-  }
+  if (descriptor_of(s.kind).needs_tokens)
+    TORCH_CHECK(s.S.dim() == 1 && s.S.numel() > 0, "fused_objective: ", name_of(s.kind), " needs the columns S [K]");
+  row_ops_of(s.kind).check(s, c, c.rows.size(0), weight.size(0));
 }
-
-// cap * tanh(z / cap), the final-logit soft-capping; z itself when cap is 0.
-at::Tensor capped(const at::Tensor& z, double cap) { return cap > 0 ? at::tanh(z / cap) * cap : z; }
-
-// The reference's fp32 logits at constraint rows `ci` (indices into M). Logits made here
-// from hidden states are soft-capped as the model's own would be; given logits already are.
-at::Tensor reference_rows(const ConstraintInputs& c, const at::Tensor& ci, double cap) {
-  if (c.ref_hidden.defined())
-    return capped(at::mm(c.ref_hidden.index_select(0, ci.to(c.ref_hidden.device())), c.ref_weight.t()).to(at::kFloat),
-                  cap);
-  return c.ref_logits.index_select(0, ci.to(c.ref_logits.device())).to(at::kFloat);
-}
-
-// x [n, V] fp32 becomes exp(x - rowmax) in place; returns the row sums of that and the
-// rows' logsumexp, both [n, 1]. This is logsumexp without its [n, V] temporary exp(x - max),
-// which at one chunk of logits is as large as the chunk itself, and it leaves the
-// exponentials where the softmax needs them.
-struct RowExp {
-  at::Tensor sum, lse;
-};
-RowExp exp_rows_(const at::Tensor& x) {
-  const at::Tensor m = x.amax(1, /*keepdim=*/true);
-  x.sub_(m).exp_();
-  RowExp r;
-  r.sum = x.sum(1, /*keepdim=*/true);
-  r.lse = r.sum.log().add_(m);
-  return r;
-}
-
-// The constraint's valid rows inside one chunk: idx (their indices into M), local (their
-// rows in the chunk) and, when they are consecutive (the usual case), first = the first
-// local row, so that their rows of a [C, ...] tensor are a view instead of a copy.
-struct ChunkRows {
-  int64_t n = 0, first = -1;
-  at::Tensor idx, local;
-  at::Tensor of(const at::Tensor& x) const { return first >= 0 ? x.narrow(0, first, n) : x.index_select(0, local); }
-};
-
-// What the whole op works from, set up once before the chunks: the rows with a CE target
-// and the constraint's valid rows (cidx: index into M; crow: hidden row), increasing, so
-// that each chunk owns a range of each; the per-run tensors on the device; the scales.
-struct Plan {
-  ConstraintKind kind = ConstraintKind::none;
-  at::Tensor tg, ce_valid;         // [N] targets (int64) and whether each has one
-  std::vector<int64_t> ce_prefix;  // ce_prefix[i] = targets among rows < i
-  std::vector<int64_t> cidx, crow;
-  at::Tensor cidx_t, crow_t;
-  at::Tensor S, w, tt;  // [K] columns, [K] pact's weights, [M] pact's t
-  int64_t K = 0, n_ce = 0, n_con = 0;
-  double T = 1, lambda = 0;
-  double softcap = 0;  // final-logit soft-capping of the lm_head's output
-  // con_sum adds up the row losses (pact, kl_full: T^2 KL; anchor: sum over S of the
-  // squared differences); the constraint is their mean, con_sum * con_scale, and its
-  // gradient for the logits lambda * con_scale * d(row loss)/dz.
-  double ce_scale = 0, con_scale = 0, grad_scale = 0;
-};
 
 Plan make_plan(const at::Tensor& targets, const ObjectiveSpec& s, const ConstraintInputs& c, int64_t N,
                int64_t ignore_index, const c10::Device& dev) {
   Plan p;
   p.kind = s.kind;
   const bool constrained = s.kind != ConstraintKind::none;
+  const ConstraintDescriptor& desc = descriptor_of(s.kind);
   p.T = s.options.temperature;
   p.softcap = s.logit_softcap;
   p.lambda = constrained ? s.lambda : 0.0;
@@ -173,79 +95,31 @@ Plan make_plan(const at::Tensor& targets, const ObjectiveSpec& s, const Constrai
   p.crow_t = at::tensor(p.crow, at::kLong).to(dev);
   p.K = s.S.defined() ? s.S.numel() : 0;
   if (s.S.defined()) p.S = s.S.to(dev, at::kLong);
-  if (s.kind == ConstraintKind::pact) {
-    p.w = s.w.to(dev, at::kFloat);
-    p.tt = c.t.to(dev, at::kLong);
-  }
+  if (desc.uses_token_weights) p.w = s.w.to(dev, at::kFloat);
+  if (desc.mixes_post_context && s.options.reference_mix != ReferenceMix::full) p.tt = c.t.to(dev, at::kLong);
   p.ce_scale = p.n_ce > 0 ? 1.0 / double(p.n_ce) : 0.0;
-  if (p.n_con > 0) p.con_scale = 1.0 / (double(p.n_con) * (s.kind == ConstraintKind::anchor ? double(p.K) : 1.0));
+  // The mean's count: the constrained rows, or every response row given; anchor's also
+  // over S's columns.
+  const int64_t n_mean = desc.normalise_by_all_rows && constrained ? c.rows.numel() : p.n_con;
+  if (p.n_con > 0)
+    p.con_scale = 1.0 / (double(n_mean) * (row_ops_of(s.kind).mean_over_columns ? double(p.K) : 1.0));
   p.grad_scale = p.lambda * p.con_scale;
   return p;
 }
 
-// The sums over the chunks (fp64 scalars on the device).
-struct Sums {
-  at::Tensor ce, con, gate;
-};
-
-// kl_full on the chunk's constraint rows: adds their T^2 KL(r || p) to con_sum and returns
-// its gradient for those rows times `scale`, T (p - r) scale as [n, V] fp32, where
-// p = softmax(z / T) and r = softmax(zr / T). Two [n, V] buffers besides z: the reference's
-// log r (later the scratch, then p and the gradient) and r. The KL is summed as
-// sum r log r - sum r z / T + lse(z / T) sum r, so that log p is never stored.
-at::Tensor kl_full_rows(const ConstraintInputs& c, const ChunkRows& rows, const at::Tensor& z, double T, double scale,
-                        double cap, at::Tensor& con_sum) {
-  const at::Tensor zrow = rows.of(z);  // any float dtype, read only
-  at::Tensor log_r = reference_rows(c, rows.idx, cap).div_(T);
-  const at::Tensor r = log_r.clone();
-  const RowExp er = exp_rows_(r);
-  r.div_(er.sum);
-  log_r.sub_(er.lse);
-  const at::Tensor r_log_r = log_r.mul_(r).sum(1, /*keepdim=*/true);
-  const at::Tensor r_z = at::mul_out(log_r, r, zrow).sum(1, /*keepdim=*/true);
-  const at::Tensor p = log_r.copy_(zrow).div_(T);
-  const RowExp ep = exp_rows_(p);
-  con_sum.add_(((r_log_r - r_z / T + ep.lse * r.sum(1, /*keepdim=*/true)) * (T * T)).sum().to(at::kDouble));
-  return p.div_(ep.sum).sub_(r).mul_(scale * T);
-}
-
-// Step 1 of a chunk: what the constraint needs from its logits z before they are
-// overwritten, on the chunk's valid constraint rows.
-struct ChunkConstraint {
-  ChunkRows rows;
-  at::Tensor zS;      // [n, K] fp32: the model's logits on S
-  at::Tensor z_ref;   // pact: [n, K] the gate's mix of the references on S
-  at::Tensor lr_S;    // anchor: [n, K] the reference's log-probabilities on S
-  at::Tensor g_rows;  // kl_full: [n, V] its gradient for the rows (its loss already summed)
-};
-
+// Step 1 of a chunk: the chunk's valid constraint rows [a, b), the model's logits on S at
+// them, and what the constraint's prepare keeps.
 ChunkConstraint constraint_of_chunk(const Plan& p, const ObjectiveSpec& s, const ConstraintInputs& c,
                                     const at::Tensor& z, int64_t start, int64_t a, int64_t b, Sums& sums) {
   ChunkConstraint k;
   if (b <= a) return k;
-  const auto dev = z.device();
   ChunkRows& rows = k.rows;
   rows.n = b - a;
   rows.idx = p.cidx_t.slice(0, a, b);
   rows.local = p.crow_t.slice(0, a, b) - start;
   if (p.crow[b - 1] - p.crow[a] == rows.n - 1) rows.first = p.crow[a] - start;
   if (p.K > 0) k.zS = rows.of(z.index_select(1, p.S)).to(at::kFloat);
-  if (p.kind == ConstraintKind::pact) {
-    // As pact_loss: the gate from the (detached) model logits on S mixes the contexts.
-    const bool full = s.options.reference_mix == ReferenceMix::full;
-    const at::Tensor zf = c.z_full.index_select(0, rows.idx.to(c.z_full.device())).to(dev, at::kFloat);
-    const at::Tensor zp =
-        full ? at::Tensor() : c.z_post.index_select(0, rows.idx.to(c.z_post.device())).to(dev, at::kFloat);
-    const at::Tensor gate = gate_values(k.zS, zp, p.tt.index_select(0, rows.idx), s.options);
-    sums.gate.add_(gate.sum().to(at::kDouble));
-    k.z_ref = full ? zf : (1 - gate).unsqueeze(1) * zf + gate.unsqueeze(1) * zp;
-  } else if (p.kind == ConstraintKind::anchor) {
-    const at::Tensor zr = reference_rows(c, rows.idx, p.softcap);  // scratch for its exponentials
-    const at::Tensor zr_S = zr.index_select(1, p.S);
-    k.lr_S = zr_S - exp_rows_(zr).lse;
-  } else if (p.kind == ConstraintKind::kl_full) {
-    k.g_rows = kl_full_rows(c, rows, z, p.T, p.grad_scale, p.softcap, sums.con);
-  }
+  row_ops_of(p.kind).prepare(p, s, c, z, k, sums);
   return k;
 }
 
@@ -255,26 +129,13 @@ ChunkConstraint constraint_of_chunk(const Plan& p, const ObjectiveSpec& s, const
 void row_terms_torch(const Plan& p, const ChunkConstraint& k, const at::Tensor& z, const at::Tensor& tgt,
                      const at::Tensor& vf, Sums& sums) {
   const ChunkRows& rows = k.rows;
-  const double T = p.T;
+  const ConstraintRowOps& ops = row_ops_of(p.kind);
   const at::Tensor tc = tgt.clamp_min(0).unsqueeze(1);  // ignored rows: any id, weight 0
   const at::Tensor z_t = z.gather(1, tc);
-  const RowExp e = exp_rows_(z);
+  const RowExp e = exp_rows_(z, rows.n > 0 && ops.wants_rest(p) ? p.S : at::Tensor());
   sums.ce.add_(((e.lse - z_t) * vf).sum().to(at::kDouble));
   at::Tensor coef = vf * p.ce_scale;  // [C, 1] on softmax(z)
-  at::Tensor g_cols;                  // [n, K] on the columns S
-  if (p.kind == ConstraintKind::pact && rows.n > 0) {
-    at::Tensor q = at::softmax(k.z_ref / T, -1) * p.w.unsqueeze(0);
-    q = q / q.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
-    const at::Tensor log_p = at::log_softmax(k.zS / T, -1);
-    sums.con.add_(((at::xlogy(q, q) - q * log_p).sum() * (T * T)).to(at::kDouble));
-    // d/dzS of T^2 KL = T (softmax(zS / T) sum(q) - q).
-    g_cols = (log_p.exp() * q.sum(-1, /*keepdim=*/true) - q).mul_(p.grad_scale * T);
-  } else if (p.kind == ConstraintKind::anchor && rows.n > 0) {
-    const at::Tensor diff = k.zS - rows.of(e.lse) - k.lr_S;  // lp_S - lr_S
-    sums.con.add_(diff.pow(2).sum().to(at::kDouble));
-    g_cols = diff * (2.0 * p.grad_scale);
-    coef.index_add_(0, rows.local, -g_cols.sum(1, /*keepdim=*/true));
-  }
+  const at::Tensor g_cols = rows.n > 0 ? ops.torch_terms(p, k, e, coef, sums) : at::Tensor();  // [n, K] on S
   z.mul_(coef / e.sum);
   z.scatter_add_(1, tc, vf * -p.ce_scale);
   if (g_cols.defined()) z.index_put_({rows.local.unsqueeze(1), p.S.unsqueeze(0)}, g_cols, /*accumulate=*/true);
@@ -284,22 +145,9 @@ void row_terms_torch(const Plan& p, const ChunkConstraint& k, const at::Tensor& 
 // take all C rows, the constraint's as a mask, so no row of z is copied.
 void row_terms_dispatch(const Plan& p, const ChunkConstraint& k, const at::Tensor& z, const at::Tensor& tgt,
                         int64_t ignore_index, Sums& sums) {
-  const ChunkRows& rows = k.rows;
-  const int64_t C = z.size(0);
-  const auto f32 = z.options().dtype(at::kFloat);
   cuda::SubsetTermResult con;
-  at::Tensor lse;  // anchor: the rows' logsumexp, read once and used twice
-  if (rows.n > 0 && (p.kind == ConstraintKind::pact || p.kind == ConstraintKind::anchor)) {
-    const at::Tensor mask = at::zeros({C}, f32.dtype(at::kBool)).index_fill_(0, rows.local, true);
-    auto all_rows = [&](const at::Tensor& x) { return at::zeros({C, p.K}, f32).index_copy_(0, rows.local, x); };
-    if (p.kind == ConstraintKind::pact) {
-      con = cuda::subset_kl_rows(z, p.S, all_rows(k.z_ref), p.w, mask, p.T, p.grad_scale);
-    } else {
-      lse = cuda::cross_entropy_rows_(z, tgt, p.ce_scale, ignore_index, {}, {}, /*write_grad=*/false).lse;
-      con = cuda::anchor_rows(z, p.S, lse, all_rows(k.lr_S), mask, p.grad_scale);
-    }
-    sums.con.add_(con.losses.sum().to(at::kDouble));
-  }
+  at::Tensor lse;  // the rows' logsumexp, when the constraint read it first
+  if (k.rows.n > 0) row_ops_of(p.kind).dispatch_terms(p, k, z, tgt, ignore_index, con, lse, sums);
   const auto ce = cuda::cross_entropy_rows_(z, tgt, p.ce_scale, ignore_index, lse, con.row_coef);
   sums.ce.add_(ce.losses.sum().to(at::kDouble));
   if (con.grad.defined()) cuda::add_subset_grad_(z, p.S, con.grad);
@@ -318,7 +166,7 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
     const Plan p = make_plan(targets, *spec, *in, N, ignore_index, dev);
 
     auto dopt = at::TensorOptions().dtype(at::kDouble).device(dev);
-    Sums sums{at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt)};
+    Sums sums{at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt), at::zeros({}, dopt)};
     at::Tensor grad_h = at::zeros_like(h);
     at::Tensor grad_w = weight_grad ? at::zeros(W.sizes(), W.options().dtype(at::kFloat)) : at::Tensor();
 
@@ -354,7 +202,7 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
       } else {
         row_terms_dispatch(p, k, z, tgt, ignore_index, sums);
       }
-      if (k.g_rows.defined()) {  // kl_full, either way
+      if (k.g_rows.defined()) {  // a gradient for whole rows from step 1, either way
         if (k.rows.first >= 0) z.narrow(0, k.rows.first, k.rows.n).add_(k.g_rows);
         else z.index_add_(0, k.rows.local, k.g_rows.to(z.scalar_type()));
       }
@@ -370,12 +218,14 @@ struct FusedObjective : torch::autograd::Function<FusedObjective> {
 
     const at::Tensor ce = (sums.ce * p.ce_scale).to(at::kFloat);
     const at::Tensor con = (sums.con * p.con_scale).to(at::kFloat);
-    const at::Tensor gate = (p.n_con > 0 ? sums.gate / double(p.n_con) : sums.gate).to(at::kFloat);
     const at::Tensor total = ce + con * p.lambda;
+    // Outputs: total, ce, constraint, gate mean, then the constraint's metric terms.
+    variable_list out{total, ce, con, gate_mean(p, sums)};
+    for (const at::Tensor& t : row_ops_of(p.kind).terms(p, sums)) out.push_back(t);
     ctx->saved_data["grad_h"] = grad_h;
     ctx->saved_data["grad_w"] = weight_grad ? grad_w.to(W.scalar_type()) : at::Tensor();
-    ctx->mark_non_differentiable({ce, con, gate});
-    return {total, ce, con, gate};
+    ctx->mark_non_differentiable(variable_list(out.begin() + 1, out.end()));
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
@@ -410,7 +260,9 @@ ObjectiveValues fused_objective(const at::Tensor& hidden, const at::Tensor& weig
                             : default_chunk_tokens(weight.size(0), weight.requires_grad(), weight.is_cuda());
   variable_list out =
       FusedObjective::apply(hidden, weight, targets, &spec, &in, chunk, options.ignore_index, options.row_ops);
-  return {out[0], out[1], out[2], out[3]};
+  ObjectiveValues v{out[0], out[1], out[2], out[3], {}};
+  v.terms.assign(out.begin() + 4, out.end());
+  return v;
 }
 
 ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
@@ -419,43 +271,24 @@ ObjectiveValues unfused_objective(const at::Tensor& hidden, const at::Tensor& we
   const auto dev = hidden.device();
   const auto fopt = at::TensorOptions().dtype(at::kFloat).device(dev);
   const bool constrained = spec.kind != ConstraintKind::none;
+  const ConstraintRowOps& ops = row_ops_of(spec.kind);
   ObjectiveValues v;
   v.constraint = at::zeros({}, fopt);
   v.gate_mean = at::zeros({}, fopt);
   const at::Tensor valid = constrained ? c.valid.to(dev, at::kBool) : at::Tensor();
   const at::Tensor rows = constrained ? c.rows.to(dev, at::kLong) : at::Tensor();
-  if (needs_whole_vocab(spec.kind)) {
-    // One [N, V] logits tensor serves both terms; the reference's [M, V] logits too.
-    const at::Tensor logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
-    if (targets.ne(ignore_index).sum().item<int64_t>() == 0) v.ce = logits.sum() * 0.0;
-    else v.ce = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, ignore_index);
-    at::Tensor ref;
-    {
-      at::NoGradGuard no_grad;
-      ref = c.ref_hidden.defined() ? capped(at::matmul(c.ref_hidden, c.ref_weight.t()).to(at::kFloat), spec.logit_softcap)
-                                   : c.ref_logits.to(dev, at::kFloat);
-    }
-    const at::Tensor lt = logits.index_select(0, rows);
-    v.constraint = spec.kind == ConstraintKind::kl_full ? kl_full_loss(lt, ref, valid, spec.options.temperature)
-                                                        : anchor_loss(lt, ref, spec.S.to(dev), valid);
+  // One [N, V] logits tensor serves CE and a constraint that reads it; without one (and
+  // without soft-capping) CE is the plain linear_cross_entropy.
+  at::Tensor logits;
+  if (ops.unfused_full_logits || spec.logit_softcap > 0) {
+    logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
+    v.ce = targets.ne(ignore_index).sum().item<int64_t>() == 0
+               ? logits.sum() * 0.0
+               : at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, ignore_index);
   } else {
-    if (spec.logit_softcap > 0) {
-      const at::Tensor logits = capped(at::matmul(hidden, weight.t()).to(at::kFloat), spec.logit_softcap);
-      v.ce = targets.ne(ignore_index).sum().item<int64_t>() == 0
-                 ? logits.sum() * 0.0
-                 : at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, ignore_index);
-    } else {
-      v.ce = linear_cross_entropy(hidden, weight, targets, ignore_index);
-    }
-    if (spec.kind == ConstraintKind::pact) {
-      const at::Tensor WS = weight.index_select(0, spec.S.to(dev, at::kLong));
-      const at::Tensor z_theta = capped(at::matmul(hidden.index_select(0, rows), WS.t()), spec.logit_softcap);
-      ConstraintResult r = pact_loss(z_theta, c.z_full.to(dev), c.z_post.defined() ? c.z_post.to(dev) : at::Tensor(),
-                                     spec.w.to(dev), c.t.to(dev), valid, spec.options);
-      v.constraint = r.loss;
-      v.gate_mean = r.gate_mean;
-    }
+    v.ce = linear_cross_entropy(hidden, weight, targets, ignore_index);
   }
+  if (constrained) ops.unfused({hidden, weight, logits, rows, valid, spec, c}, v);
   v.total = constrained ? v.ce + spec.lambda * v.constraint : v.ce;
   return v;
 }

@@ -35,6 +35,32 @@
 namespace safetune::train {
 namespace {
 
+std::string format_double(double v);
+
+// The constraints (by name) whose descriptor has a property, "a, b and c", for the docs
+// of --list-keys: the descriptors say it, the text follows.
+template <class Pred>
+std::string kinds_that(const std::string& verb, Pred has) {
+  std::vector<std::string> names;
+  for (const std::string& n : loss::names_of(loss::ConstraintKind{}))
+    if (has(loss::descriptor_of(*loss::parse_name<loss::ConstraintKind>(n)))) names.push_back(n);
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  return verb.empty() ? out : out + " " + verb;
+}
+
+// "kind value, ..." over the constraints for which `value` gives a non-empty text.
+template <class Value>
+std::string per_kind(Value value) {
+  std::string out;
+  for (const std::string& n : loss::names_of(loss::ConstraintKind{})) {
+    const std::string v = value(loss::descriptor_of(*loss::parse_name<loss::ConstraintKind>(n)));
+    if (n != "none" && !v.empty()) out += (out.empty() ? "" : ", ") + n + " " + v;
+  }
+  return out;
+}
+
 // An enumerated field (loss/constraint_choices.h), read and written as the index of its
 // name among names_of(E).
 struct Choice {
@@ -192,9 +218,13 @@ const std::vector<Field>& fields() {
     t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss")
                     .alias({"method", "defense", "type"}));
     t.push_back(F("objective.lambda", objective.lambda, "loss = CE + lambda x constraint").min(0).alias({"kl_weight", "weight", "beta"}));
-    t.push_back(F("objective.tokens", objective.tokens, "safety tokens (tokens.json from `safetune tokens`); pact, anchor and positions = probe need it")
+    t.push_back(F("objective.tokens", objective.tokens,
+                  "safety tokens (tokens.json from `safetune tokens`); " + kinds_that("needs them", [](const loss::ConstraintDescriptor& d) { return d.needs_tokens; }) +
+                      ", and positions = probe")
                     .alias({"tokens_path", "safety_tokens"}));
-    t.push_back(F("objective.temperature", objective.temperature, "temperature T of the constraint KL (scaled by T^2)")
+    t.push_back(F("objective.temperature", objective.temperature,
+                  "temperature T of the constraint KL (scaled by T^2); unless set, the constraint's own: " +
+                      per_kind([](const loss::ConstraintDescriptor& d) { return format_double(d.default_temperature); }))
                     .above(0).alias({"T", "kl_temperature", "temp"}));
     t.push_back(F("objective.positions", objective.positions, "response positions that are constrained"));
     t.push_back(F("objective.first_n", objective.first_n, "positions = first_n: how many").min(1));
@@ -206,7 +236,11 @@ const std::vector<Field>& fields() {
                   "the reference itself on S (v only selects S: zero at model == reference)")
                     .choices({"weighted", "reference"}));
     t.push_back(F("objective.reference_mix", objective.reference_mix,
-                  "pact's reference: gated (full/post-only mix by the gate), full or post only"));
+                  "the reference of " + kinds_that("", [](const loss::ConstraintDescriptor& d) { return d.mixes_post_context; }) +
+                      ": gated (full/post-only mix by the gate), full or post only; unless set, the constraint's own: " +
+                      per_kind([](const loss::ConstraintDescriptor& d) {
+                        return d.mixes_post_context ? loss::name_of(d.default_reference_mix) : std::string();
+                      })));
     t.push_back(F("objective.reference", objective.reference,
                   "frozen reference: auto = adapter_off with LoRA, copy otherwise; cache = precomputed logits")
                     .choices({"auto", "copy", "adapter_off", "cache"}).alias({"ref", "reference_model"}));
@@ -487,8 +521,20 @@ void apply_override_impl(RunConfig& cfg, const std::string& kv, Origins* origins
       input_error(where, "cannot read the value: " + e.msg);
     }
   }
+  const loss::ConstraintKind kind_before = cfg.objective.constraint;
   set_from_node(*f, cfg, node, where);
   if (origins) (*origins)[key] = where;
+  // Without a record of what was set (an override on a config in memory), a temperature
+  // or reference mix still at the previous constraint's default is taken as unset and
+  // follows the new constraint's (parse_impl applies them by origin instead).
+  if (!origins && key == "objective.constraint") {
+    const loss::ConstraintDescriptor &was = loss::descriptor_of(kind_before),
+                                     &now = loss::descriptor_of(cfg.objective.constraint);
+    ObjectiveConfig& o = cfg.objective;
+    if (o.temperature == was.default_temperature) o.temperature = now.default_temperature;
+    if (o.reference_mix == was.default_reference_mix)
+      o.reference_mix = now.default_reference_mix;
+  }
 }
 
 void validate_impl(const RunConfig& cfg_in, const std::string& default_where, const Origins& origins) {
@@ -538,16 +584,16 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
   // The objective's: stated here alone; the trainer, `bench step` and `ref-cache` rely on them.
   const ObjectiveConfig& o = cfg.objective;
   const std::string& kind = loss::name_of(o.constraint);
+  const loss::ConstraintDescriptor& desc = loss::descriptor_of(o.constraint);
   const bool probe = o.constraint != loss::ConstraintKind::none && o.positions == loss::Positions::probe;
-  if ((o.constraint == loss::ConstraintKind::pact || o.constraint == loss::ConstraintKind::anchor || probe) &&
-      o.tokens.empty())
+  if ((desc.needs_tokens || probe) && o.tokens.empty())
     input_error(at("objective.constraint"), "objective.constraint = " + kind + (probe ? " with positions = probe" : "") +
                                                 " needs objective.tokens (tokens.json from `safetune tokens`)");
   if (o.reference == "adapter_off" && !cfg.lora.enabled)
     input_error(at("objective.reference"), "objective.reference = adapter_off needs LoRA (lora.enabled=true); use copy");
   if (o.reference == "cache" && o.ref_cache.empty())
     input_error(at("objective.reference"), "objective.reference = cache needs objective.ref_cache (from `safetune ref-cache`)");
-  if (o.reference == "cache" && loss::needs_whole_vocab(o.constraint))
+  if (o.reference == "cache" && o.constraint != loss::ConstraintKind::none && !desc.cacheable)
     input_error(at("objective.reference"), "objective.constraint = " + kind +
                                                " needs the reference's logits over the whole vocabulary, which a "
                                                "reference cache does not hold; use adapter_off or copy");
@@ -582,6 +628,10 @@ RunConfig parse_impl(const std::string& text, const std::string& where, const st
   if (root.IsMap()) walk(root, "", cfg, where, origins);
   else if (!root.IsNull()) input_error(where, "expected a mapping of sections (model:, data:, lora:, ...) at the top level");
   for (const std::string& kv : overrides) apply_override_impl(cfg, kv, &origins);
+  // The constraint's own defaults for what the file and the overrides leave unset.
+  const loss::ConstraintDescriptor& desc = loss::descriptor_of(cfg.objective.constraint);
+  if (!origins.count("objective.temperature")) cfg.objective.temperature = desc.default_temperature;
+  if (!origins.count("objective.reference_mix")) cfg.objective.reference_mix = desc.default_reference_mix;
   validate_impl(cfg, where, origins);
   return cfg;
 }

@@ -40,14 +40,17 @@ Objective setup_objective(const RunConfig& cfg, model::Transformer& policy, cons
   obj.spec.options = constraint_options(oc);
   obj.spec.logit_softcap = policy.final_logit_softcap();
   if (oc.constraint == loss::ConstraintKind::none) return obj;
-  // The config made sure that every constraint needing S has objective.tokens.
+  // The config made sure that every constraint needing S (its descriptor's needs_tokens)
+  // has objective.tokens.
   if (!oc.tokens.empty()) {
     safety::SafetyTokens t = safety::read_safety_tokens(oc.tokens);
     safety::validate_safety_tokens(t, oc.tokens, policy.config().vocab_size, tokenizer, cfg.model.path);
     obj.spec.S = t.ids();
     obj.spec.w = t.weights();
     // target = reference: q is the reference's own distribution on S (every weight 1).
-    if (oc.target == "reference") obj.spec.w = at::ones_like(obj.spec.w);
+    // Constraints without token weights (safety_mass: v only selects S) get ones too.
+    if (oc.target == "reference" || !loss::descriptor_of(oc.constraint).uses_token_weights)
+      obj.spec.w = at::ones_like(obj.spec.w);
   } else {
     obj.spec.S = at::empty({0}, at::kLong);
     obj.spec.w = at::empty({0}, at::kFloat);
@@ -94,8 +97,16 @@ LossTerms compute_objective(const Objective& objective, model::Transformer& mode
   if (constrained) {
     flat_p = P.rows.mul(T).add(P.cols).to(at::kCPU, at::kLong);
     const at::Tensor valid = loss::select_positions(spec.options, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
-    // rows, valid, t; the reference's z_full, z_post; hidden and weight, or logits.
-    in = {flat_p, valid, P.t, ref.z_full, ref.z_post, ref.hidden, ref.weight, ref.logits};
+    in.rows = flat_p;
+    in.valid = valid;
+    in.t = P.t;
+    in.z_full = ref.z_full;  // the reference on S
+    in.z_post = ref.z_post;
+    in.lse_full = ref.lse_full;  // its log-sum-exps (safety_mass)
+    in.lse_post = ref.lse_post;
+    in.ref_hidden = ref.hidden;  // or over the whole vocabulary
+    in.ref_weight = ref.weight;
+    in.ref_logits = ref.logits;
   }
   loss::ObjectiveValues v;
   if (objective.fused) {
@@ -122,7 +133,10 @@ LossTerms compute_objective(const Objective& objective, model::Transformer& mode
   out.terms.emplace_back("ce", v.ce);
   if (!constrained) return out;
   out.terms.emplace_back(loss::name_of(spec.kind), v.constraint);
-  if (spec.kind == loss::ConstraintKind::pact) out.terms.emplace_back("gate", v.gate_mean);
+  // The constraint's own terms, named by its descriptor (pact: gate; safety_mass: gate,
+  // mass_term, shape_term).
+  const std::vector<std::string>& names = loss::descriptor_of(spec.kind).metric_terms;
+  for (size_t i = 0; i < names.size() && i < v.terms.size(); ++i) out.terms.emplace_back(names[i], v.terms[i]);
   return out;
 }
 

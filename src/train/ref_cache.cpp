@@ -27,7 +27,11 @@ namespace safetune::train {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kFormat = "safetune.ref_cache.v1";
+// v2 added each row's log-sum-exp over the vocabulary (lse_full, lse_post, fp64) at the
+// temperature in the metadata's lse_temperature. A v1 cache still serves the constraints
+// that need no log-sum-exp.
+constexpr const char* kFormat = "safetune.ref_cache.v2";
+constexpr const char* kFormatWithoutLse = "safetune.ref_cache.v1";
 
 std::string file_hash_or_none(const std::string& path) {
   return fs::is_regular_file(path) ? sha256_file(path) : std::string("-");
@@ -106,7 +110,9 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
   ReferenceRequest req;
   req.post = true;  // every reference_mix can be served
   req.mass = true;  // positions = probe too
-  std::vector<at::Tensor> zf, zp, ms;
+  req.lse = true;   // safety_mass, at the config's temperature
+  req.lse_temperature = cfg.objective.temperature;
+  std::vector<at::Tensor> zf, zp, ms, lf, lp;
   std::vector<int64_t> offsets{0};
   const int64_t bs = std::max<int64_t>(1, cfg.train.batch_size);
   for (int64_t i0 = 0; i0 < E; i0 += bs) {
@@ -118,6 +124,8 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
     zf.push_back(r.z_full.to(at::kCPU));
     zp.push_back(r.z_post.to(at::kCPU));
     ms.push_back(r.mass.to(at::kCPU));
+    lf.push_back(r.lse_full.to(at::kCPU));
+    lp.push_back(r.lse_post.to(at::kCPU));
     const at::Tensor rs = b.response_start.to(at::kCPU, at::kLong), len = b.lengths.to(at::kCPU, at::kLong);
     for (size_t k = 0; k < rows.size(); ++k)
       offsets.push_back(offsets.back() + len[k].item<int64_t>() - rs[k].item<int64_t>());
@@ -127,16 +135,21 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
   at::Tensor z_full = zf.empty() ? at::empty({0, K}, at::kFloat) : at::cat(zf, 0).contiguous();
   at::Tensor z_post = zp.empty() ? at::empty({0, K}, at::kFloat) : at::cat(zp, 0).contiguous();
   at::Tensor mass = ms.empty() ? at::empty({0}, at::kFloat) : at::cat(ms, 0).contiguous();
+  at::Tensor lse_full = lf.empty() ? at::empty({0}, at::kDouble) : at::cat(lf, 0).contiguous();
+  at::Tensor lse_post = lp.empty() ? at::empty({0}, at::kDouble) : at::cat(lp, 0).contiguous();
   std::map<std::string, std::string> meta = hashes.as_metadata();
   meta["format"] = kFormat;
   meta["examples"] = std::to_string(E);
   meta["model_path"] = cfg.model.path;
   meta["dtype"] = "F32";
+  meta["lse_temperature"] = std::to_string(cfg.objective.temperature);
   io::save_tensors(out,
                    {{"offsets", at::tensor(offsets, at::kLong)},
                     {"z_full", z_full},
                     {"z_post", z_post},
                     {"mass", mass},
+                    {"lse_full", lse_full},
+                    {"lse_post", lse_post},
                     {"S", S.contiguous()}},
                    meta);
   return RefCacheInfo{E, z_full.size(0), K};
@@ -154,8 +167,18 @@ std::unique_ptr<Reference> load_ref_cache(const RunConfig& cfg, const at::Tensor
     auto it = meta.find(k);
     return it == meta.end() ? std::string() : it->second;
   };
-  if (get("format") != kFormat)
+  const bool has_lse = get("format") == kFormat;
+  if (!has_lse && get("format") != kFormatWithoutLse)
     input_error(path, "not a reference cache (metadata format is '" + get("format") + "', expected " + kFormat + ")");
+  const std::string& kind = loss::name_of(cfg.objective.constraint);
+  const bool needs_lse = loss::descriptor_of(cfg.objective.constraint).needs_reference_lse;
+  if (needs_lse && !has_lse)
+    input_error(path, "reference cache format " + get("format") + " lacks the log-sum-exps that objective.constraint = " +
+                          kind + " needs; rebuild it with `safetune ref-cache`");
+  if (needs_lse && std::to_string(cfg.objective.temperature) != get("lse_temperature"))
+    input_error(path, "the cache's log-sum-exps are at temperature " + get("lse_temperature") +
+                          ", objective.temperature is " + std::to_string(cfg.objective.temperature) +
+                          "; rebuild it with `safetune ref-cache` at this temperature");
   const RefCacheHashes now = ref_cache_hashes(cfg);
   const char* what[] = {"model_hash", "data_hash", "tokenizer_hash", "tokens_hash"};
   const char* about[] = {"the model (model.path / model.dtype)",
@@ -172,14 +195,19 @@ std::unique_ptr<Reference> load_ref_cache(const RunConfig& cfg, const at::Tensor
   std::map<std::string, at::Tensor> t = io::load_tensors(path);
   for (const char* name : {"offsets", "z_full", "z_post", "mass", "S"})
     if (!t.count(name)) input_error(path, std::string("missing tensor '") + name + "'");
+  if (has_lse)
+    for (const char* name : {"lse_full", "lse_post"})
+      if (!t.count(name)) input_error(path, std::string("missing tensor '") + name + "'");
   if (!t.at("S").to(at::kLong).equal(S.to(at::kCPU, at::kLong)))
     input_error(path, "the cache's safety-token columns differ from objective.tokens");
   const at::Tensor& off = t.at("offsets");
   const int64_t N = t.at("z_full").size(0);
   if (off.dim() != 1 || off.numel() < 1 || off[-1].item<int64_t>() != N || t.at("z_post").size(0) != N ||
-      t.at("mass").numel() != N || t.at("z_full").size(1) != S.numel())
+      t.at("mass").numel() != N || t.at("z_full").size(1) != S.numel() ||
+      (has_lse && (t.at("lse_full").numel() != N || t.at("lse_post").numel() != N)))
     input_error(path, "inconsistent tensor shapes");
-  return memory_reference(off, t.at("z_full"), t.at("z_post"), t.at("mass"), path);
+  if (!has_lse) return memory_reference(off, t.at("z_full"), t.at("z_post"), t.at("mass"), path);
+  return memory_reference(off, t.at("z_full"), t.at("z_post"), t.at("mass"), path, t.at("lse_full"), t.at("lse_post"));
 }
 
 }  // namespace safetune::train

@@ -34,6 +34,18 @@ at::Tensor gather_rows(const at::Tensor& hidden, const at::Tensor& rows, const a
   return hidden.reshape({-1, hidden.size(-1)}).index_select(0, flat);
 }
 
+// Each row's log-sum-exp over the whole vocabulary of logits / T (fp64), from hidden
+// rows [n, d], in row chunks: the [n, V] logits never exist at once.
+at::Tensor logsumexp_rows(model::Transformer& m, const at::Tensor& hr, double T) {
+  // fp64 for a_R = 1 - exp(lse_S - lse), which keeps its digits only when lse has them;
+  // half the rows per chunk for the doubled width.
+  const int64_t n = hr.size(0), chunk = std::max<int64_t>(1, loss::default_chunk_tokens(m.config().vocab_size) / 2);
+  std::vector<at::Tensor> parts;
+  for (int64_t s = 0; s < n; s += chunk)
+    parts.push_back(m.logits(hr.slice(0, s, std::min(n, s + chunk))).to(at::kDouble).div_(T).logsumexp(1));
+  return parts.empty() ? at::zeros({0}, hr.options().dtype(at::kDouble)) : at::cat(parts);
+}
+
 }  // namespace
 
 ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, const loss::ResponsePositions& P,
@@ -61,6 +73,7 @@ ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, 
         parts.push_back(loss::mass_on_subset(m.logits(hr.slice(0, s, std::min(n, s + chunk))), S));
       out.mass = parts.empty() ? at::zeros({0}, hr.options().dtype(at::kFloat)) : at::cat(parts);
     }
+    if (req.lse) out.lse_full = logsumexp_rows(m, hr, req.lse_temperature);
     if (req.hidden) {
       out.hidden = hr;
       out.weight = m.lm_head_weight().detach();
@@ -68,7 +81,10 @@ ReferenceLogits reference_pass(model::Transformer& m, const data::Batch& batch, 
   }
   if (req.post) {
     at::Tensor h = m.forward(batch.post_ids, batch.post_attention_mask);
-    out.z_post = m.softcap_logits(at::matmul(gather_rows(h, P.rows, P.post_cols), WS.t())).to(at::kFloat);
+    const at::Tensor hp = gather_rows(h, P.rows, P.post_cols);
+    h = at::Tensor();
+    out.z_post = m.softcap_logits(at::matmul(hp, WS.t())).to(at::kFloat);
+    if (req.lse) out.lse_post = logsumexp_rows(m, hp, req.lse_temperature);
   }
   return out;
 }
@@ -114,9 +130,11 @@ class AdapterOffReference : public Reference {
 
 class MemoryReference : public Reference {
  public:
-  MemoryReference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass, std::string where)
+  MemoryReference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass, std::string where,
+                  at::Tensor lse_full, at::Tensor lse_post)
       : offsets_(offsets.to(at::kLong).contiguous()), z_full_(std::move(z_full)), z_post_(std::move(z_post)),
-        mass_(std::move(mass)), where_(std::move(where)) {}
+        mass_(std::move(mass)), lse_full_(std::move(lse_full)), lse_post_(std::move(lse_post)),
+        where_(std::move(where)) {}
   ReferenceLogits compute(const data::Batch& b, const loss::ResponsePositions& P, const ReferenceRequest& r) override {
     // The config refuses a cache for the constraints that need the whole vocabulary.
     TORCH_CHECK(!r.full_vocab && !r.hidden, "the reference cache holds safety-token logits only");
@@ -144,30 +162,39 @@ class MemoryReference : public Reference {
       out.z_post = z_post_.index_select(0, I).to(at::kFloat);
     }
     if (r.mass) out.mass = mass_.index_select(0, I).to(at::kFloat);
+    if (r.lse) {
+      // load_ref_cache refuses a cache without log-sum-exps for a constraint that needs them.
+      if (!lse_full_.defined() || (r.post && !lse_post_.defined()))
+        input_error(where_, "the cache holds no log-sum-exps; rebuild it with `safetune ref-cache`");
+      out.lse_full = lse_full_.index_select(0, I).to(at::kDouble);
+      if (r.post) out.lse_post = lse_post_.index_select(0, I).to(at::kDouble);
+    }
     return out;
   }
   std::string name() const override { return "cache"; }
 
  private:
-  at::Tensor offsets_, z_full_, z_post_, mass_;
+  at::Tensor offsets_, z_full_, z_post_, mass_, lse_full_, lse_post_;
   std::string where_;
 };
 
 }  // namespace
 
 std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass,
-                                            std::string where) {
+                                            std::string where, at::Tensor lse_full, at::Tensor lse_post) {
   return std::make_unique<MemoryReference>(std::move(offsets), std::move(z_full), std::move(z_post), std::move(mass),
-                                           std::move(where));
+                                           std::move(where), std::move(lse_full), std::move(lse_post));
 }
 
 ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o) {
+  const loss::ConstraintDescriptor& d = loss::descriptor_of(cfg.constraint);
   ReferenceRequest r;
-  r.post = cfg.constraint == loss::ConstraintKind::pact && o.reference_mix != loss::ReferenceMix::full;
-  const bool whole_vocab = loss::needs_whole_vocab(cfg.constraint);
-  r.full_vocab = whole_vocab && !cfg.fused;
-  r.hidden = whole_vocab && cfg.fused;
+  r.post = d.mixes_post_context && o.reference_mix != loss::ReferenceMix::full;
+  r.full_vocab = d.needs_whole_vocab && !cfg.fused;
+  r.hidden = d.needs_whole_vocab && cfg.fused;
   r.mass = o.positions == loss::Positions::probe;
+  r.lse = d.needs_reference_lse;
+  r.lse_temperature = o.temperature;
   return r;
 }
 

@@ -29,6 +29,7 @@ namespace {
 
 using safetune::cuda::AnchorRows;
 using safetune::cuda::CrossEntropyRows;
+using safetune::cuda::SafetyMassRows;
 using safetune::cuda::SubsetKl;
 
 #define CHECK_CUDA(x)                                                                            \
@@ -100,6 +101,7 @@ struct Problem {
   std::vector<uint16_t> logits;
   std::vector<int64_t> targets, cols;
   std::vector<float> z_ref, w, logp_ref;
+  std::vector<float> a_ref, a_rest;  // safety_mass: a reference's probabilities on S, rest
   std::vector<uint8_t> valid;
 };
 
@@ -124,6 +126,16 @@ Problem make_problem(int64_t n, int64_t V, int64_t ld, int64_t K, float scale, u
   // Reference log-probabilities on S of some other full-vocabulary distribution: negative,
   // around -log V.
   for (int64_t i = 0; i < n * K; ++i) p.logp_ref.push_back(-std::log(double(V)) + normal(rng));
+  // A reference's buckets: probabilities on S with a total a_S spread over (0, 1), rest 1 - a_S.
+  std::uniform_real_distribution<float> unit(0.f, 1.f);
+  for (int64_t r = 0; r < n; ++r) {
+    std::vector<float> e(K);
+    float sum = 0;
+    for (int64_t j = 0; j < K; ++j) sum += e[j] = std::exp(2.f * normal(rng));
+    const float a_S = r % 7 == 0 ? 1.f : 0.98f * unit(rng);  // some rows: all of it on S
+    for (int64_t j = 0; j < K; ++j) p.a_ref.push_back(a_S * e[j] / sum);
+    p.a_rest.push_back(1.f - a_S);
+  }
   return p;
 }
 
@@ -180,10 +192,33 @@ void ref_anchor(const Problem& p, int64_t r, double lse, double& loss, std::vect
   coef = -2 * sum;
 }
 
+// Reference safety_mass of one row at T = 1, from the definition over the whole row (p_R
+// summed over the columns outside S): loss, mass term, and dloss/dz for every column.
+void ref_safety_mass(const Problem& p, int64_t r, double lse, double floor, double& loss, double& mass,
+                     std::vector<double>& grad_row) {
+  std::vector<bool> in_S(p.V, false);
+  for (int64_t c : p.cols) in_S[c] = true;
+  double p_rest = 0, p_S = 0, a_S = 0;
+  for (int64_t i = 0; i < p.V; ++i) (in_S[i] ? p_S : p_rest) += std::exp(z_at(p, r, i) - lse);
+  const double a_R = p.a_rest[r];
+  const double A_R = std::max(a_R, floor), P_R = std::max(p_rest, floor);
+  loss = a_R * std::log(A_R / P_R);
+  for (int64_t j = 0; j < p.K; ++j) {
+    const double a = p.a_ref[r * p.K + j];
+    a_S += a;
+    if (a > 0) loss += a * (std::log(a) - (z_at(p, r, p.cols[j]) - lse));
+  }
+  mass = (a_S > 0 ? a_S * std::log(a_S / p_S) : 0) + a_R * std::log(A_R / P_R);
+  grad_row.assign(p.V, 0);
+  for (int64_t i = 0; i < p.V; ++i) grad_row[i] = std::exp(z_at(p, r, i) - lse) * (1 - A_R / P_R);
+  for (int64_t j = 0; j < p.K; ++j)
+    grad_row[p.cols[j]] = std::exp(z_at(p, r, p.cols[j]) - lse) - p.a_ref[r * p.K + j];
+}
+
 std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 // Which combination of terms a case runs (the three ways the fused op chains the kernels).
-enum class Terms { kCrossEntropy, kPact, kAnchor };
+enum class Terms { kCrossEntropy, kPact, kAnchor, kSafetyMass };
 
 void run_case(Checker& ck, const char* name, const Problem& p, Terms terms, float T, bool zero_weights) {
   std::printf("-- %s: n %lld, V %lld, ld %lld, K %lld\n", name, (long long)p.n, (long long)p.V, (long long)p.ld,
@@ -205,7 +240,11 @@ void run_case(Checker& ck, const char* name, const Problem& p, Terms terms, floa
   Dev<int64_t> targets(p.targets), cols(p.cols);
   Dev<float> z_ref(p.z_ref), wd(w), logp_ref(p.logp_ref);
   Dev<uint8_t> valid(p.valid);
-  Dev<float> losses(n), lse(n), sub_losses(n), sub_grad(n * K), row_coef(n);
+  Dev<float> losses(n), lse(n), sub_losses(n), sub_grad(n * K), row_coef(n), mass_terms(n);
+  Dev<float> a_ref(p.a_ref), a_rest(p.a_rest);
+  // safety_mass: the mean over every response row (all n), as the fused op takes it.
+  const double mass_scale = lambda / double(n);
+  const double rest_floor = 1e-6;
   auto* z = reinterpret_cast<__nv_bfloat16*>(logits.p);
 
   if (terms == Terms::kPact) {
@@ -218,26 +257,36 @@ void run_case(Checker& ck, const char* name, const Problem& p, Terms terms, floa
   CrossEntropyRows ce;
   ce.logits = z, ce.n = n, ce.V = p.V, ce.ld = p.ld, ce.targets = targets.p, ce.grad_scale = float(ce_scale);
   ce.losses = losses.p, ce.lse_out = lse.p;
-  if (terms == Terms::kAnchor) {
+  if (terms == Terms::kAnchor || terms == Terms::kSafetyMass) {
     CrossEntropyRows stats = ce;  // the logsumexps first, logits untouched
     stats.write_grad = false;
     stats.losses = nullptr;
     safetune::cuda::cross_entropy_rows(stats, nullptr);
+    ce.lse_in = lse.p;
+    ce.row_coef = row_coef.p;
+    ce.lse_out = nullptr;
+  }
+  if (terms == Terms::kSafetyMass) {
+    SafetyMassRows a;
+    a.z_theta = z, a.ld_theta = p.ld, a.cols = cols.p, a.lse_theta = lse.p, a.a = a_ref.p, a.ld_ref = K;
+    a.a_rest = a_rest.p, a.valid = valid.p, a.n = n, a.K = K, a.grad_scale = float(mass_scale);
+    a.rest_floor = float(rest_floor);
+    a.losses = sub_losses.p, a.mass_terms = mass_terms.p, a.grad = sub_grad.p, a.row_coef = row_coef.p;
+    safetune::cuda::safety_mass_rows(a, nullptr);
+  }
+  if (terms == Terms::kAnchor) {
     AnchorRows a;
     a.z_theta = z, a.ld_theta = p.ld, a.cols = cols.p, a.lse_theta = lse.p, a.logp_ref = logp_ref.p, a.ld_ref = K;
     a.valid = valid.p, a.n = n, a.K = K, a.grad_scale = float(anchor_scale);
     a.losses = sub_losses.p, a.grad = sub_grad.p, a.row_coef = row_coef.p;
     safetune::cuda::anchor_rows(a, nullptr);
-    ce.lse_in = lse.p;
-    ce.row_coef = row_coef.p;
-    ce.lse_out = nullptr;
   }
   safetune::cuda::cross_entropy_rows(ce, nullptr);
   if (terms != Terms::kCrossEntropy) safetune::cuda::add_subset_grad(z, p.ld, cols.p, sub_grad.p, n, K, nullptr);
   CHECK_CUDA(cudaDeviceSynchronize());
 
   // The reference, row by row.
-  std::vector<double> ref_loss(n), ref_lse(n), ref_sub_loss(n), ref_sub_grad(n * K), ref_grad(n * p.V);
+  std::vector<double> ref_loss(n), ref_lse(n), ref_sub_loss(n), ref_sub_grad(n * K), ref_grad(n * p.V), ref_mass(n);
   std::vector<double> got_grad(n * p.V);
   const std::vector<uint16_t> out = logits.download();
   bool padding_kept = true;
@@ -260,19 +309,39 @@ void run_case(Checker& ck, const char* name, const Problem& p, Terms terms, floa
       for (auto& x : g) x *= anchor_scale;
       coef += a_coef * anchor_scale;
     }
+    std::vector<double> mass_grad;  // safety_mass: dloss/dz over the whole row
+    if (terms == Terms::kSafetyMass && on) {
+      ref_safety_mass(p, r, l, rest_floor, sub_loss, ref_mass[r], mass_grad);
+      // The sparse part the kernel hands back: the gradient on S less the dense part.
+      double p_rest = 0;
+      std::vector<bool> in_S(p.V, false);
+      for (int64_t cc : p.cols) in_S[cc] = true;
+      for (int64_t i = 0; i < p.V; ++i)
+        if (!in_S[i]) p_rest += std::exp(z_at(p, r, i) - l);
+      const double c_r = 1 - std::max<double>(p.a_rest[r], rest_floor) / std::max(p_rest, rest_floor);
+      for (int64_t j = 0; j < K; ++j)
+        g[j] = mass_scale * (mass_grad[p.cols[j]] - c_r * std::exp(z_at(p, r, p.cols[j]) - l));
+    }
     ref_sub_loss[r] = sub_loss;
     for (int64_t j = 0; j < K; ++j) ref_sub_grad[r * K + j] = g[j];
     for (int64_t i = 0; i < p.V; ++i) ref_grad[r * p.V + i] = std::exp(z_at(p, r, i) - l) * coef - (i == t ? c : 0);
-    if (terms != Terms::kCrossEntropy)
+    if (terms == Terms::kSafetyMass) {
+      for (int64_t i = 0; i < p.V && on; ++i) ref_grad[r * p.V + i] += mass_scale * mass_grad[i];
+    } else if (terms != Terms::kCrossEntropy) {
       for (int64_t j = 0; j < K; ++j) ref_grad[r * p.V + p.cols[j]] += g[j];
+    }
     for (int64_t i = 0; i < p.V; ++i) got_grad[r * p.V + i] = bf16_value(out[r * p.ld + i]);
     for (int64_t i = p.V; i < p.ld; ++i) padding_kept &= out[r * p.ld + i] == p.logits[r * p.ld + i];
   }
   ck.close("cross-entropy loss per row", as_double(losses.download()), ref_loss, 1e-4, 1e-4);
   ck.close("row logsumexp", as_double(lse.download()), ref_lse, 1e-4, 1e-4);
   if (terms != Terms::kCrossEntropy) {
-    const char* what = terms == Terms::kPact ? "subset KL loss per row" : "anchor loss per row";
+    const char* what = terms == Terms::kPact       ? "subset KL loss per row"
+                       : terms == Terms::kAnchor   ? "anchor loss per row"
+                                                   : "safety_mass loss per row";
     ck.close(what, as_double(sub_losses.download()), ref_sub_loss, 1e-4, 1e-5);
+    if (terms == Terms::kSafetyMass)
+      ck.close("safety_mass mass term per row", as_double(mass_terms.download()), ref_mass, 1e-4, 1e-5);
     // fp32 subset gradients: relative to the largest entry (p * Q - q cancels).
     double gmax = 0;
     for (double x : ref_sub_grad) gmax = std::max(gmax, std::fabs(x));
@@ -342,6 +411,9 @@ int main(int argc, char** argv) {
   run_case(ck, "pact subset KL, every weight 0", small, Terms::kPact, 2.f, true);
   run_case(ck, "anchor, small odd shapes", small, Terms::kAnchor, 1.f, false);
   run_case(ck, "anchor, Llama-3 vocabulary", vocab, Terms::kAnchor, 1.f, false);
+  run_case(ck, "safety_mass, small odd shapes", small, Terms::kSafetyMass, 1.f, false);
+  run_case(ck, "safety_mass, Llama-3 vocabulary", vocab, Terms::kSafetyMass, 1.f, false);
+  run_case(ck, "safety_mass T=1, K=300", wide_k, Terms::kSafetyMass, 1.f, false);
   if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) bench();
   std::printf("%s: %d check(s) failed\n", ck.failures ? "FAIL" : "PASS", ck.failures);
   return ck.failures ? 1 : 0;

@@ -17,7 +17,11 @@ usage:
           prefix_tau) and "cases" = the number of cases.
       OUT, per case: pact, pact_grad [N, K], gate_mean, kl_full, kl_full_grad [N, V]
           (at the case's temperature), anchor, anchor_grad [N, V], wkl (pact with the
-          reference fixed to z_full), wkl_grad.
+          reference fixed to z_full), wkl_grad; and when the case has logits_post [N, V]
+          (the post-only context over the whole vocabulary): safety_mass,
+          safety_mass_grad [N, V], safety_mass_mass, safety_mass_shape (the bucket KL
+          over |S|+1 categories, its mass and shape terms, gate from z_theta and
+          logits_post[:, S]).
 Safetensors is read and written by hand (an 8-byte length, a JSON header, raw bytes).
 """
 import json
@@ -135,6 +139,41 @@ def anchor(lt, lr, S, valid):
     return torch.stack(terms).mean() if terms else lt.sum() * 0.0
 
 
+REST_FLOOR = 1e-6
+
+
+def safety_mass(lt, lr, lpost, S, t, valid, o):
+    """KL over |S|+1 buckets per position: each safety token's probability under the
+    whole-vocabulary softmax at T, and the rest of the vocabulary; the reference's buckets
+    mixed by the gate as probabilities. Mean over every row (valid or not)."""
+    T = o["temperature"]
+    in_S = torch.zeros(lt.shape[1], dtype=torch.bool)
+    in_S[S] = True
+    terms, mass_terms, gates = [], [], []
+    for n in range(lt.shape[0]):
+        if not valid[n]:
+            continue
+        c = gate(lt[n, S].detach(), lpost[n, S], int(t[n]), o)
+        a_all = (1 - c) * torch.softmax(lr[n] / T, dim=0) + c * torch.softmax(lpost[n] / T, dim=0)
+        p_all = torch.softmax(lt[n] / T, dim=0)
+        a, p = a_all[S], p_all[S]
+        a_rest, p_rest = a_all[~in_S].sum(), p_all[~in_S].sum()
+        rest = a_rest * (torch.log(a_rest.clamp(min=REST_FLOOR)) - torch.log(p_rest.clamp(min=REST_FLOOR)))
+        total = rest
+        for j in range(a.shape[0]):
+            total = total + (a[j] * (torch.log(a[j]) - torch.log(p[j])) if a[j] > 0 else 0.0 * p[j])
+        terms.append(total)
+        a_S, p_S = a.sum(), p.sum()
+        mass_terms.append((a_S * (torch.log(a_S) - torch.log(p_S)) + rest).detach())
+        gates.append(c)
+    rows = lt.shape[0]
+    if not terms:
+        return lt.sum() * 0.0, 0.0, 0.0
+    loss = T * T * torch.stack(terms).sum() / rows
+    mass = float(torch.stack(mass_terms).sum()) / rows
+    return loss, mass, float(loss.detach()) / (T * T) - mass
+
+
 def losses(inp, meta):
     out = {}
     for c in range(int(meta["cases"])):
@@ -169,6 +208,15 @@ def losses(inp, meta):
         (grad,) = torch.autograd.grad(an, lt)
         out["c%d.anchor" % c] = an.detach().reshape(1)
         out["c%d.anchor_grad" % c] = grad
+
+        if ("c%d.logits_post" % c) in inp:
+            lt = g("logits_theta").double().requires_grad_(True)
+            sm, mass, shape = safety_mass(lt, lr, g("logits_post").double(), S, t, valid, o)
+            (grad,) = torch.autograd.grad(sm, lt)
+            out["c%d.safety_mass" % c] = sm.detach().reshape(1)
+            out["c%d.safety_mass_grad" % c] = grad
+            out["c%d.safety_mass_mass" % c] = torch.tensor([mass], dtype=torch.float64)
+            out["c%d.safety_mass_shape" % c] = torch.tensor([shape], dtype=torch.float64)
     return out
 
 

@@ -184,7 +184,7 @@ TEST(Config, ValueChecks) {
   EXPECT_CONTAINS(error_of(kBase, {"lora.target_modules=[]"}), "lora.target_modules is empty");
   EXPECT_EQ(error_of(kBase, {"lora.target_modules=[]", "lora.enabled=false"}), "");  // full fine-tuning
   EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=pakt"}),
-                  "objective.constraint = 'pakt' is not one of: none, pact, kl_full, anchor (did you mean 'pact'?)");
+                  "objective.constraint = 'pakt' is not one of: none, pact, kl_full, anchor, safety_mass (did you mean 'pact'?)");
   EXPECT_CONTAINS(error_of(kBase, {"schedule.type=cosine_with_restarts"}), "schedule.type = 'cosine_with_restarts' is not one of");
   EXPECT_CONTAINS(error_of(kBase, {"objective.positions=sometimes"}),
                   "objective.positions = 'sometimes' is not one of: all, first_n, probe");
@@ -220,6 +220,46 @@ TEST(Config, CrossFieldRules) {
                              "objective.ref_cache=c.safetensors"}),
             "");
   EXPECT_CONTAINS(error_of(kBase, {"train.resume=auto", "train.overwrite=true"}), "contradict");
+  // safety_mass: S from objective.tokens; a cache can serve it (its log-sum-exps are
+  // checked when the cache is read).
+  EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=safety_mass"}),
+                  "objective.constraint = safety_mass needs objective.tokens");
+  EXPECT_EQ(error_of(kBase, {"objective.constraint=safety_mass", "objective.tokens=t.json",
+                             "objective.reference=cache", "objective.ref_cache=c.safetensors"}),
+            "");
+  // An unknown constraint is an error naming the valid ones.
+  EXPECT_CONTAINS(error_of(kBase, {"objective.constraint=bucket"}), "safety_mass");
+}
+
+// The temperature and reference mix default to the constraint's own (its descriptor):
+// safety_mass 1 and the full context, the others 2 and gated as before; a value set in
+// the file or an override stays, whichever constraint it comes with.
+TEST(Config, ConstraintDefaultsFollowTheKind) {
+  RunConfig c = parse_run_config(kBase, "run.yaml", {"objective.constraint=safety_mass", "objective.tokens=t.json"});
+  EXPECT_EQ(c.objective.temperature, 1.0);
+  EXPECT_EQ(c.objective.reference_mix, loss::ReferenceMix::full);
+  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+    c = parse_run_config(kBase, "run.yaml", {std::string("objective.constraint=") + kind, "objective.tokens=t.json"});
+    EXPECT_EQ(c.objective.temperature, 2.0) << kind;
+    EXPECT_EQ(c.objective.reference_mix, loss::ReferenceMix::gated) << kind;
+  }
+  c = parse_run_config(kBase + "objective:\n  temperature: 2.0\n  reference_mix: gated\n", "run.yaml",
+                       {"objective.constraint=safety_mass", "objective.tokens=t.json"});
+  EXPECT_EQ(c.objective.temperature, 2.0);
+  EXPECT_EQ(c.objective.reference_mix, loss::ReferenceMix::gated);
+  c = parse_run_config(kBase, "run.yaml", {"objective.temperature=1.5", "objective.constraint=pact", "objective.tokens=t.json"});
+  EXPECT_EQ(c.objective.temperature, 1.5);
+  // A config in memory: a value still at the previous constraint's default follows the new one.
+  RunConfig m;
+  apply_override(m, "objective.constraint=safety_mass");
+  EXPECT_EQ(m.objective.temperature, 1.0);
+  EXPECT_EQ(m.objective.reference_mix, loss::ReferenceMix::full);
+  apply_override(m, "objective.temperature=3");
+  apply_override(m, "objective.constraint=pact");
+  EXPECT_EQ(m.objective.temperature, 3.0);
+  EXPECT_EQ(m.objective.reference_mix, loss::ReferenceMix::gated);
+  // --list-keys says it.
+  EXPECT_CONTAINS(config_reference(), "safety_mass 1");
 }
 
 // The resolved YAML parses back to the identical config, for defaults and for a config

@@ -1,4 +1,4 @@
-// The safety constraints (pact, kl_full, anchor) and step 1's aggregation against an
+// The safety constraints (pact, kl_full, anchor, safety_mass) and step 1's aggregation against an
 // independent PyTorch implementation (tests/reference/pact_reference.py, float64) on
 // random logits: values and gradients w.r.t. the model's logits, with ignored positions,
 // every reference mix and the prefix decay on and off. Plus the identities the method
@@ -50,6 +50,7 @@ void expect_close(const at::Tensor& got, const at::Tensor& want, double tol, con
 
 struct Case {
   at::Tensor z_theta, z_full, z_post, w, t, valid, logits_theta, logits_ref, S;
+  at::Tensor logits_post;  // safety_mass: the post-only context over the whole vocabulary
   loss::ConstraintOptions o;
 };
 
@@ -64,6 +65,7 @@ Case random_case(uint64_t seed, const std::string& mix, bool decay, double T, bo
   c.z_theta = c.logits_theta.index_select(1, c.S);
   c.z_full = c.logits_ref.index_select(1, c.S);
   c.z_post = at::randn({N, K}) * 0.4;
+  c.logits_post = at::randn({N, V}) * 2.0;
   at::Tensor v = at::randn({K});
   c.w = v.clamp_min(0);
   c.w[0] = 0.7;  // at least one positive weight
@@ -116,7 +118,7 @@ TEST(Constraints, MatchIndependentReference) {
     for (auto& [k, v] : std::vector<std::pair<std::string, at::Tensor>>{
              {"z_theta", c.z_theta}, {"z_full", c.z_full}, {"z_post", c.z_post}, {"w", c.w},
              {"t", c.t}, {"valid", c.valid.to(at::kLong)}, {"logits_theta", c.logits_theta},
-             {"logits_ref", c.logits_ref}, {"S", c.S}})
+             {"logits_ref", c.logits_ref}, {"S", c.S}, {"logits_post", c.logits_post}})
       in.emplace_back(p + k, v.contiguous());
     meta["c" + std::to_string(i)] = options_json(c.o).dump();
   }
@@ -155,6 +157,23 @@ TEST(Constraints, MatchIndependentReference) {
                 c.logits_theta, &val);
     expect_close(val, ref.at(p + "anchor").squeeze(), 1e-5, "anchor");
     expect_close(g, ref.at(p + "anchor_grad"), 1e-5, "anchor gradient");
+
+    // safety_mass from the reference's S logits and log-sum-exps (what a cache holds);
+    // the independent reference takes the whole rows.
+    const double T = c.o.temperature;
+    loss::SafetyMassResult sm;
+    g = grad_of(
+        [&](const at::Tensor& lt) {
+          sm = loss::safety_mass_loss(lt, c.S, c.z_full, (c.logits_ref / T).logsumexp(1),
+                                      c.logits_post.index_select(1, c.S), (c.logits_post / T).logsumexp(1), c.t,
+                                      c.valid, c.o);
+          return sm.loss;
+        },
+        c.logits_theta, &val);
+    expect_close(val, ref.at(p + "safety_mass").squeeze(), 1e-5, "safety_mass");
+    expect_close(g, ref.at(p + "safety_mass_grad"), 1e-5, "safety_mass gradient");
+    expect_close(sm.mass_term, ref.at(p + "safety_mass_mass").squeeze(), 1e-5, "safety_mass mass term");
+    expect_close(sm.shape_term, ref.at(p + "safety_mass_shape").squeeze(), 1e-5, "safety_mass shape term");
   }
   // The random cases exercise the gate (not everything 0 or 1).
   EXPECT_GT(max_gate, 0.05);

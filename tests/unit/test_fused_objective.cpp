@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <tuple>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -29,7 +30,7 @@ using namespace safetune;
 namespace {
 
 struct Case {
-  std::string kind;         // none | pact | kl_full | anchor
+  std::string kind;         // none | pact | kl_full | anchor | safety_mass
   std::string mix = "gated";  // pact: gated (gate on) | full (gate off) | post
   bool tied = false;        // hidden states made from W itself, W trainable
   bool frozen = true;       // W without gradient (LoRA); ignored when tied
@@ -37,12 +38,14 @@ struct Case {
   int64_t n = 45, chunk = 7;
   bool nothing_valid = false;
   double softcap = 0;  // final-logit soft-capping (Gemma 2)
+  double T = 0;        // the constraint's temperature; 0: 1.5 for kl_full, 2 otherwise
 };
 
 std::string name(const Case& c) {
   return c.kind + "/" + c.mix + (c.tied ? "/tied" : c.frozen ? "/frozen" : "/trainable") +
          (c.ref_logits ? "/ref_logits" : "") + "/n" + std::to_string(c.n) + "/chunk" + std::to_string(c.chunk) +
-         (c.nothing_valid ? "/none_valid" : "") + (c.softcap > 0 ? "/softcap" : "");
+         (c.nothing_valid ? "/none_valid" : "") + (c.softcap > 0 ? "/softcap" : "") +
+         (c.T > 0 ? "/T" + std::to_string(c.T) : "");
 }
 
 double rel_diff(const at::Tensor& a, const at::Tensor& b) {
@@ -65,6 +68,9 @@ void compare(const Case& c, const Out& f, const Out& u) {
   near(f.v.ce, u.v.ce, "ce");
   near(f.v.constraint, u.v.constraint, "constraint");
   near(f.v.gate_mean, u.v.gate_mean, "gate_mean");
+  ASSERT_EQ(f.v.terms.size(), u.v.terms.size());
+  ASSERT_EQ(f.v.terms.size(), loss::descriptor_of(*loss::parse_name<loss::ConstraintKind>(c.kind)).metric_terms.size());
+  for (size_t i = 0; i < f.v.terms.size(); ++i) near(f.v.terms[i], u.v.terms[i], "metric term");
   EXPECT_FALSE(f.v.ce.requires_grad() || f.v.constraint.requires_grad() || f.v.gate_mean.requires_grad());
   ASSERT_TRUE(f.gH.defined() && u.gH.defined());
   if (c.nothing_valid) {
@@ -125,7 +131,7 @@ Inputs make_inputs(const Case& c) {
   fc.rows = rows;
   fc.valid = valid;
   spec.options.reference_mix = *loss::parse_name<loss::ReferenceMix>(c.mix);
-  spec.options.temperature = c.kind == "kl_full" ? 1.5 : 2.0;
+  spec.options.temperature = c.T > 0 ? c.T : c.kind == "kl_full" ? 1.5 : 2.0;
   spec.S = torch::randperm(V, torch::kLong).narrow(0, 0, K);
   spec.w = (torch::rand({K}) - 0.2).clamp_min(0);  // some weights 0
   fc.t = torch::randint(20, {M}, torch::kLong);  // beyond prefix_n too: the decay matters
@@ -134,7 +140,18 @@ Inputs make_inputs(const Case& c) {
   fc.z_post = zS * 0.5 + torch::randn({M, K}) * 2;
   const at::Tensor ref_h = in.H0.index_select(0, rows) + torch::randn({M, d}) * 0.4;
   const at::Tensor ref_w = in.W0 + torch::randn({V, d}) * 0.1;
-  if (c.ref_logits) {
+  if (c.kind == "safety_mass") {
+    // The reference as a cache holds it: its (soft-capped) logits on S and the log-sum-exp
+    // of its logits / T over the vocabulary, for both contexts.
+    const double T = spec.options.temperature;
+    auto cap = [&](const at::Tensor& z) { return c.softcap > 0 ? at::tanh(z / c.softcap) * c.softcap : z; };
+    const at::Tensor full = cap(at::matmul(ref_h, ref_w.t()));
+    const at::Tensor post = cap(at::matmul(ref_h * 0.5 + torch::randn({M, d}), ref_w.t()));
+    fc.z_full = full.index_select(1, spec.S);
+    fc.lse_full = (full / T).logsumexp(1);
+    fc.z_post = post.index_select(1, spec.S);
+    fc.lse_post = (post / T).logsumexp(1);
+  } else if (c.ref_logits) {
     fc.ref_logits = at::matmul(ref_h, ref_w.t());
   } else {
     fc.ref_hidden = ref_h;
@@ -173,7 +190,7 @@ void check(const Case& c) {
 }
 
 TEST(FusedObjective, MatchesUnfusedForEveryConstraint) {
-  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor", "safety_mass"}) {
     for (int w = 0; w < 3; ++w) {  // frozen W, trainable W, tied (trainable) W
       Case c;
       c.kind = kind;
@@ -187,7 +204,7 @@ TEST(FusedObjective, MatchesUnfusedForEveryConstraint) {
 // Soft-capped logits (cap below the logits' spread, so that tanh bends them): the fused
 // op's hand-written slope against autograd through the unfused composition's tanh.
 TEST(FusedObjective, SoftCappedLogits) {
-  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor", "safety_mass"}) {
     for (int w = 0; w < 3; ++w) {
       Case c;
       c.kind = kind;
@@ -219,6 +236,26 @@ TEST(FusedObjective, PactGateOnOffAndPost) {
   }
 }
 
+// safety_mass at T = 1 (its default: the dense part joins CE's row coefficient) and T = 2
+// (its own softmax pass), every reference mix, soft-capped or not, chunk sizes that do
+// not divide N and one larger than N.
+TEST(FusedObjective, SafetyMassTemperaturesMixesChunks) {
+  for (double T : {1.0, 2.0})
+    for (const char* mix : {"full", "gated", "post"})
+      for (double cap : {0.0, 1.5})
+        for (int64_t chunk : {1, 7, 16, 64}) {
+          Case c;
+          c.kind = "safety_mass";
+          c.T = T;
+          c.mix = mix;
+          c.softcap = cap;
+          c.chunk = chunk;
+          c.frozen = chunk % 2 == 0;
+          c.tied = chunk == 16;
+          check(c);
+        }
+}
+
 TEST(FusedObjective, ReferenceAsLogits) {
   for (const char* kind : {"kl_full", "anchor"}) {
     Case c;
@@ -248,7 +285,7 @@ TEST(FusedObjective, ChunkSizes) {
 }
 
 TEST(FusedObjective, NothingValid) {
-  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor", "safety_mass"}) {
     Case c;
     c.kind = kind;
     c.nothing_valid = true;
@@ -262,7 +299,7 @@ TEST(FusedObjective, NothingValid) {
 // Against the unfused composition in fp32 on the same rounded values, to bf16 accuracy:
 // this runs the dtype handling of the GPU path on this CPU.
 TEST(FusedObjective, Bf16Logits) {
-  for (const char* kind : {"none", "pact", "kl_full", "anchor"}) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor", "safety_mass"}) {
     Case c;
     c.kind = kind;
     c.frozen = false;
@@ -372,4 +409,151 @@ TEST(FusedObjectiveChunk, DefaultRows) {
   EXPECT_EQ(safetune::loss::default_chunk_tokens(1 << 24), 16);  // floor
   EXPECT_EQ(safetune::loss::default_chunk_tokens(64), 4096);      // ceiling
   EXPECT_EQ(safetune::loss::default_chunk_tokens(128256, false, /*gpu=*/true), 1024);
+}
+
+// ---------------------------------------------------------------------------------------
+// safety_mass at the edges. The model's hidden states are its logits (W = the identity,
+// d = V), so the gradient for the hidden states is the gradient for the logits itself;
+// no row has a CE target, so everything measured is the constraint's.
+
+namespace {
+
+constexpr int64_t kEdgeV = 64, kEdgeK = 8, kEdgeRows = 6;  // S = the first kEdgeK columns
+
+// Logit rows whose softmax puts `mass` on S, with the largest probability inside S or
+// outside it, built as log-probabilities (fp64) plus a random shift per row.
+at::Tensor rows_with_mass(double mass, bool argmax_in_S, uint64_t seed) {
+  at::manual_seed(seed);
+  at::Tensor w = at::randn({kEdgeRows, kEdgeV}, at::kDouble).mul_(0.5).exp_();
+  w.narrow(1, argmax_in_S ? 0 : kEdgeK, 1).mul_(1000.0);  // one dominant token
+  at::Tensor on_S = w.narrow(1, 0, kEdgeK), rest = w.narrow(1, kEdgeK, kEdgeV - kEdgeK);
+  on_S.div_(on_S.sum(1, true)).mul_(mass);
+  rest.div_(rest.sum(1, true)).mul_(1 - mass);
+  return (w.log() + at::randn({kEdgeRows, 1}, at::kDouble) * 2).to(at::kFloat);
+}
+
+struct EdgeRun {
+  double loss, max_grad;
+  bool finite;
+};
+
+// The constraint alone on `logits` against a reference given by its S logits and
+// log-sum-exps (fp64): the fused op with both row ops, and the plain composition.
+std::vector<std::pair<std::string, EdgeRun>> run_edges(const at::Tensor& logits, const at::Tensor& z_full,
+                                                       const at::Tensor& lse_full, double T) {
+  const int64_t N = logits.size(0);
+  loss::ObjectiveSpec spec;
+  spec.kind = loss::ConstraintKind::safety_mass;
+  spec.lambda = 1.0;
+  spec.options.temperature = T;
+  spec.options.reference_mix = loss::ReferenceMix::full;
+  spec.S = at::arange(kEdgeK, at::kLong);
+  loss::ConstraintInputs in;
+  in.rows = at::arange(N, at::kLong);
+  in.valid = at::ones({N}, at::kBool);
+  in.z_full = z_full;
+  in.lse_full = lse_full;
+  const at::Tensor targets = at::full({N}, loss::kIgnoreIndex, at::kLong);
+  const at::Tensor W = at::eye(kEdgeV, at::kFloat);
+  std::vector<std::pair<std::string, EdgeRun>> out;
+  for (int way = 0; way < 3; ++way) {
+    at::Tensor H = logits.clone().requires_grad_(true);
+    loss::ObjectiveValues v =
+        way == 2 ? loss::unfused_objective(H, W, targets, spec, in)
+                 : loss::fused_objective(H, W, targets, spec, in,
+                                         {5, loss::kIgnoreIndex, way == 0 ? loss::RowOps::torch : loss::RowOps::dispatch});
+    v.total.backward();
+    const at::Tensor g = H.grad();
+    EdgeRun r{v.constraint.item<double>(), g.abs().max().item<double>(),
+              std::isfinite(v.total.item<double>()) && g.isfinite().all().item<bool>()};
+    for (const at::Tensor& t : v.terms) r.finite = r.finite && std::isfinite(t.item<double>());
+    out.emplace_back(way == 0 ? "fused, torch row ops" : way == 1 ? "fused, dispatch row ops" : "unfused", r);
+  }
+  return out;
+}
+
+}  // namespace
+
+// Zero loss and zero gradient at model == reference, whatever the reference's mass on S
+// (1e-9, 0.5, 1 - 1e-6) and wherever the argmax lies (in S is impossible at 1e-9 with 56
+// other tokens, out of S at 1 - 1e-6 likewise; both are asserted of the rows).
+TEST(SafetyMass, ZeroAtModelEqualsReference) {
+  const std::vector<std::pair<double, bool>> cases = {{1e-9, false}, {0.5, true}, {0.5, false}, {1 - 1e-6, true}};
+  uint64_t seed = 40;
+  for (auto [mass, in_S] : cases)
+    for (double T : {1.0, 2.0}) {
+      SCOPED_TRACE("mass on S " + std::to_string(mass) + (in_S ? ", argmax in S" : ", argmax outside S") + ", T " +
+                   std::to_string(T));
+      const at::Tensor logits = rows_with_mass(mass, in_S, seed++);
+      const at::Tensor argmax = logits.argmax(1);
+      ASSERT_TRUE((in_S ? argmax.lt(kEdgeK) : argmax.ge(kEdgeK)).all().item<bool>());
+      const at::Tensor got_mass = logits.to(at::kDouble).softmax(1).narrow(1, 0, kEdgeK).sum(1);
+      ASSERT_LT((got_mass - mass).abs().max().item<double>(), 1e-6 * std::max(mass, 1e-3));
+      // The reference is the model: its S logits and its log-sum-exp, in fp64.
+      const at::Tensor z_full = logits.narrow(1, 0, kEdgeK);
+      const at::Tensor lse = (logits.to(at::kDouble) / T).logsumexp(1);
+      for (const auto& [way, r] : run_edges(logits, z_full, lse, T)) {
+        EXPECT_TRUE(r.finite) << way;
+        EXPECT_LT(std::abs(r.loss), 1e-6) << way;
+        EXPECT_LT(r.max_grad, 1e-6) << way;
+      }
+      // And the same rows against a reference that differs: the loss sees it (a test of
+      // the check, not of two paths that return 0 alike).
+      const at::Tensor other = rows_with_mass(mass == 0.5 ? 0.2 : 0.5, in_S, seed + 100);
+      for (const auto& [way, r] :
+           run_edges(logits, other.narrow(1, 0, kEdgeK), (other.to(at::kDouble) / T).logsumexp(1), T)) {
+        EXPECT_GT(r.loss, 1e-3) << way;
+        EXPECT_GT(r.max_grad, 1e-3) << way;
+      }
+    }
+}
+
+// No NaN or infinity when the reference's rest mass is 0 (everything on S) or the model's
+// rest mass underflows to 0 in fp32 (S's logits 200 above the rest's).
+TEST(SafetyMass, FiniteWhenARestMassVanishes) {
+  at::manual_seed(8);
+  at::Tensor logits = at::randn({kEdgeRows, kEdgeV});
+  // Reference: all of its mass on S (its log-sum-exp is that of its S logits).
+  const at::Tensor z_ref = at::randn({kEdgeRows, kEdgeK}) * 2;
+  for (double T : {1.0, 2.0}) {
+    SCOPED_TRACE("T " + std::to_string(T));
+    for (const auto& [way, r] : run_edges(logits, z_ref, (z_ref.to(at::kDouble) / T).logsumexp(1), T)) {
+      EXPECT_TRUE(r.finite) << "reference rest 0, " << way;
+      EXPECT_GT(r.loss, 1e-3) << "reference rest 0, " << way;
+    }
+    // Model: its rest underflows; reference: a rest mass of about 0.5.
+    at::Tensor model = logits.clone();
+    model.narrow(1, kEdgeK, kEdgeV - kEdgeK).sub_(200.0 * T);
+    ASSERT_EQ(model.softmax(1).narrow(1, kEdgeK, kEdgeV - kEdgeK).sum().item<double>(), 0.0);
+    const at::Tensor ref = rows_with_mass(0.5, true, 9);
+    for (const auto& [way, r] :
+         run_edges(model, ref.narrow(1, 0, kEdgeK), (ref.to(at::kDouble) / T).logsumexp(1), T)) {
+      EXPECT_TRUE(r.finite) << "model rest 0, " << way;
+      EXPECT_GT(r.loss, 1e-3) << "model rest 0, " << way;
+    }
+    // Both: the model's rest underflows and the reference's is 0.
+    for (const auto& [way, r] : run_edges(model, z_ref, (z_ref.to(at::kDouble) / T).logsumexp(1), T))
+      EXPECT_TRUE(r.finite) << "both rests 0, " << way;
+  }
+}
+
+// A kind outside the enum has neither a descriptor nor row operations: an error, never a
+// constraint that adds 0. And every kind the names list has both.
+TEST(FusedObjective, UnknownKindIsAnError) {
+  const auto bogus = static_cast<loss::ConstraintKind>(loss::names_of(loss::ConstraintKind{}).size());
+  EXPECT_THROW(loss::descriptor_of(bogus), std::invalid_argument);
+  loss::ObjectiveSpec spec;
+  spec.kind = bogus;
+  spec.S = torch::arange(2, torch::kLong);
+  loss::ConstraintInputs in;
+  in.rows = torch::arange(3, torch::kLong);
+  in.valid = torch::ones({3}, torch::kBool);
+  at::Tensor H = torch::randn({3, 4}, torch::requires_grad()), W = torch::randn({8, 4});
+  const at::Tensor t = torch::zeros({3}, torch::kLong);
+  EXPECT_ANY_THROW(loss::fused_objective(H, W, t, spec, in));
+  EXPECT_ANY_THROW(loss::unfused_objective(H, W, t, spec, in));
+  for (const std::string& name : loss::names_of(loss::ConstraintKind{})) {
+    const loss::ConstraintKind kind = *loss::parse_name<loss::ConstraintKind>(name);
+    EXPECT_EQ(loss::descriptor_of(kind).kind, kind) << name;
+  }
 }

@@ -17,6 +17,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/data/batch.h"
+#include "safetune/io/safetensors.h"
 #include "safetune/io/tensor_io.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
@@ -170,6 +171,113 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
               std::string::npos)
         << constraint;
   }
+}
+
+// safety_mass reads the reference's S logits plus its log-sum-exps over the vocabulary: a
+// live reference (copy, adapter_off) computes them in row chunks, the cache stores them.
+// All three give the same loss, terms and gradients; with the adapters at 0 the loss is 0
+// end to end; a cache at another temperature, or one without log-sum-exps (format v1),
+// is refused naming the file, while pact still reads the v1 cache.
+TEST_F(ReferenceTest, SafetyMassCachedAndLiveReferencesAgree) {
+  at::set_num_threads(1);
+  train::RunConfig cfg = config("mass", {"lora.dropout=0", "train.batch_size=4", "objective.constraint=safety_mass"});
+  // The kind's defaults: temperature 1, the full-context reference.
+  EXPECT_EQ(cfg.objective.temperature, 1.0);
+  EXPECT_EQ(cfg.objective.reference_mix, loss::ReferenceMix::full);
+  cfg.objective.ref_cache = root_ + "/mass.safetensors";
+  train::build_ref_cache(cfg, cfg.objective.ref_cache);
+
+  model::LoadedModel loaded = model::load_model(cfg.model.path);
+  model::Transformer& m = *loaded.model;
+  model::LoraSpec spec;
+  spec.target_modules = {"q_proj", "v_proj", "up_proj"};
+  auto params = model::attach_lora(m, spec, 7);
+  auto set_B = [&](double std) {
+    at::NoGradGuard ng;
+    at::manual_seed(3);
+    for (auto& [name, t] : params)
+      if (name.find("lora_B") != std::string::npos) std > 0 ? (void)t.normal_(0, std) : (void)t.zero_();
+  };
+  set_B(0.5);
+  m.train();
+  auto tok = text::load_tokenizer(cfg.model.path);
+  auto examples = data::tokenize_records(train::select_records(cfg.data), *tok, train::chat_template_for(cfg.model),
+                                         cfg.data.max_length);
+  data::Batcher batcher(examples, 4, 42, /*shuffle=*/true, false, data::pad_id_for(*tok));
+  const data::Batch batch = batcher.batch(1, 1);
+
+  for (const char* mix : {"full", "gated"}) {
+    std::map<std::string, std::vector<double>> terms;
+    std::map<std::string, std::vector<at::Tensor>> grads;
+    for (const char* ref : {"copy", "adapter_off", "cache"}) {
+      cfg.objective.reference = ref;
+      cfg.objective.reference_mix = *loss::parse_name<loss::ReferenceMix>(mix);
+      auto c = train::setup_objective(cfg, m, tok.get());
+      train::LossTerms lt = train::compute_objective(c, m, batch);
+      ASSERT_EQ(lt.terms.size(), 5u);
+      const std::vector<std::string> names = {"ce", "safety_mass", "gate", "mass_term", "shape_term"};
+      for (size_t i = 0; i < names.size(); ++i) {
+        EXPECT_EQ(lt.terms[i].first, names[i]);
+        terms[ref].push_back(lt.terms[i].second.item<double>());
+      }
+      // The two parts add up to the loss (T = 1).
+      EXPECT_NEAR(terms[ref][3] + terms[ref][4], terms[ref][1], 1e-5) << mix << " " << ref;
+      lt.total.backward();
+      for (auto& [n, p] : params) {
+        grads[ref].push_back(p.grad().clone());
+        p.mutable_grad() = at::Tensor();
+      }
+    }
+    EXPECT_GT(terms["copy"][1], 1e-4) << mix << ": the policy differs from the reference";
+    EXPECT_GT(terms["copy"][3], 0.0) << mix;
+    for (const char* ref : {"adapter_off", "cache"}) {
+      for (size_t i = 1; i < terms[ref].size(); ++i) EXPECT_NEAR(terms[ref][i], terms["copy"][i], 1e-5) << mix << " " << ref << " term " << i;
+      for (size_t k = 0; k < grads[ref].size(); ++k)
+        EXPECT_LT((grads[ref][k] - grads["copy"][k]).abs().max().item<double>(), 1e-5) << mix << " " << ref;
+    }
+  }
+
+  // Adapters at 0: the policy is the reference, and the loss is 0 from every source.
+  set_B(0);
+  cfg.objective.reference_mix = loss::ReferenceMix::full;
+  for (const char* ref : {"copy", "adapter_off", "cache"}) {
+    cfg.objective.reference = ref;
+    auto c = train::setup_objective(cfg, m, tok.get());
+    EXPECT_NEAR(train::compute_objective(c, m, batch).terms.at(1).second.item<double>(), 0.0, 1e-6) << ref;
+  }
+
+  // The cache's log-sum-exps are at temperature 1: a run at 2 is refused by name.
+  cfg.objective.reference = "cache";
+  cfg.objective.temperature = 2.0;
+  std::string e = test_util::input_error_of([&] { train::setup_objective(cfg, m, tok.get()); });
+  EXPECT_NE(e.find("mass.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("temperature"), std::string::npos) << e;
+  cfg.objective.temperature = 1.0;
+
+  // A cache of the previous format (no log-sum-exps): refused for safety_mass, read for pact.
+  const std::string old_path = root_ + "/mass_v1.safetensors";
+  {
+    std::map<std::string, at::Tensor> t = io::load_tensors(cfg.objective.ref_cache);
+    std::map<std::string, std::string> meta;
+    {
+      io::SafetensorsFile f(cfg.objective.ref_cache);
+      meta = f.metadata();
+    }
+    meta["format"] = "safetune.ref_cache.v1";
+    meta.erase("lse_temperature");
+    std::vector<std::pair<std::string, at::Tensor>> keep;
+    for (const auto& [k, v] : t)
+      if (k != "lse_full" && k != "lse_post") keep.emplace_back(k, v);
+    io::save_tensors(old_path, keep, meta);
+  }
+  cfg.objective.ref_cache = old_path;
+  e = test_util::input_error_of([&] { train::setup_objective(cfg, m, tok.get()); });
+  EXPECT_NE(e.find("mass_v1.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("lacks the log-sum-exps"), std::string::npos) << e;
+  cfg.objective.constraint = loss::ConstraintKind::pact;
+  cfg.objective.temperature = 2.0;
+  auto c = train::setup_objective(cfg, m, tok.get());
+  EXPECT_TRUE(std::isfinite(train::compute_objective(c, m, batch).terms.at(1).second.item<double>()));
 }
 
 TEST_F(ReferenceTest, StaleCacheIsRefusedNamingTheHash) {

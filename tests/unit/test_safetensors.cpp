@@ -123,7 +123,7 @@ TEST(Safetensors, RejectsCorruptHeaders) {
   expect_rejected(raw_file(ok, 8, ok.size() + 100), "runs past the end of the file");
   expect_rejected(raw_file(R"({"a":{"dtype":"F32",)", 8), "not valid JSON");
   expect_rejected(raw_file(R"([1,2])", 0), "must be a JSON object");
-  expect_rejected(raw_file(R"({"a":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", 8), "unsupported dtype 'F64'");
+  expect_rejected(raw_file(R"({"a":{"dtype":"C64","shape":[1],"data_offsets":[0,8]}})", 8), "unsupported dtype 'C64'");
   expect_rejected(raw_file(R"({"a":{"shape":[1],"data_offsets":[0,4]}})", 4), "missing field 'dtype'");
   expect_rejected(raw_file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4), "non-negative");
   expect_rejected(raw_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8), "does not match shape");

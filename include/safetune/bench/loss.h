@@ -29,7 +29,7 @@ struct LossOptions {
   int64_t vocab = 32000;  // V
   int64_t hidden = 1024;  // d
   int64_t subset = 50;    // K
-  std::string constraint = "pact";  // pact | kl_full | anchor | none
+  std::string constraint = "pact";  // a constraint's name (constraint_choices.h)
   std::string device = "cpu";  // cpu | cuda | cuda:N | auto
   std::string dtype = "fp32";  // fp32 | bf16 (of H and W; the losses are computed in fp32)
   int64_t chunk = 0;           // rows per chunk of the fused op (0: its default)

@@ -17,6 +17,10 @@
 //                         whole row, lse given): losses [n], grad [n, K] (sparse part) and
 //                         row_coef [n] (dense part: coefficient on softmax(z_r)), both
 //                         times grad_scale
+//   safety_mass_rows      the |S|+1 bucket KL at temperature 1 (lse given) against the
+//                         reference's buckets a [n, K], a_rest [n]: losses [n], mass
+//                         terms [n], grad [n, K] (sparse part) and row_coef [n] (dense
+//                         part), both times grad_scale
 //   add_subset_grad_      grad_rows[:, S] += grad
 // See constraints.h for the loss definitions.
 #pragma once
@@ -60,6 +64,19 @@ SubsetTermResult subset_kl_rows(const at::Tensor& logits, const at::Tensor& cols
 // logp_ref [n, K]: the reference's log-probabilities on S over its whole vocabulary.
 SubsetTermResult anchor_rows(const at::Tensor& logits, const at::Tensor& cols, const at::Tensor& lse,
                              const at::Tensor& logp_ref, const at::Tensor& valid, double grad_scale);
+
+struct SafetyMassRowsResult {
+  at::Tensor losses;      // [n] fp32: sum_j a_j log(a_j / p_j) + a_R log(a_R / p_R)
+  at::Tensor mass_terms;  // [n] fp32: a_S log(a_S / p_S) + a_R log(a_R / p_R)
+  at::Tensor grad;        // [n, K] fp32
+  at::Tensor row_coef;    // [n] fp32
+};
+// logits [n, V] (read only), cols [K], lse [n] (the rows' logsumexp), a [n, K] and
+// a_rest [n] (the reference's buckets, fp32), valid [n] bool (undefined: all). p_R is
+// 1 - p_S from log-sum-exps (-expm1), floored with a_R at rest_floor (loss::kRestFloor).
+SafetyMassRowsResult safety_mass_rows(const at::Tensor& logits, const at::Tensor& cols, const at::Tensor& lse,
+                                      const at::Tensor& a, const at::Tensor& a_rest, const at::Tensor& valid,
+                                      double rest_floor, double grad_scale);
 
 // grad_rows [n, V] += grad [n, K] on the columns cols (distinct), in place.
 void add_subset_grad_(const at::Tensor& grad_rows, const at::Tensor& cols, const at::Tensor& grad);

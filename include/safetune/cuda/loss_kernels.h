@@ -14,6 +14,7 @@
 //                                     per-row coefficient on softmax(z))
 //                        cross_entropy_rows(lse_in, row_coef, write_grad)
 //                        add_subset_grad
+//   with safety_mass:    as anchor, with safety_mass_rows in anchor_rows' place (T = 1)
 // Then dL/dh = dz W and dL/dW = dz^T h are GEMMs of the caller.
 //
 // Inputs are bf16 logits; everything is accumulated in fp32; gradients of the logits are
@@ -94,6 +95,34 @@ struct AnchorRows {
   float* row_coef = nullptr;               // [n] out
 };
 void anchor_rows(const AnchorRows& a, cudaStream_t stream);
+
+// The |S|+1 bucket KL per constrained row r at temperature 1 (lse_theta given), against
+// the reference's buckets a[r, j] on S and a_rest[r]:
+//   log p_j = z_theta[r, S_j] - lse_theta[r],  p_S = sum_j p_j,  p_R = 1 - p_S = -expm1(log p_S)
+//   P_R = max(p_R, rest_floor), A_R = max(a_R, rest_floor)
+//   loss_r = sum_j a_j (log a_j - log p_j) + a_R log(A_R / P_R)        (0 log 0 = 0)
+//   mass_r = a_S (log a_S - log p_S) + a_R log(A_R / P_R)               (a_S = sum_j a_j)
+//   c = 1 - A_R / P_R,  grad[r, j] = grad_scale (p_j (1 - c) - a_j),  row_coef[r] = grad_scale c
+// so that grad_scale * dloss_r/dz[r, i] = grad[r, j] [i = S_j] + row_coef[r] softmax(z_r)_i
+// (assembled by cross_entropy_rows' row_coef and add_subset_grad, as for the anchor).
+struct SafetyMassRows {
+  const __nv_bfloat16* z_theta = nullptr;
+  int64_t ld_theta = 0;
+  const int64_t* cols = nullptr;           // [K]; null: columns 0..K-1
+  const float* lse_theta = nullptr;        // [n]
+  const float* a = nullptr;                // [n, ld_ref] the reference's probabilities on S
+  int64_t ld_ref = 0;
+  const float* a_rest = nullptr;           // [n] the reference's rest mass
+  const uint8_t* valid = nullptr;          // [n] optional
+  int64_t n = 0, K = 0;
+  float grad_scale = 1.f;                  // e.g. lambda / n_response_rows
+  float rest_floor = 1e-6f;
+  float* losses = nullptr;                 // [n] out
+  float* mass_terms = nullptr;             // [n] out
+  float* grad = nullptr;                   // [n, K] out (fp32, contiguous)
+  float* row_coef = nullptr;               // [n] out
+};
+void safety_mass_rows(const SafetyMassRows& a, cudaStream_t stream);
 
 // grad_rows[r * ld + cols[j]] += g[r * K + j] (sum in fp32, stored in bf16). The columns
 // must be distinct (they are: S is a set).

@@ -16,7 +16,7 @@
 
 namespace safetune::io {
 
-enum class DType { F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+enum class DType { F32, F16, BF16, I64, I32, I16, I8, U8, BOOL, F64 };
 
 size_t dtype_size(DType d);
 const char* dtype_name(DType d);  // "F32", "BF16", ...

@@ -1,8 +1,10 @@
-// The constraint's choices by name: which constraint (objective.constraint), where pact's
+// The constraint's choices by name: which constraint (objective.constraint), where its
 // reference comes from at each position (objective.reference_mix) and which response
 // positions are constrained (objective.positions). The config parses the names once into
 // these enums; the loss, the trainer and the metrics use the enums, and their names come
-// back from here. No LibTorch: config parsing builds without it.
+// back from here. Each constraint also has one descriptor (ConstraintDescriptor): what it
+// needs and what it logs, which the config, the reference, the trainer, the bench and
+// the demo read instead of naming kinds. No LibTorch: config parsing builds without it.
 #pragma once
 #include <cstddef>
 #include <optional>
@@ -12,9 +14,9 @@
 namespace safetune::loss {
 
 // The constraint added to the task loss (constraints.h defines each).
-enum class ConstraintKind { none, pact, kl_full, anchor };
+enum class ConstraintKind { none, pact, kl_full, anchor, safety_mass };
 
-// pact's reference at each position:
+// The reference (and the model) at each position of pact and safety_mass:
 //  gated (PACT): the gate's c_t mixes the full-context and post-only references;
 //  full:  c_t = 0, the full-context reference alone (what objective.gate.enabled = false
 //         means; also the only choice without a post-only context, and then z_post need
@@ -45,8 +47,40 @@ std::optional<E> parse_name(const std::string& name) {
   return std::nullopt;
 }
 
-// kl_full and anchor compare with the reference over the whole vocabulary (a reference
-// cache, which holds the safety-token columns only, cannot serve them).
-inline bool needs_whole_vocab(ConstraintKind k) { return k == ConstraintKind::kl_full || k == ConstraintKind::anchor; }
+// What a constraint needs from the run and what it reports: the one place that states
+// each kind's rules (descriptor_of). The loss module's row operations (fused_objective.cpp)
+// are the other half; adding a kind means a row of each.
+struct ConstraintDescriptor {
+  ConstraintKind kind = ConstraintKind::none;
+  const char* summary = "";  // one line for --list-keys and messages
+  // The safety tokens S (objective.tokens).
+  bool needs_tokens = false;
+  // The reference over the whole vocabulary at every position: its final hidden states
+  // and lm_head weight (fused) or its logits (unfused). A cache cannot hold those.
+  bool needs_whole_vocab = false;
+  // The reference's full-vocabulary log-sum-exp at each position beside its S logits
+  // (and the post-only context's, when that is mixed in): the absolute probabilities on S.
+  bool needs_reference_lse = false;
+  // objective.reference_mix and the gate apply: the post-only context can be mixed in.
+  bool mixes_post_context = false;
+  // objective.target (weighted | reference) applies: pact's q reweights by max(v, 0).
+  bool uses_token_weights = false;
+  // A reference cache (`safetune ref-cache`) can serve it.
+  bool cacheable = false;
+  double default_temperature = 2.0;                          // objective.temperature unless set
+  ReferenceMix default_reference_mix = ReferenceMix::gated;  // objective.reference_mix unless set
+  // The constraint's mean is over every response row given (as CE's is over its rows),
+  // not over the constrained (valid) rows only.
+  bool normalise_by_all_rows = false;
+  // Detached terms logged beside the constraint, in this order (ObjectiveValues::terms).
+  std::vector<std::string> metric_terms;
+};
+
+// The descriptor of `kind`; throws std::invalid_argument for a value outside the enum
+// (the switch over the kinds is exhaustive: -Wswitch names a kind without a descriptor).
+const ConstraintDescriptor& descriptor_of(ConstraintKind kind);
+
+// Whether the reference is needed over the whole vocabulary (kl_full, anchor).
+inline bool needs_whole_vocab(ConstraintKind k) { return descriptor_of(k).needs_whole_vocab; }
 
 }  // namespace safetune::loss

@@ -22,6 +22,21 @@
 //           (log p_theta(j) - log p_ref(j))^2, where log p = log_softmax over the WHOLE
 //           vocabulary at temperature 1, then restricted to S (so moving probability mass
 //           between S and the rest of the vocabulary is penalised too).
+//  safety_mass  the KL over |S|+1 categories at each response position: each safety
+//           token's absolute probability under the whole-vocabulary softmax at
+//           temperature T, plus the rest of the vocabulary as one bucket:
+//             p = softmax(z_theta / T), a = softmax(z_ref / T) (over the vocabulary V),
+//             p_R = 1 - sum_{j in S} p_j, a_R likewise,
+//             L = T^2 * sum over valid rows of
+//                 [sum_{j in S} a_j log(a_j / p_j) + a_R log(a_R / p_R)] / (all rows)
+//           with dL/dz_i = T (p_i - a_i) on S and T p_i (1 - a_R / p_R) off S. Zero with
+//           zero gradient at model == reference; moving mass from S to the rest is seen.
+//           The reference comes as its logits on S plus its log-sum-exp over V (at T), so
+//           a cache can serve it; reference_mix / the gate mix the |S|+1 probabilities,
+//           a = (1 - c) a_full + c a_post (exact). p_R and a_R are floored at kRestFloor
+//           inside the logarithm and the ratio a_R / p_R, so a vanishing rest gives no NaN.
+//           Split into a mass term KLbin(a_S || p_S) and a shape term
+//           a_S KL(a|S || p|S), which add up to L / T^2 (metrics).
 //
 // The reference for kl_full and anchor is the full-context one. These are the plain
 // compositions of torch ops (autograd provides the gradients); inputs may be any float
@@ -98,6 +113,34 @@ at::Tensor kl_full_loss(const at::Tensor& logits_theta, const at::Tensor& logits
 // anchor: logits over the whole vocabulary [N, V]; S: [K] int64 column ids.
 at::Tensor anchor_loss(const at::Tensor& logits_theta, const at::Tensor& logits_ref, const at::Tensor& S,
                        const at::Tensor& valid);
+
+// The floor of the rest buckets p_R and a_R inside logarithms and ratios (safety_mass).
+constexpr double kRestFloor = 1e-6;
+
+// safety_mass's reference at each row: a [n, K] on S and a_rest [n] = 1 - sum(a), fp64,
+// no gradient. z_full / z_post [n, K]: the reference's logits on S; lse_full / lse_post
+// [n]: its log-sum-exp over the whole vocabulary of logits / T; c [n]: the gate, mixing
+// the probabilities (undefined or 0: full context alone; z_post may then be undefined).
+struct BucketReference {
+  at::Tensor a, a_rest;
+};
+BucketReference bucket_reference(const at::Tensor& z_full, const at::Tensor& lse_full, const at::Tensor& z_post,
+                                 const at::Tensor& lse_post, const at::Tensor& c, double temperature);
+
+struct SafetyMassResult {
+  at::Tensor loss;        // scalar, differentiable for logits_theta
+  at::Tensor mass_term;   // scalar mean of KLbin(a_S || p_S) (detached, no T^2)
+  at::Tensor shape_term;  // scalar mean of a_S KL(a|S || p|S) (detached, no T^2)
+  at::Tensor gate_mean;   // mean gate over the valid rows (0 without rows or for full)
+};
+
+// safety_mass as a plain composition (autograd): logits_theta [N, V], S [K], z_full /
+// z_post [N, K] and lse_full / lse_post [N] as for bucket_reference (the post ones only
+// read for reference_mix gated or post), t [N] response index (the gate), valid [N].
+// The mean is over all N rows.
+SafetyMassResult safety_mass_loss(const at::Tensor& logits_theta, const at::Tensor& S, const at::Tensor& z_full,
+                                  const at::Tensor& lse_full, const at::Tensor& z_post, const at::Tensor& lse_post,
+                                  const at::Tensor& t, const at::Tensor& valid, const ConstraintOptions& o);
 
 // Probability mass softmax(logits)[S] summed, per row: [N] fp32, no gradient.
 at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S);

@@ -24,6 +24,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "safetune/loss/constraints.h"
 #include "safetune/loss/cross_entropy.h"
@@ -52,6 +53,10 @@ struct ConstraintInputs {
   at::Tensor t;      // [M] int64 response index (pact's gate)
   at::Tensor z_full;  // [M, K] reference logits on S, full context (pact)
   at::Tensor z_post;  // [M, K] post-only context (pact; undefined for reference_mix full)
+  // safety_mass: the reference's log-sum-exp over the whole vocabulary of its logits / T,
+  // full context and post-only context (the latter only for reference_mix gated / post).
+  at::Tensor lse_full;  // [M]
+  at::Tensor lse_post;  // [M]
 
   // kl_full and anchor need the full-context reference over the whole vocabulary. Either
   // its final hidden states at the rows and its lm_head weight, from which the op computes
@@ -90,6 +95,9 @@ struct ObjectiveValues {
   at::Tensor ce;          // scalar mean CE over the rows with a target
   at::Tensor constraint;  // scalar constraint term (0 for none or no valid row)
   at::Tensor gate_mean;   // pact: mean gate value c_t over the valid rows (else 0); no gradient
+  // The constraint's metric terms, detached, in the order of its descriptor's
+  // metric_terms (constraint_choices.h): e.g. safety_mass's gate, mass and shape terms.
+  std::vector<at::Tensor> terms;
 };
 
 // hidden [N, d] (its gradient is computed when it requires grad), weight [V, d] (gradient

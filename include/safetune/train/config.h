@@ -98,15 +98,18 @@ struct GateConfig {
 };
 
 struct ObjectiveConfig {
-  loss::ConstraintKind constraint = loss::ConstraintKind::none;  // none | pact | kl_full | anchor
+  loss::ConstraintKind constraint = loss::ConstraintKind::none;  // none | pact | kl_full | anchor | safety_mass
   double lambda = 1.0;              // loss = CE + lambda * constraint
   std::string tokens;               // tokens.json from `safetune tokens`; pact, anchor and probe need it
-  double temperature = 2.0;         // T of the constraint's KL (scaled by T^2)
+  // T of the constraint's KL (scaled by T^2). Unless the file or an override sets it, the
+  // constraint's default (its descriptor: 2, safety_mass 1), as is reference_mix's
+  // (gated, safety_mass full).
+  double temperature = 2.0;
   loss::Positions positions = loss::Positions::all;  // all | first_n | probe: response positions constrained
   int64_t first_n = 8;              // positions = first_n: how many
   double probe_tau = 0.5;           // positions = probe: min reference probability mass on S
   std::string target = "weighted";  // weighted (PACT's q) | reference (the reference on S, v only selects S)
-  loss::ReferenceMix reference_mix = loss::ReferenceMix::gated;  // gated | full | post: pact's reference
+  loss::ReferenceMix reference_mix = loss::ReferenceMix::gated;  // gated | full | post (pact, safety_mass)
   std::string reference = "auto";   // auto | copy | adapter_off | cache
   std::string ref_cache;            // reference = cache: file from `safetune ref-cache`
   bool fused = true;                // fused safety-column kernels instead of full-vocab logits

@@ -4,14 +4,17 @@
 // the full context and from the post-only context, so that training with
 // objective.reference=cache needs no reference forward passes at all.
 //
-// File: safetensors, written atomically, values fp32:
+// File: safetensors, written atomically, values fp32 (log-sum-exps fp64):
 //   offsets  I64 [E + 1]   rows offsets[e] .. offsets[e+1] belong to example e (the
 //                          run's example index, i.e. the order of its selected records)
 //   z_full   F32 [N, K]    full-context logits on S, response positions in order
 //   z_post   F32 [N, K]    post-only-context logits on S
 //   mass     F32 [N]       softmax mass on S over the whole vocabulary (positions = probe)
+//   lse_full F64 [N]       log-sum-exp over the whole vocabulary of full-context logits / T
+//   lse_post F64 [N]       the same, post-only context (safety_mass's absolute probabilities)
 //   S        I64 [K]       the columns, in tokens.json order
-// metadata: format "safetune.ref_cache.v1" and the sha256 of what the values depend on:
+// metadata: format "safetune.ref_cache.v2", lse_temperature (T of the log-sum-exps: the
+// config's objective.temperature) and the sha256 of what the values depend on:
 //   model_hash      model.path's config.json + weights (safety::model_hash) and model.dtype
 //   data_hash       the dataset file(s) and the record selection (num_examples,
 //                   harmful_fraction, data.seed)
@@ -19,7 +22,9 @@
 //   tokens_hash     tokens.json
 // At training time the hashes are recomputed from the run's config; any difference is an
 // InputError naming the hash that differs. Full-vocabulary constraints (kl_full, anchor)
-// cannot use a cache.
+// cannot use a cache. A v1 cache (no log-sum-exps) still serves the constraints that need
+// none; for one that does (safety_mass) it is refused by name, as is a v2 cache whose
+// lse_temperature is not the run's objective.temperature.
 #pragma once
 #include <ATen/core/Tensor.h>
 

@@ -38,6 +38,11 @@ struct ReferenceRequest {
   bool hidden = false;      // final hidden states (full context) + lm_head weight instead:
                             // what the fused objective needs for kl_full and anchor
   bool mass = false;        // softmax mass on S per position (positions = probe)
+  // Each position's log-sum-exp over the whole vocabulary of logits / lse_temperature
+  // (full context; the post-only context's too when `post`): safety_mass's absolute
+  // probabilities on S from its S logits.
+  bool lse = false;
+  double lse_temperature = 1.0;
 };
 
 struct ReferenceLogits {
@@ -47,6 +52,8 @@ struct ReferenceLogits {
   at::Tensor mass;    // [N] fp32 (undefined unless requested)
   at::Tensor hidden;  // [N, d] full-context final hidden states (undefined unless requested)
   at::Tensor weight;  // [V, d] the reference's lm_head weight (with `hidden`)
+  at::Tensor lse_full;  // [N] fp64 (undefined unless requested)
+  at::Tensor lse_post;  // [N] fp64 (undefined unless requested with post)
 };
 
 class Reference {
@@ -70,8 +77,9 @@ std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transform
 // A reference that serves precomputed rows from memory: row block `offsets[e] ..
 // offsets[e+1]` of z_full / z_post / mass belongs to example e (response positions in
 // order). Used for reference = cache (loaded from the file) and by `bench step`.
+// lse_full / lse_post: the same rows' log-sum-exps (undefined: the cache holds none).
 std::unique_ptr<Reference> memory_reference(at::Tensor offsets, at::Tensor z_full, at::Tensor z_post, at::Tensor mass,
-                                            std::string where);
+                                            std::string where, at::Tensor lse_full = {}, at::Tensor lse_post = {});
 
 // The request a constraint config makes of its reference.
 ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::ConstraintOptions& o);
