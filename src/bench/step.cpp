@@ -83,7 +83,8 @@ void serve_reference_from_memory(train::Objective& obj, const data::Batch& batch
   train::ReferenceLogits ref = obj.reference->compute(batch, P, all);
   const int64_t B = static_cast<int64_t>(batch.indices.size()), R = rows_per_example;
   at::Tensor offsets = at::arange(0, B * R + 1, R, at::kLong);
-  obj.reference = train::memory_reference(offsets, ref.z_full, ref.z_post, ref.mass, "bench cache");
+  obj.reference =
+      train::memory_reference(offsets, ref.z_full, ref.z_post, ref.mass, "bench cache", ref.lse_full, ref.lse_post);
 }
 
 }  // namespace

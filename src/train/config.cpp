@@ -50,6 +50,14 @@ std::string kinds_that(const std::string& verb, Pred has) {
   return verb.empty() ? out : out + " " + verb;
 }
 
+// "kind: summary; ..." over the constraints, from their descriptors.
+std::string summaries() {
+  std::string out;
+  for (const std::string& n : loss::names_of(loss::ConstraintKind{}))
+    out += (out.empty() ? "" : "; ") + n + ": " + loss::descriptor_of(*loss::parse_name<loss::ConstraintKind>(n)).summary;
+  return out;
+}
+
 // "kind value, ..." over the constraints for which `value` gives a non-empty text.
 template <class Value>
 std::string per_kind(Value value) {
@@ -215,12 +223,12 @@ const std::vector<Field>& fields() {
                   "multi-process runs: seconds to wait for the other ranks before failing")
                     .above(0).alias({"ddp_timeout"}));
     // objective
-    t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss")
+    t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss: " + summaries())
                     .alias({"method", "defense", "type"}));
     t.push_back(F("objective.lambda", objective.lambda, "loss = CE + lambda x constraint").min(0).alias({"kl_weight", "weight", "beta"}));
     t.push_back(F("objective.tokens", objective.tokens,
-                  "safety tokens (tokens.json from `safetune tokens`); " + kinds_that("needs them", [](const loss::ConstraintDescriptor& d) { return d.needs_tokens; }) +
-                      ", and positions = probe")
+                  "safety tokens (tokens.json from `safetune tokens`); " + kinds_that("need them", [](const loss::ConstraintDescriptor& d) { return d.needs_tokens; }) +
+                      ", and so does positions = probe")
                     .alias({"tokens_path", "safety_tokens"}));
     t.push_back(F("objective.temperature", objective.temperature,
                   "temperature T of the constraint KL (scaled by T^2); unless set, the constraint's own: " +

@@ -11,7 +11,9 @@
 //
 // A reference answers one question per micro-batch: its logits at the batch's response
 // positions (loss::response_positions order), on the safety-token columns S, from the full
-// context and (when asked) from the post-only context; full-vocabulary logits only when
+// context and (when asked) from the post-only context, with (when asked: safety_mass) each
+// position's log-sum-exp over the whole vocabulary, which a live reference computes in
+// row chunks of its lm_head and a cache stores; full-vocabulary logits only when
 // the unfused objective needs them (kl_full, anchor); the fused one takes the final hidden
 // states and the lm_head weight instead, from which it computes logits chunk by chunk.
 #pragma once
