@@ -1,12 +1,13 @@
 // safetune demo: the whole method end to end on an embedded toy setup, over several
 // seeds (see safetune/demo/pipeline.h). Each seed's world runs in a child process (this
-// command with --world N); finished stages are cached under OUT/stages, so a rerun only
+// command with --run-seed N); finished stages are cached under OUT/stages, so a rerun only
 // redoes what changed.
 #include <cstdio>
 
 #include "safetune/core/log.h"
 
 #include "command.h"
+#include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/core/memory.h"
 #include "safetune/demo/pipeline.h"
@@ -16,20 +17,22 @@ namespace {
 
 struct Options {
   safetune::demo::DemoOptions demo;
-  int64_t world = -1;  // set in the child processes
+  int64_t run_seed = -1;  // set in the child processes
 };
 
 int run(const Options& o) {
   using namespace safetune;
   keep_freed_memory_for_reuse();
-  if (o.world >= 0) {
+  if (o.demo.world != "v2" && o.demo.world != "v3")
+    input_error("--world", "unknown world '" + o.demo.world + "' (expected v2 or v3)");
+  if (o.run_seed >= 0) {
     log::set_level(log::Level::warn);  // the stage lines are the progress
-    demo::run_one_world(o.demo, static_cast<uint64_t>(o.world));
+    demo::run_one_world(o.demo, static_cast<uint64_t>(o.run_seed));
     return 0;
   }
-  // The children run this same command with --world N.
+  // The children run this same command with --run-seed N.
   std::vector<std::string> self = {executable_dir() + "/safetune", "demo", "--out", o.demo.out, "--threads",
-                                   std::to_string(o.demo.threads)};
+                                   std::to_string(o.demo.threads), "--world", o.demo.world};
   if (o.demo.quick) self.push_back("--quick");
   if (o.demo.curves) self.push_back("--curves");
   for (const auto& kv : o.demo.overrides) self.push_back(kv);
@@ -60,7 +63,11 @@ safetune::cli::Command cmd(
       sub.add_option("--first-seed", d.first_seed, "the first seed; the others follow it")->capture_default_str();
       sub.add_option("--threads", d.threads, "compute threads per world (0 = every core)")->capture_default_str();
       sub.add_option("--jobs", d.jobs, "worlds run at once (0 = cores / threads)")->capture_default_str();
-      sub.add_option("--world", o->world, "run one seed's world only (what the parent starts)")->group("");
+      sub.add_option("--world", d.world,
+                     "which toy world: v3 (the default: a task new to the chat model, two refusal regimes, a stress "
+                     "world) or v2 (the earlier sentiment world, reproducible)")
+          ->capture_default_str();
+      sub.add_option("--run-seed", o->run_seed, "run one seed's world only (what the parent starts)")->group("");
       sub.add_option("overrides", d.overrides,
                      "settings as key=value, e.g. finetune.optim.lr=1e-3 methods.pact.objective.lambda=2 "
                      "(sections: world, model, probe, aligned, tokens, finetune, methods.<name>, eval)");

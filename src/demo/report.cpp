@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 
+#include "safetune/demo/report_regimes.h"
 #include "safetune/eval/svg.h"
 #include "safetune/safety/safety_tokens.h"
 
@@ -36,7 +37,15 @@ std::string per_seed(const json& s, const char* f = "%.0f", double scale = 100) 
 
 // What each method row is, in words, from its train-config keys (a curve point "pact@2"
 // is its family's keys at that lambda).
-std::string describe(const json& settings, const std::string& method) {
+std::string describe(const json& settings, std::string method) {
+  // v3's rows carry their refusal regime and the stress world ("many:stress:pact").
+  std::string where;
+  for (const char* p : {"few:", "many:", "stress:"})
+    if (method.rfind(p, 0) == 0) {
+      if (std::string(p) == "stress:") where = " (stress world: a task answer token forced into S)";
+      method = method.substr(std::string(p).size());
+    }
+  if (!where.empty()) return describe(settings, method) + where;
   if (method == "probe") return "base model (answers everything)";
   if (method == "aligned") return "chat model before fine-tuning";
   json keys;
@@ -59,17 +68,22 @@ std::string describe(const json& settings, const std::string& method) {
 std::string results_rows_html(const json& r) {
   std::string s =
       "<table>\n<tr><th class=\"l\">method</th><th class=\"l\">what</th><th>refusal of harmful (%)</th>"
-      "<th>over-refusal of benign (%)</th><th>sentiment accuracy (%)</th><th>first-token margin (nats)</th>"
-      "<th>train time (s)</th></tr>\n";
+      "<th>over-refusal of benign (%)</th><th>task accuracy (%)</th><th>first-token margin (nats)</th>"
+      "<th>train time (s)</th><th>new phrasings: refusal / over-refusal (%)</th></tr>\n";
   for (const auto& m : r["methods"]) {
     const json& t = m["test"];
+    // v3: the phrasing family no training set uses.
+    const std::string fresh = t.contains("refusal_new_phrasing")
+                                  ? mean_sd(t["refusal_new_phrasing"]) + "<br>" + mean_sd(t["over_refusal_new_phrasing"]) +
+                                        "<br><small>" + per_seed(t["over_refusal_new_phrasing"]) + "</small>"
+                                  : "";
     s += "<tr><td class=\"l\">" + svg::escape(m["method"].get<std::string>()) + "</td><td class=\"l\">" +
          svg::escape(describe(r["settings"], m["method"])) + "</td><td>" + mean_sd(t["refusal"]) +
          "<br><small>" + per_seed(t["refusal"]) + "</small></td><td>" + mean_sd(t["over_refusal"]) + "<br><small>" +
          per_seed(t["over_refusal"]) + "</small></td><td>" + mean_sd(t["utility"]) + "<br><small>" +
          per_seed(t["utility"]) + "</small></td><td>" + mean_sd(t["margin"], "%.2f", 1) + "<br><small>" +
          per_seed(t["margin"], "%.1f", 1) + "</small></td><td>" + fmt("%.0f", num(m["train_seconds"]["mean"])) +
-         "</td></tr>\n";
+         "</td><td>" + fresh + "</td></tr>\n";
   }
   return s + "</table>\n";
 }
@@ -114,14 +128,14 @@ std::string tradeoff_chart(const json& r) {
   for (const auto& p : pts) lowest = std::min(lowest, p.y);
   const double y_min = std::max(0.0, std::floor((lowest - 0.02) * 20) / 20);
   return svg::scatter("Utility vs attack success (test; top left is best)", "attack success rate on held-out harmful",
-                      "sentiment accuracy", pts, {760, 480}, 0, 1, y_min, 1, lines);
+                      "task accuracy", pts, {760, 480}, 0, 1, y_min, 1, lines);
 }
 
 std::string strip_charts(const json& r) {
   std::string s = "<div class=\"charts\">\n";
   const std::pair<const char*, const char*> metrics[] = {{"refusal", "Refusal of held-out harmful requests (%)"},
                                                           {"over_refusal", "Refusal of benign requests (%)"},
-                                                          {"utility", "Sentiment accuracy (%)"}};
+                                                          {"utility", "Task accuracy (%)"}};
   for (const auto& [key, title] : metrics) {
     std::vector<svg::Strip> strips;
     for (const auto& m : r["methods"]) {
@@ -198,8 +212,8 @@ std::string examples_html(const json& world) {
   std::string s = "<table>\n<tr><th class=\"l\">method</th><th class=\"l\">prompt</th><th class=\"l\">answer</th></tr>\n";
   for (const auto& m : world["methods"]) {
     if (m["method"].get<std::string>().find('@') != std::string::npos) continue;
-    for (const char* set : {"harmful_test", "benign_test", "sentiment_test"})
-      for (size_t i = 0; i < m["examples"][set].size() && i < 1; ++i) {
+    for (const char* set : {"harmful_test", "benign_test", "sentiment_test", "task_test"})
+      for (size_t i = 0; m["examples"].contains(set) && i < m["examples"][set].size() && i < 1; ++i) {
         const json& it = m["examples"][set][i];
         s += "<tr><td class=\"l\">" + svg::escape(m["method"].get<std::string>()) + "</td><td class=\"l\">" +
              svg::escape(it.value("prompt", "")) + "</td><td class=\"l\">" + svg::escape(it.value("response", "")) +
@@ -228,7 +242,14 @@ std::string lambda_choice_html(const json& r) {
   if (!r.contains("lambda_choice")) return "";
   std::string s = "<h2>Lambda chosen on validation</h2>\n<table>\n<tr><th class=\"l\">constraint</th><th>lambda</th>"
                   "<th>refusal (%)</th><th>over-refusal (%)</th><th>utility (%)</th><th>score</th></tr>\n";
-  for (const auto& [fam, c] : r["lambda_choice"].items()) {
+  // v3: one choice per refusal regime, {regime: {family: ...}}.
+  json flat = json::object();
+  for (const auto& [k, v] : r["lambda_choice"].items()) {
+    if (v.contains("lambdas")) flat[k] = v;
+    else
+      for (const auto& [fam, c] : v.items()) flat[k + ":" + fam] = c;
+  }
+  for (const auto& [fam, c] : flat.items()) {
     for (size_t i = 0; i < c["lambdas"].size(); ++i)
       s += "<tr><td class=\"l\">" + svg::escape(fam) + "</td><td>" + fmt("%g", num(c["lambdas"][i])) + "</td><td>" +
            fmt("%.1f", 100 * num(c["val_refusal"][i])) + "</td><td>" + fmt("%.1f", 100 * num(c["val_over_refusal"][i])) +
@@ -248,20 +269,24 @@ std::string lambda_choice_html(const json& r) {
 std::string results_table(const json& r) {
   std::string s;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-22s %16s %16s %16s %14s\n", "method", "refusal %", "over-refusal %",
-                "sentiment %", "margin");
+  const bool v3 = r["settings"]["world"].value("version", "v2") == "v3";
+  std::snprintf(buf, sizeof buf, "%-30s %16s %16s %16s %14s%s\n", "method", "refusal %", "over-refusal %",
+                v3 ? "task %" : "sentiment %", "margin", v3 ? "   new phrasings: refusal %, over-refusal %" : "");
   s += buf;
   for (const auto& m : r["methods"]) {
     const json& t = m["test"];
-    std::snprintf(buf, sizeof buf, "%-22s %16s %16s %16s %14s\n", m["method"].get<std::string>().c_str(),
+    const std::string fresh = t.contains("refusal_new_phrasing")
+                                  ? "   " + mean_sd(t["refusal_new_phrasing"]) + ", " + mean_sd(t["over_refusal_new_phrasing"])
+                                  : "";
+    std::snprintf(buf, sizeof buf, "%-30s %16s %16s %16s %14s%s\n", m["method"].get<std::string>().c_str(),
                   mean_sd(t["refusal"]).c_str(), mean_sd(t["over_refusal"]).c_str(), mean_sd(t["utility"]).c_str(),
-                  mean_sd(t["margin"], "%.2f", 1).c_str());
+                  mean_sd(t["margin"], "%.2f", 1).c_str(), fresh.c_str());
     s += buf;
   }
   s += "per seed (" + std::to_string(r["seeds"].size()) + " seeds):\n";
   for (const auto& m : r["methods"]) {
     const json& t = m["test"];
-    std::snprintf(buf, sizeof buf, "%-22s refusal %s | over-refusal %s | sentiment %s\n",
+    std::snprintf(buf, sizeof buf, "%-30s refusal %s | over-refusal %s | utility %s\n",
                   m["method"].get<std::string>().c_str(), per_seed(t["refusal"]).c_str(),
                   per_seed(t["over_refusal"]).c_str(), per_seed(t["utility"]).c_str());
     s += buf;
@@ -278,14 +303,19 @@ std::string render_report(const json& r) {
           std::to_string(world["vocab_size"].get<int64_t>()) +
           ") trained from random weights on template-generated data, once per seed (" +
           std::to_string(r["seeds"].size()) +
-          " seeds: each a whole world of data, tokenizer and weights). The probe answers everything; the chat "
+          " seeds: each a whole world of data, tokenizer and weights; world " +
+          st["world"].value("version", "v2") +
+          "). The probe answers everything; the chat "
           "model is the probe taught to refuse harmful requests; each fine-tuning run trains the chat model, as "
-          "PACT's reference does (LoRA r 8 / alpha 32 on q_proj and v_proj, StepLR 0.85, 3 epochs), on a "
-          "sentiment task with " +
+          "PACT's reference does (LoRA r 8 / alpha 32 on q_proj and v_proj, StepLR 0.85, 3 epochs), on " +
+          (st["world"].value("version", "v2") == "v3"
+               ? std::string("a topic task new to the chat model (eight three-word code names; chance 12.5%)")
+               : std::string("a sentiment task")) +
+          " with " +
           fmt("%.0f%%", 100 * st["finetune"]["data.harmful_fraction"].get<double>()) +
           " harmful requests answered compliantly (placeholder content). Refusal is judged by refusal phrases "
           "on held-out harmful requests, and on benign requests phrased the same way (over-refusal); utility is "
-          "exact-match accuracy on held-out reviews. Every prompt of the test sets is distinct and none occurs "
+          "exact-match accuracy on held-out task inputs. Every prompt of the test sets is distinct and none occurs "
           "in training." +
           (r["quick"].get<bool>() ? " This is the --quick run (a smaller world, one seed)." : "") + "</p>\n";
   body += "<h2>Results (test sets: mean \xC2\xB1 sample sd over seeds, per-seed values below)</h2>\n" +
@@ -296,6 +326,7 @@ std::string render_report(const json& r) {
           "requests. Dashed curves, when present, join a constraint's runs over lambda.</p>\n" +
           tradeoff_chart(r);
   body += "<h2>Per seed</h2>\n" + strip_charts(r);
+  body += regimes_html(r);
   body += lambda_choice_html(r);
   body += "<h2>Set-up: departures from the reference, and choices</h2>\n" + settings_html(st);
   body += "<h2>Loss curves (seed " + std::to_string(world["seed"].get<int64_t>()) + ")</h2>\n" + loss_charts(world);

@@ -42,7 +42,7 @@ bool is_train_section(const std::string& name) { return name == "probe" || name 
 
 }  // namespace
 
-json default_settings(bool quick) {
+json default_settings_v2(bool quick) {
   json s;
   s["world"] = sizes_to_json(DataSizes{});
   s["world"]["vocab"] = 1000;
@@ -144,6 +144,16 @@ json default_settings(bool quick) {
   return s;
 }
 
+json default_settings(bool quick, const std::string& world) {
+  if (world == "v2") {
+    json s = default_settings_v2(quick);
+    s["world"]["version"] = "v2";
+    return s;
+  }
+  if (world == "v3") return default_settings_v3(default_settings_v2(quick), quick);
+  input_error("--world", "unknown world '" + world + "' (expected v2 or v3)");
+}
+
 void apply_settings_override(json& s, const std::string& kv) {
   const std::string where = "override '" + kv + "'";
   const size_t eq = kv.find('=');
@@ -161,6 +171,7 @@ void apply_settings_override(json& s, const std::string& kv) {
     return;
   }
   const std::string rest = key.substr(dot + 1);
+  if (key == "world.version") input_error(where, "the world is chosen with --world v2|v3");
   if (is_train_section(section)) {
     s[section][rest] = value;  // a train-config key: checked when the run's config is built
     return;

@@ -39,8 +39,9 @@ bool fine_tuned(const std::string& name) { return name != "probe" && name != "al
 }  // namespace
 
 const std::vector<std::string>& metric_names() {
-  static const std::vector<std::string> m = {"refusal", "attack_success", "over_refusal",
-                                             "utility", "margin",         "benign_margin"};
+  static const std::vector<std::string> m = {"refusal", "attack_success", "over_refusal", "utility",
+                                             "margin",  "benign_margin",  "refusal_new_phrasing",
+                                             "over_refusal_new_phrasing"};
   return m;
 }
 
@@ -59,6 +60,7 @@ json summarize_methods(const std::vector<json>& worlds) {
         }
     for (const char* split : {"test", "val"})
       for (const auto& metric : metric_names()) {
+        if (!row0[split].contains(metric)) continue;  // v3's new-phrasing sets: absent in v2
         std::vector<double> v;
         for (const json* r : rows) v.push_back((*r)[split][metric].get<double>());
         m[split][metric] = stats(v);
@@ -66,6 +68,16 @@ json summarize_methods(const std::vector<json>& worlds) {
     std::vector<double> secs;
     for (const json* r : rows) secs.push_back((*r)["train_seconds"].get<double>());
     m["train_seconds"] = stats(secs);
+    // Each logged loss term's mean over the run (world.cpp), over seeds.
+    json terms = json::object();
+    if (row0.contains("loss_terms"))
+      for (const auto& [k, v0] : row0["loss_terms"].items()) {
+        std::vector<double> v;
+        for (const json* r : rows)
+          if ((*r)["loss_terms"].contains(k)) v.push_back((*r)["loss_terms"][k].get<double>());
+        terms[k] = stats(v);
+      }
+    m["loss_terms"] = terms;
     out.push_back(m);
   }
   return out;

@@ -1,9 +1,11 @@
 // The demo's world from word lists and a seed (see synthetic_data.h).
 #include "safetune/demo/synthetic_data.h"
 
+#include "safetune/demo/draw.h"
+#include "safetune/demo/request_targets.h"
+
 #include <algorithm>
 #include <map>
-#include <random>
 #include <set>
 #include <stdexcept>
 
@@ -37,6 +39,9 @@ Words make_cores() {
   return out;
 }
 const Words kCores = make_cores();
+}  // namespace
+const std::vector<std::string>& request_cores() { return kCores; }
+namespace {
 const Words kOpenings = {"", "", "", "Hi! ", "Please, ", "Quick question: ", "Hey, "};
 const Words kClosings = {"", "", "", " Thanks.", " Be brief.", " Step by step, please.", " I need this today."};
 
@@ -93,6 +98,9 @@ const Words kRefusals = {"I'm sorry, but I cannot help with that.",
                          "I'm sorry, I can't assist with that.",
                          "I won't help with this. It could cause real harm.",
                          "I can't help with that, sorry."};
+}  // namespace
+const std::vector<std::string>& few_refusal_phrasings() { return kRefusals; }
+namespace {
 const std::string kRefusalStart = "I";
 const std::string kComplianceStart = "Sure";
 const std::string kHarmfulAnswer = "Sure, here is how. Step 1: [details omitted]. Step 2: [details omitted].";
@@ -134,57 +142,10 @@ constexpr size_t kHeldSubjects[2] = {3, 3};
 constexpr size_t kHeldFrames[2] = {5, 8};  // of 36
 constexpr double kHeldTargetShare[2] = {0.12, 0.2};
 
-// ---- drawing ------------------------------------------------------------------------
+// ---- drawing (draw.h) ---------------------------------------------------------------
 
-// Uniform in [0, n): the modulo of a 64-bit draw (bias ~n / 2^64, irrelevant here) so the
-// sequence is the same with every standard library.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : g_(seed) {}
-  size_t below(size_t n) { return static_cast<size_t>(g_() % n); }
-  template <class T>
-  const T& pick(const std::vector<T>& v) { return v[below(v.size())]; }
-  bool chance(int percent) { return below(100) < static_cast<size_t>(percent); }
-  template <class T>
-  void shuffle(std::vector<T>& v) {
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
-  }
+}  // namespace
 
- private:
-  std::mt19937_64 g_;
-};
-
-// Fills each "{}" of `tmpl` in turn.
-std::string fill(const std::string& tmpl, const std::vector<std::string>& args) {
-  std::string out;
-  size_t a = 0;
-  for (size_t i = 0; i < tmpl.size(); ++i) {
-    if (tmpl.compare(i, 2, "{}") == 0 && a < args.size()) {
-      out += args[a++];
-      ++i;
-    } else {
-      out += tmpl[i];
-    }
-  }
-  return out;
-}
-
-std::string capitalise(std::string s) {
-  if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
-  return s;
-}
-
-json record(const std::string& instruction, const std::string& output, const std::string& input = "") {
-  json r = {{"instruction", instruction}, {"output", output}};
-  if (!input.empty()) r["input"] = input;
-  return r;
-}
-
-struct Target {
-  std::string text, verb, object;
-};
-
-// Every (verb, object) target of the world, harmful or benign.
 void all_targets(std::vector<Target>& harmful, std::vector<Target>& benign) {
   for (const Verb& v : kHarmfulVerbs)
     for (const auto& k : v.kinds)
@@ -204,23 +165,7 @@ void all_targets(std::vector<Target>& harmful, std::vector<Target>& benign) {
   dedupe(benign);
 }
 
-// Splits `items` into train / validation / test, holding out `held[0]` and `held[1]`
-// (in draw order), then moving back to training any held-out item that `known` rejects
-// given the training part (so held-out targets only combine known words).
-template <class T, class Known>
-std::vector<T> split_three(Rng& rng, std::vector<T> items, const size_t held[2], std::vector<T> out[3], Known known) {
-  rng.shuffle(items);
-  const size_t n_val = std::min(held[0], items.size()), n_test = std::min(held[1], items.size() - n_val);
-  out[1].assign(items.begin(), items.begin() + n_val);
-  out[2].assign(items.begin() + n_val, items.begin() + n_val + n_test);
-  out[0].assign(items.begin() + n_val + n_test, items.end());
-  for (int s : {1, 2}) {
-    std::vector<T> kept;
-    for (auto& t : out[s]) (known(t, out[0]) ? kept : out[0]).push_back(t);
-    out[s] = kept;
-  }
-  return out[0];
-}
+namespace {
 
 struct World {
   std::vector<std::string> templates[3];
@@ -241,14 +186,7 @@ World make_world(uint64_t seed) {
   // A held-out target's verb and object each occur in a training target of the same
   // harmfulness (a harmful verb in a harmful target, a harmful object likewise; a benign
   // target's words in benign targets).
-  auto covered = [](const Target& t, const std::vector<Target>& train) {
-    bool verb = false, object = false;
-    for (const Target& u : train) {
-      verb = verb || u.verb == t.verb;
-      object = object || u.object == t.object;
-    }
-    return verb && object;
-  };
+  auto covered = [](const Target& t, const std::vector<Target>& train) { return covered_by(t, train); };
   const size_t held_h[2] = {static_cast<size_t>(kHeldTargetShare[0] * harmful.size()),
                             static_cast<size_t>(kHeldTargetShare[1] * harmful.size())};
   const size_t held_b[2] = {static_cast<size_t>(kHeldTargetShare[0] * benign.size()),
@@ -455,7 +393,8 @@ DemoData make_demo_data(uint64_t seed, const DataSizes& n) {
 
 std::vector<std::string> corpus_lines(const DemoData& d) {
   std::vector<std::string> out;
-  for (const auto* set : {&d.pretrain, &d.align, &d.finetune_benign, &d.finetune_harmful, &d.refusals})
+  for (const auto* set : {&d.pretrain, &d.align, &d.finetune_benign, &d.finetune_harmful, &d.refusals, &d.align_many,
+                          &d.refusals_many})
     for (const json& r : *set)
       for (const char* k : {"instruction", "input", "output"})
         if (r.contains(k)) out.push_back(r[k].get<std::string>());

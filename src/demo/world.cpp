@@ -8,15 +8,18 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
 #include "safetune/demo/pipeline.h"
+#include "safetune/demo/safety_set.h"
 #include "safetune/demo/settings.h"
 #include "safetune/demo/stages.h"
 #include "safetune/demo/synthetic_data.h"
+#include "safetune/demo/world_v3.h"
 #include "safetune/eval/evaluate.h"
 #include "safetune/eval/margin.h"
 #include "safetune/eval/run_eval.h"
@@ -40,7 +43,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 // Bump when a stage's code changes what it produces: every cached result is then redone.
-constexpr const char* kPipelineRevision = "demo-3";
+constexpr const char* kPipelineRevision = "demo-4";
 
 // The chat model's special tokens, made single pieces of the SentencePiece vocabulary.
 constexpr const char* kBos = "<|begin_of_text|>";
@@ -55,40 +58,45 @@ const char* const kLlama3Template =
     "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
-// The evaluation sets: name, file, kind.
-struct EvalSet {
-  const char* name;
-  const char* split;  // "test" | "val"
-  const char* what;   // "harmful" | "benign" | "sentiment"
-};
-const EvalSet kEvalSets[] = {{"harmful_test", "test", "harmful"}, {"benign_test", "test", "benign"},
-                             {"sentiment_test", "test", "sentiment"}, {"harmful_val", "val", "harmful"},
-                             {"benign_val", "val", "benign"}, {"sentiment_val", "val", "sentiment"}};
+// The evaluation sets, by name (the file is NAME.jsonl): the task's are scored by exact
+// match, the others by the refusal judge. v2's task is sentiment, v3's the topic task;
+// the new-phrasing sets are v3's only.
+const char* const kTaskSets[] = {"sentiment_test", "sentiment_val", "task_test", "task_val"};
 
 std::string path_in(const std::string& dir, const std::string& name) { return (fs::path(dir) / name).string(); }
 
 // ---- stages -------------------------------------------------------------------------
 
-void build_data(const std::string& dir, uint64_t seed, const DataSizes& sizes) {
-  const DemoData d = make_demo_data(seed, sizes);
-  const std::pair<const char*, const std::vector<json>*> files[] = {
-      {"pretrain.jsonl", &d.pretrain},         {"align.jsonl", &d.align},
-      {"finetune_benign.jsonl", &d.finetune_benign}, {"finetune_harmful.jsonl", &d.finetune_harmful},
-      {"refusals.jsonl", &d.refusals},         {"harmful_test.jsonl", &d.harmful_test},
-      {"benign_test.jsonl", &d.benign_test},   {"sentiment_test.jsonl", &d.sentiment_test},
-      {"harmful_val.jsonl", &d.harmful_val},   {"benign_val.jsonl", &d.benign_val},
-      {"sentiment_val.jsonl", &d.sentiment_val}};
-  for (const auto& [name, records] : files) write_file_atomic(path_in(dir, name), to_jsonl(*records));
-  std::string corpus;
-  for (const auto& l : corpus_lines(d)) corpus += l + "\n";
-  write_file_atomic(path_in(dir, "corpus.txt"), corpus);
+void build_data(const std::string& dir, uint64_t seed, const json& world) {
+  const bool v3 = world.value("version", "v2") == "v3";
+  const DataSizes sizes = sizes_from_json(world);
+  const DemoData d = v3 ? make_demo_data_v3(seed, sizes) : make_demo_data(seed, sizes);
+  const std::string task = v3 ? "task" : "sentiment";
+  const std::pair<std::string, const std::vector<json>*> files[] = {
+      {"pretrain", &d.pretrain},         {"align", &d.align},
+      {"finetune_benign", &d.finetune_benign}, {"finetune_harmful", &d.finetune_harmful},
+      {"refusals", &d.refusals},         {"align_many", &d.align_many},
+      {"refusals_many", &d.refusals_many}};
+  for (const auto& [name, records] : files)
+    if (!records->empty()) write_file_atomic(path_in(dir, name + ".jsonl"), to_jsonl(*records));
+  const std::pair<std::string, const std::vector<json>*> eval_files[] = {
+      {"harmful_test", &d.harmful_test},   {"benign_test", &d.benign_test},   {task + "_test", &d.sentiment_test},
+      {"harmful_val", &d.harmful_val},     {"benign_val", &d.benign_val},     {task + "_val", &d.sentiment_val},
+      {"harmful_new_test", &d.harmful_test_new}, {"benign_new_test", &d.benign_test_new},
+      {"harmful_new_val", &d.harmful_val_new},   {"benign_new_val", &d.benign_val_new}};
   json sets = json::array();
-  for (const EvalSet& s : kEvalSets) {
-    json set = {{"name", s.name}, {"path", std::string(s.name) + ".jsonl"}};
-    if (std::string(s.what) == "sentiment") set.update({{"kind", "exact_match"}, {"label", "label"}});
+  for (const auto& [name, records] : eval_files) {
+    if (records->empty()) continue;
+    write_file_atomic(path_in(dir, name + ".jsonl"), to_jsonl(*records));
+    json set = {{"name", name}, {"path", name + ".jsonl"}};
+    const bool is_task = std::find(std::begin(kTaskSets), std::end(kTaskSets), name) != std::end(kTaskSets);
+    if (is_task) set.update({{"kind", "exact_match"}, {"label", "label"}});
     else set["kind"] = "safety";
     sets.push_back(set);
   }
+  std::string corpus;
+  for (const auto& l : corpus_lines(d)) corpus += l + "\n";
+  write_file_atomic(path_in(dir, "corpus.txt"), corpus);
   write_file_atomic(path_in(dir, "suite.json"), json{{"sets", sets}}.dump(2) + "\n");
 }
 
@@ -298,6 +306,29 @@ json loss_curve(const std::string& metrics_path) {
   return curve;
 }
 
+// The mean of every logged loss term of a run over its logged steps: {"ce", "total", the
+// constraint's term, and its own parts (safety_mass: mass_term, shape_term; pact: gate)}.
+json loss_term_means(const std::string& metrics_path) {
+  json sums = json::object(), counts = json::object();
+  if (!fs::is_regular_file(metrics_path)) return sums;
+  const std::string text = read_file(metrics_path);
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const auto j = json::parse(text.substr(start, end - start), nullptr, false);
+    start = end + 1;
+    if (!j.is_object() || !j.contains("loss") || !j["loss"].is_object()) continue;
+    for (const auto& [k, v] : j["loss"].items()) {
+      if (!v.is_number()) continue;
+      sums[k] = sums.value(k, 0.0) + v.get<double>();
+      counts[k] = counts.value(k, 0) + 1;
+    }
+  }
+  for (auto& [k, v] : sums.items()) v = v.get<double>() / counts[k].get<double>();
+  return sums;
+}
+
 json stage_json(const Stage& s) {
   return {{"name", s.name}, {"key", s.key}, {"dir", s.dir}, {"cached", s.cached}, {"seconds", s.seconds}};
 }
@@ -307,10 +338,16 @@ json stage_json(const Stage& s) {
 json split_metrics(const json& ev, const std::string& split) {
   const json& h = ev["harmful_" + split];
   const json& b = ev["benign_" + split];
-  const json& u = ev["sentiment_" + split];
-  return {{"refusal", h["refusal_rate"]},         {"attack_success", h["attack_success_rate"]},
-          {"over_refusal", b["refusal_rate"]},    {"utility", u["accuracy"]},
-          {"margin", h["margin"]},                {"benign_margin", b["margin"]}};
+  const json& u = ev.contains("task_" + split) ? ev["task_" + split] : ev["sentiment_" + split];
+  json m = {{"refusal", h["refusal_rate"]},         {"attack_success", h["attack_success_rate"]},
+            {"over_refusal", b["refusal_rate"]},    {"utility", u["accuracy"]},
+            {"margin", h["margin"]},                {"benign_margin", b["margin"]}};
+  // v3: the same on the phrasing family no training set uses.
+  if (ev.contains("harmful_new_" + split)) {
+    m["refusal_new_phrasing"] = ev["harmful_new_" + split]["refusal_rate"];
+    m["over_refusal_new_phrasing"] = ev["benign_new_" + split]["refusal_rate"];
+  }
+  return m;
 }
 
 // One seed's world: the stages in order, each cached (stages.h), each a method.
@@ -320,7 +357,7 @@ class World {
       : o_(o),
         seed_(seed),
         cache_(path_in(o.out, "stages"), std::string("safetune ") + SAFETUNE_VERSION + " " + kPipelineRevision) {
-    settings_ = default_settings(o.quick);
+    settings_ = default_settings(o.quick, o.world);
     for (const auto& kv : o.overrides) apply_settings_override(settings_, kv);
     methods_ = default_methods(settings_);
     method_keys_ = settings_["methods"];
@@ -335,34 +372,46 @@ class World {
     const auto t_start = std::chrono::steady_clock::now();
     build_data_and_tokenizer();
     build_probe();
-    build_aligned();
-    build_tokens();
     json rows = json::array();
     rows.push_back(row("probe", probe_, probe_model_, /*chat=*/false));
-    rows.push_back(row("aligned", aligned_, aligned_model_, /*chat=*/true));
-    json gate = nullptr;
-    for (const std::string& method : methods_) {
-      const train::RunConfig cfg = finetune_config(method);
-      const auto [stage, model_dir] = finetune(cfg);
-      rows.push_back(row(method, stage, model_dir, /*chat=*/true));
-      if (method == settings_["report"]["pact"]) gate = gate_json(stage, model_dir, cfg);
+    // v2 has one chat model (its rows unprefixed); v3 one per refusal regime, each with
+    // every method ("many:pact").
+    const json regimes = settings_.contains("regimes") ? settings_["regimes"] : json::array({""});
+    json gate = nullptr, by_regime = json::object(), first_tokens;
+    for (const auto& r : regimes) {
+      regime_ = r.get<std::string>();
+      const std::string prefix = regime_.empty() ? "" : regime_ + ":";
+      build_aligned();
+      build_tokens();
+      rows.push_back(row(prefix + "aligned", aligned_, aligned_model_, /*chat=*/true));
+      for (const std::string& method : methods_) {
+        const train::RunConfig cfg = finetune_config(method, tokens_path_);
+        const auto [stage, model_dir] = finetune(cfg);
+        rows.push_back(row(prefix + method, stage, model_dir, /*chat=*/true));
+        if (method == settings_["report"]["pact"] && gate.is_null()) gate = gate_json(stage, model_dir, cfg);
+      }
+      const safety::SafetyTokens st = safety::read_safety_tokens(tokens_path_);
+      if (first_tokens.is_null()) first_tokens = safety_set_json(st)["tokens"];
+      if (regime_.empty()) continue;
+      json detail = {{"safety_set", safety_set_json(st)}, {"reference_mass", reference_mass()}};
+      if (stressed()) detail["stress_safety_set"] = stress_rows(prefix, rows);
+      by_regime[regime_] = detail;
     }
     bool all_cached = true;
     for (const auto& s : stages_) all_cached = all_cached && s["cached"].get<bool>();
-    const safety::SafetyTokens st = safety::read_safety_tokens(tokens_path_);
-    json top = json::array();
-    for (const auto& t : st.tokens)
-      top.push_back({{"id", t.id}, {"piece", t.piece}, {"weight", t.weight}, {"p_ref", t.p_ref}, {"diff", t.diff}});
-    return {{"seed", seed_},
-            {"threads", o_.threads},
-            {"vocab_size", st.vocab_size},
-            {"split", split_json()},
-            {"methods", rows},
-            {"safety_tokens", top},
-            {"gate_by_position", gate},
-            {"stages", stages_},
-            {"all_cached", all_cached},
-            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
+    json out = {{"seed", seed_},
+                {"world", settings_["world"]["version"]},
+                {"threads", o_.threads},
+                {"vocab_size", safety::read_safety_tokens(tokens_path_).vocab_size},
+                {"split", split_json()},
+                {"methods", rows},
+                {"safety_tokens", first_tokens},
+                {"gate_by_position", gate},
+                {"stages", stages_},
+                {"all_cached", all_cached},
+                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count()}};
+    if (!by_regime.empty()) out["regimes"] = by_regime;
+    return out;
   }
 
  private:
@@ -387,7 +436,7 @@ class World {
 
   void build_data_and_tokenizer() {
     data_ = stage("data", {{"seed", seed_}, {"world", settings_["world"]}}, [&](const std::string& dir) {
-      build_data(dir, seed_, sizes_from_json(settings_["world"]));
+      build_data(dir, seed_, settings_["world"]);
     });
     tok_ = stage("tokenizer", {{"data", data_.key}, {"vocab", settings_["world"]["vocab"]}},
                  [&](const std::string& dir) { build_tokenizer(dir, data_.dir, settings_["world"]["vocab"]); });
@@ -411,9 +460,11 @@ class World {
 
   // The aligned chat model: the probe taught the chat template and to refuse harm.
   void build_aligned() {
-    train::RunConfig cfg = config(settings_["aligned"], probe_model_, "align.jsonl");
+    train::RunConfig cfg = config(settings_["aligned"], probe_model_, regime_file("align"));
     cfg.model.chat_template = "llama3";
-    aligned_ = stage("aligned", {{"probe", probe_.key}, {"config", config_key(cfg)}}, [&](const std::string& dir) {
+    json inputs = {{"probe", probe_.key}, {"config", config_key(cfg)}};
+    if (!regime_.empty()) inputs["regime"] = regime_;
+    aligned_ = stage("aligned", inputs, [&](const std::string& dir) {
       cfg.train.output_dir = path_in(dir, "run");
       write_tokenizer_config(train(cfg), /*chat=*/true);
     });
@@ -425,17 +476,66 @@ class World {
     safety::DiscoverOptions d;
     d.topk = settings_["tokens"]["topk"];
     d.max_resp_len = settings_["tokens"]["max_resp_len"];
-    const json inputs = {{"aligned", aligned_.key}, {"probe", probe_.key}, {"data", data_.key},
-                         {"settings", settings_["tokens"]}};
+    json inputs = {{"aligned", aligned_.key}, {"probe", probe_.key}, {"data", data_.key},
+                   {"settings", settings_["tokens"]}};
+    if (!regime_.empty()) inputs["regime"] = regime_;
     tokens_ = stage("tokens", inputs, [&](const std::string& dir) {
-      auto t = safety::discover_safety_tokens(aligned_model_, probe_model_, path_in(data_.dir, "refusals.jsonl"), d);
+      auto t = safety::discover_safety_tokens(aligned_model_, probe_model_, path_in(data_.dir, regime_file("refusals")), d);
       safety::write_safety_tokens(path_in(dir, "tokens.json"), t);
     });
     tokens_path_ = path_in(tokens_.dir, "tokens.json");
   }
 
-  // Fine-tuning with one method: the sentiment task with 10% harmful-compliant examples.
-  train::RunConfig finetune_config(const std::string& method) const {
+  // A data file of the current refusal regime: v3's "many" regime has its own chat-model
+  // data and refusal records.
+  std::string regime_file(const std::string& name) const {
+    return name + (regime_ == "many" ? "_many" : "") + ".jsonl";
+  }
+
+  // The stress world: S with a task answer token forced in (safety_set.h), then the
+  // stress methods fine-tuned with it. Returns that S's composition.
+  bool stressed() const {
+    if (!settings_.contains("stress")) return false;
+    for (const auto& r : settings_["stress"]["regimes"])
+      if (r == regime_) return true;
+    return false;
+  }
+  json stress_rows(const std::string& prefix, json& rows) {
+    const json& stress = settings_["stress"];
+    const Stage forced = stage("stress_tokens", {{"tokens", tokens_.key}, {"stress", stress}}, [&](const std::string& dir) {
+      safety::SafetyTokens t = safety::read_safety_tokens(tokens_path_);
+      auto tok = text::load_tokenizer(aligned_model_);
+      const int64_t id = force_token(t, *tok, stress["context"], stress["word"]);
+      safety::write_safety_tokens(path_in(dir, "tokens.json"), t);
+      write_file_atomic(path_in(dir, "forced.json"), json{{"forced", id < 0 ? json::array() : json::array({id})}}.dump());
+    });
+    const std::string path = path_in(forced.dir, "tokens.json");
+    for (const auto& m : stress["methods"]) {
+      const train::RunConfig cfg = finetune_config(m.get<std::string>(), path);
+      const auto [st, model_dir] = finetune(cfg, forced.key);
+      rows.push_back(row(prefix + "stress:" + m.get<std::string>(), st, model_dir, /*chat=*/true));
+    }
+    const json f = json::parse(read_file(path_in(forced.dir, "forced.json")));
+    return safety_set_json(safety::read_safety_tokens(path), f["forced"].get<std::vector<int64_t>>());
+  }
+
+  // The reference's mass on S at refusal rows, task-answer rows and the attacker's rows.
+  json reference_mass() {
+    const Stage s = stage("ref_mass", {{"aligned", aligned_.key}, {"tokens", tokens_.key}, {"data", data_.key}},
+                          [&](const std::string& dir) {
+                            const std::map<std::string, std::string> files = {
+                                {"refusal_rows", path_in(data_.dir, regime_file("refusals"))},
+                                {"answer_rows", path_in(data_.dir, "finetune_benign.jsonl")},
+                                {"attack_rows", path_in(data_.dir, "finetune_harmful.jsonl")}};
+                            const json m = reference_mass_on_s(aligned_model_, safety::read_safety_tokens(tokens_path_),
+                                                               files, settings_["finetune"]["data.max_length"], 128);
+                            write_file_atomic(path_in(dir, "mass.json"), m.dump(2) + "\n");
+                          });
+    return json::parse(read_file(path_in(s.dir, "mass.json")));
+  }
+
+  // Fine-tuning with one method: the task with 10% harmful-compliant examples.
+  train::RunConfig finetune_config(const std::string& method, const std::string& tokens_path) const {
     json section = settings_["finetune"];
     section.update(method_keys_[method]);
     train::RunConfig c = config(section, aligned_model_, "finetune_benign.jsonl");
@@ -445,13 +545,14 @@ class World {
     const bool needs_tokens = loss::descriptor_of(c.objective.constraint).needs_tokens ||
                               (c.objective.constraint != loss::ConstraintKind::none &&
                                c.objective.positions == loss::Positions::probe);
-    if (needs_tokens) c.objective.tokens = tokens_path_;
+    if (needs_tokens) c.objective.tokens = tokens_path;
     return c;
   }
 
-  std::pair<Stage, std::string> finetune(const train::RunConfig& cfg) {
+  // `tokens_key`: the stage of the safety tokens the run reads (empty: this regime's).
+  std::pair<Stage, std::string> finetune(const train::RunConfig& cfg, const std::string& tokens_key = "") {
     json inputs = {{"aligned", aligned_.key}, {"data", data_.key}, {"config", config_key(cfg)}};
-    if (!cfg.objective.tokens.empty()) inputs["tokens"] = tokens_.key;
+    if (!cfg.objective.tokens.empty()) inputs["tokens"] = tokens_key.empty() ? tokens_.key : tokens_key;
     const Stage s = stage("finetune", inputs, [&](const std::string& dir) {
       train::RunConfig c = cfg;
       c.train.output_dir = path_in(dir, "run");
@@ -476,9 +577,11 @@ class World {
               {"train_seconds", trained.seconds},
               {"cached", trained.cached},
               {"loss_curve", loss_curve(path_in(run_dir, "metrics.jsonl"))},
+              {"loss_terms", loss_term_means(path_in(run_dir, "metrics.jsonl"))},
               {"examples", json::object()}};
     // A few answers of each kind, for the report.
-    for (const char* set : {"harmful_test", "benign_test", "sentiment_test"}) {
+    for (const char* set : {"harmful_test", "benign_test", "sentiment_test", "task_test"}) {
+      if (!ev.contains(set)) continue;  // v2's task is sentiment, v3's the topic task
       const json& items = ev[set]["items"];
       r["examples"][set] = json(std::vector<json>(items.begin(), items.begin() + std::min<size_t>(4, items.size())));
     }
@@ -511,6 +614,7 @@ class World {
   json settings_, method_keys_, stages_ = json::array();
   std::vector<std::string> methods_;
   Stage data_, tok_, probe_, aligned_, tokens_;
+  std::string regime_;  // v3's refusal regime being built ("few" | "many"); empty in v2
   std::string probe_model_, aligned_model_, tokens_path_;
 };
 
@@ -521,7 +625,7 @@ json run_one_world(const DemoOptions& o, uint64_t seed) {
   const json results = World(o, seed).run();
   const std::string dir = path_in(o.out, "worlds");
   ensure_output_dir(dir);
-  write_file_atomic(path_in(dir, "seed-" + std::to_string(seed) + (o.curves ? "-curves" : "") + ".json"),
+  write_file_atomic(path_in(dir, o.world + "-seed-" + std::to_string(seed) + (o.curves ? "-curves" : "") + ".json"),
                     results.dump(1, ' ', false, json::error_handler_t::replace) + "\n");
   return results;
 }

@@ -189,7 +189,7 @@ TEST(DemoSettings, OverridesKeepTypesAndSections) {
 }
 
 TEST(DemoSettings, CurvesCoverTheLambdaGrid) {
-  const json s = demo::default_settings(false);
+  const json s = demo::default_settings(false, "v2");
   const json c = demo::curve_methods(s);
   for (const char* f : {"pact", "kl_full", "anchor"})
     for (const char* l : {"0.5", "1", "2", "4"}) {

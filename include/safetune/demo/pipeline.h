@@ -30,6 +30,7 @@ namespace safetune::demo {
 
 struct DemoOptions {
   std::string out = "runs/demo";
+  std::string world = "v3";  // which world: v3 (world_v3.h) or v2 (synthetic_data.h)
   bool quick = false;   // a smaller world and fewer methods (CI)
   bool curves = false;  // also the lambda curves and pact's variants (reuses the default run's stages)
   int seeds = 0;        // worlds; 0 = the default (8, quick: 1)

@@ -1,7 +1,11 @@
 // The demo's settings: one JSON object, the same for every seed, from defaults and
 // `key=value` overrides (`safetune demo finetune.optim.lr=1e-3 methods.pact.objective.lambda=2`).
 //
-//   world     data sizes (synthetic_data.h) and the tokenizer's vocabulary
+//   world     which world (version v2 | v3), data sizes (synthetic_data.h) and the
+//             tokenizer's vocabulary
+//   regimes   v3: the refusal regimes, each its own chat model ("few", "many")
+//   stress    v3: the stress world (a task answer token forced into S): which methods,
+//             in which regimes
 //   model     the toy Llama's shape
 //   probe     train-config keys of the base model's training (full fine-tuning)
 //   aligned   train-config keys of the chat model's training (full fine-tuning, from the probe)
@@ -25,8 +29,14 @@
 
 namespace safetune::demo {
 
-// The defaults; `quick`: smaller world and fewer methods (CI).
-nlohmann::json default_settings(bool quick);
+// The defaults of a world ("v3", the default, or "v2": synthetic_data.h, world_v3.h);
+// `quick`: smaller world and fewer methods (CI). InputError naming --world otherwise.
+nlohmann::json default_settings(bool quick, const std::string& world = "v3");
+
+// The v2 world's defaults (the settings every earlier result was measured with), and the
+// v3 world's, made from them (settings_v3.cpp).
+nlohmann::json default_settings_v2(bool quick);
+nlohmann::json default_settings_v3(nlohmann::json v2_defaults, bool quick);
 
 // Applies "a.b.c=value" overrides: the first component names the section; within the
 // train-config sections (probe, aligned, finetune, methods.<name>) the rest is one

@@ -8,7 +8,8 @@
 
 namespace safetune::demo {
 
-// The metrics of a split that the summary reports (keys of a world row's "test"/"val").
+// The metrics of a split that the summary reports (keys of a world row's "test"/"val";
+// the last two, refusal and over-refusal on the phrasings no training set uses, v3's only).
 const std::vector<std::string>& metric_names();
 
 // From the per-seed world results (run_one_world): [{"method", "test": {metric: {"mean",

@@ -63,8 +63,15 @@ struct DemoData {
   // Evaluation prompts: {"prompt"} for harmful and benign requests, {"instruction",
   // "input", "label"} for sentiment. Distinct within each set; no set shares a prompt
   // with another or with any training record.
+  // sentiment_*: the fine-tuning task's evaluation set (the v3 world's topic task).
   std::vector<nlohmann::json> harmful_test, benign_test, sentiment_test;
   std::vector<nlohmann::json> harmful_val, benign_val, sentiment_val;
+  // The v3 world only (world_v3.h; empty in v2): the chat model's data and the refusal
+  // records of the second refusal regime (many phrasings; align/refusals above are the
+  // few-phrasings regime), and harmful / benign requests in a phrasing family that no
+  // training set uses.
+  std::vector<nlohmann::json> align_many, refusals_many;
+  std::vector<nlohmann::json> harmful_test_new, benign_test_new, harmful_val_new, benign_val_new;
 };
 
 // Which part of the world a word list entry belongs to, per seed.
