@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "safetune/core/error.h"
 #include "safetune/data/batch.h"
@@ -15,7 +16,7 @@ namespace safetune::eval {
 std::vector<double> first_token_margins(model::Transformer& model, const text::Tokenizer& tok,
                                         const text::ChatTemplate& tmpl, const std::vector<std::string>& prompts,
                                         const std::string& refusal, const std::string& compliance,
-                                        int64_t batch_size) {
+                                        int64_t batch_size, const std::function<bool(int64_t batch)>& owns) {
   torch::NoGradGuard no_grad;
   const int64_t max_length = 1 << 20;
   // The prompt's ids and each response's first id, exactly as training tokenizes them.
@@ -34,10 +35,11 @@ std::vector<double> first_token_margins(model::Transformer& model, const text::T
     refuse_id.push_back(a.input_ids[a.response_start]);
     comply_id.push_back(b.input_ids[b.response_start]);
   }
-  std::vector<double> out(prompts.size());
+  std::vector<double> out(prompts.size(), std::numeric_limits<double>::quiet_NaN());
   const c10::Device dev = model.device();
   for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_size));
+    if (owns && !owns(static_cast<int64_t>(start) / batch_size)) continue;
     size_t longest = 0;
     for (size_t i = start; i < end; ++i) longest = std::max(longest, ids[i].size());
     // Right padded: under the causal mask a row's last prompt position never sees padding.
