@@ -5,6 +5,8 @@
 #  - run_dir/best holds the weights of the evaluation with the best train.keep_best score
 #    (the checkpoint of that step's adapter, byte for byte) and its eval.json;
 #  - `safetune summarize` shows the last evaluation's metrics;
+#  - evaluating changes nothing in the training: with dropout on, the final adapter and
+#    the step records' losses equal those of the same run without evaluations;
 #  - train.early_stop stops the run at the first evaluation that crosses its bound, with a
 #    message naming the metric and the bound, writes the final adapter, and a resume of the
 #    stopped run trains nothing more.
@@ -55,6 +57,20 @@ if [ "$best" != 00000000 ]; then
 fi
 "$bin" summarize run >summary.txt 2>&1 || { cat summary.txt; fail "summarize"; }
 grep -q "eval refusal" summary.txt || fail "summarize shows no evaluation: $(cat summary.txt)"
+
+# Evaluations draw no random numbers and change no weight.
+"$bin" train "${eval_args[@]}" train.output_dir=plain train.max_steps=12 lora.dropout=0.1 train.eval_suite= \
+  >plain.log 2>&1 || { cat plain.log; fail "run without evaluations"; }
+"$bin" train "${eval_args[@]}" train.output_dir=watched train.max_steps=12 lora.dropout=0.1 train.eval_every=4 \
+  >watched.log 2>&1 || { cat watched.log; fail "run with evaluations"; }
+cmp -s plain/adapter/adapter_model.safetensors watched/adapter/adapter_model.safetensors ||
+  fail "evaluating changed the trained adapter"
+"$py" - <<'PY' || fail "evaluating changed the losses"
+import json
+def losses(d):
+    return [r["loss"] for r in map(json.loads, open(d + "/metrics.jsonl")) if r.get("kind") != "eval"]
+assert losses("plain") == losses("watched")
+PY
 
 # Early stop: val_ce falls below half its first value by step 10 or 20.
 "$bin" train "${eval_args[@]}" train.output_dir=stop train.max_steps=60 train.eval_every=10 \
