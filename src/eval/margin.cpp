@@ -43,22 +43,28 @@ std::vector<double> first_token_margins(model::Transformer& model, const text::T
     size_t longest = 0;
     for (size_t i = start; i < end; ++i) longest = std::max(longest, ids[i].size());
     // Right padded: under the causal mask a row's last prompt position never sees padding.
-    at::Tensor input = at::zeros({static_cast<int64_t>(end - start), static_cast<int64_t>(longest)}, at::kLong);
-    at::Tensor mask = at::zeros_like(input);
-    std::vector<int64_t> last;
+    // Filled as plain vectors: indexing a tensor element by element costs a dispatch each.
+    const int64_t rows_n = static_cast<int64_t>(end - start), cols = static_cast<int64_t>(longest);
+    std::vector<int64_t> input_v(rows_n * cols, 0), mask_v(rows_n * cols, 0), last;
     for (size_t i = start; i < end; ++i) {
       const int64_t row = static_cast<int64_t>(i - start), n = static_cast<int64_t>(ids[i].size());
-      for (int64_t j = 0; j < n; ++j) input[row][j] = ids[i][j];
-      mask.narrow(0, row, 1).narrow(1, 0, n).fill_(1);
+      for (int64_t j = 0; j < n; ++j) {
+        input_v[row * cols + j] = ids[i][j];
+        mask_v[row * cols + j] = 1;
+      }
       last.push_back(n - 1);
     }
+    const at::Tensor input = at::tensor(input_v, at::kLong).view({rows_n, cols});
+    const at::Tensor mask = at::tensor(mask_v, at::kLong).view({rows_n, cols});
     const at::Tensor hidden = model.forward(input.to(dev), mask.to(dev));
     const at::Tensor rows = at::arange(static_cast<int64_t>(end - start), at::kLong).to(dev);
     const at::Tensor h = hidden.index({rows, at::tensor(last, at::kLong).to(dev)});
-    const at::Tensor logp = at::log_softmax(model.logits(h).to(at::kDouble), -1).to(at::kCPU);
+    const at::Tensor logp = at::log_softmax(model.logits(h).to(at::kDouble), -1).to(at::kCPU).contiguous();
+    const double* lp = logp.data_ptr<double>();
+    const int64_t vocab = logp.size(1);
     for (size_t i = start; i < end; ++i) {
       const int64_t row = static_cast<int64_t>(i - start);
-      out[i] = logp[row][refuse_id[i]].item<double>() - logp[row][comply_id[i]].item<double>();
+      out[i] = lp[row * vocab + refuse_id[i]] - lp[row * vocab + comply_id[i]];
     }
   }
   return out;

@@ -175,10 +175,10 @@ Run setup_run(const RunConfig& cfg, const SetupOptions& options) {
   if (options.data) {
     records = select_records(cfg.data);
     eval_records = held_out_records(cfg.data);
+    // The suite is read by the caller (the eval module's part); a wrong path is named here too.
+    if (!cfg.train.eval_suite.empty() && !fs::is_regular_file(cfg.train.eval_suite))
+      input_error("train.eval_suite", "'" + cfg.train.eval_suite + "' does not exist or is not a file");
   }
-  // The suite is read by the caller (an eval module's part); a wrong path is named by key here.
-  if (!cfg.train.eval_suite.empty() && !fs::is_regular_file(cfg.train.eval_suite))
-    input_error("train.eval_suite", "'" + cfg.train.eval_suite + "' does not exist or is not a file");
   if (options.run_directory) {
     r.dir = inspect_run_directory(cfg, *r.dp);
     r.dp->barrier("run directory check");  // every rank decided before rank 0 writes there

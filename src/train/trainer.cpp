@@ -98,6 +98,7 @@ bool all_finite(const std::vector<at::Tensor>& tensors);
 
 TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   Run r = setup_run(cfg);
+  const Evaluation evaluation = setup_evaluation(r, options.suite);  // before the run directory is written
   TrainerState st = start(r);
   std::optional<MetricsLog> metrics;  // rank 0's
   open_run_directory(r, st, metrics);
@@ -117,7 +118,6 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   timing.start_step = st.step;
   BadSteps bad{0, st, rng_states(r.device)};
   bool first = true;
-  const Evaluation evaluation = setup_evaluation(r, options.suite);
   // The model before any update: the baseline that early_stop's relative bounds refer to.
   bool stopped_early = st.eval.stopped;
   if (stopped_early) spdlog::info("{}: the run stopped early ({}); nothing left to train", r.dir.path, st.eval.stop_reason);
@@ -156,6 +156,7 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     const Clock::time_point eval_start = Clock::now();
     stopped_early = evaluate_if_due(r, evaluation, st, metrics, progress, tty);
     timing.window_start += Clock::now() - eval_start;  // tokens/s counts training time only
+    if (!skip) bad.last_good.eval = st.eval;  // the evaluation is of that state (and draws no random numbers)
 
     const bool stop = !stopped_early &&
                       ((r.dp->active() ? s.stop_requested : signals && StopSignals::requested()) ||
