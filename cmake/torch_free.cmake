@@ -8,4 +8,4 @@ set(SAFETUNE_TORCH_FREE_SOURCES
   src/data/records.cpp src/data/csv.cpp src/data/columns.cpp
   src/text/bpe_tokenizer.cpp src/text/unicode.cpp src/text/unicode_tables.cpp
   src/loss/constraint_choices.cpp
-  src/train/config.cpp)
+  src/train/config.cpp src/train/eval_rules.cpp)

@@ -7,6 +7,7 @@
 #include "command.h"
 #include "config_args.h"
 #include "safetune/core/error.h"
+#include "safetune/eval/training_eval.h"
 #include "safetune/train/config.h"
 #include "safetune/train/trainer.h"
 
@@ -60,6 +61,8 @@ safetune::cli::Command cmd("train", "fine-tune a model from a YAML config (+ key
         *o, "train", "give a config file: safetune train CONFIG.yaml [key=value ...]", "optim.lr=3e-5");
     train::TrainOptions opts;
     opts.resume_command = resume_command(*o);
+    // Read before the run starts: a bad suite fails before anything is loaded.
+    if (cfg.train.eval_every > 0 && !cfg.train.eval_suite.empty()) opts.suite = eval::suite_evaluation(cfg.train);
     train::TrainResult r = train::run_training(cfg, opts);
     return r.exit_code;
   };

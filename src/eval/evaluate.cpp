@@ -49,6 +49,16 @@ std::vector<std::string> respond(const Responder& r, const PromptSet& set, const
 std::vector<std::string> respond(const Responder& r, const std::vector<std::vector<text::Message>>& prompts,
                                  const std::vector<std::string>& where, const GenerationSettings& g,
                                  const Progress& progress) {
+  std::vector<std::string> out;
+  for (auto& a : respond_share(r, prompts, where, g, nullptr, progress)) out.push_back(std::move(*a));
+  return out;
+}
+
+std::vector<std::optional<std::string>> respond_share(const Responder& r,
+                                                      const std::vector<std::vector<text::Message>>& prompts,
+                                                      const std::vector<std::string>& where,
+                                                      const GenerationSettings& g, const BatchOwner& owns,
+                                                      const Progress& progress) {
   using Family = text::ChatTemplate::Family;
   const int64_t n = static_cast<int64_t>(prompts.size());
   std::vector<std::vector<int64_t>> ids(n);
@@ -77,10 +87,14 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
       model::generate_options(g.max_new_tokens, g.temperature, g.top_p, g.seed, r.eos_ids, r.pad_id);
 
   const std::string eot = strip(r.tmpl->end_of_turn());
-  std::vector<std::string> out(n);
+  std::vector<std::optional<std::string>> out(n);
   const int64_t bs = std::max<int64_t>(1, g.batch_size);
   for (int64_t start = 0; start < n; start += bs) {
     const int64_t end = std::min(n, start + bs);
+    if (owns && !owns(start / bs)) {
+      if (progress) progress(end, n);
+      continue;
+    }
     std::vector<std::vector<int64_t>> batch;
     for (int64_t k = start; k < end; ++k) batch.push_back(ids[order[k]]);
     // A different seed per batch, fixed by the run's seed and the batch's position.
@@ -103,6 +117,17 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
     if (progress) progress(end, n);
   }
   return out;
+}
+
+bool answer_correct(const PromptSet& set, size_t i, const std::string& response) {
+  const std::string& label = set.labels.at(i);
+  switch (set.kind) {
+    case SetKind::kExactMatch: return exact_match(response, label);
+    case SetKind::kRegex: return regex_match_label(response, set.regex, label);
+    case SetKind::kFinalNumber: return final_number_match(response, label);
+    case SetKind::kSafety: break;
+  }
+  return false;
 }
 
 std::string prompt_text(const data::Record& r) { return r.prompt.empty() ? std::string() : r.prompt.back().content; }
@@ -140,13 +165,13 @@ nlohmann::json score_set(const PromptSet& set, const std::vector<std::string>& r
     for (size_t i = 0; i < n; ++i) {
       const std::string& label = set.labels.at(i);
       std::optional<std::string> pred;
-      bool ok = false;
       switch (set.kind) {
-        case SetKind::kExactMatch: pred = strip(responses[i]); ok = exact_match(responses[i], label); break;
-        case SetKind::kRegex: pred = regex_extract(responses[i], set.regex); ok = regex_match_label(responses[i], set.regex, label); break;
-        case SetKind::kFinalNumber: pred = last_number_text(responses[i]); ok = final_number_match(responses[i], label); break;
+        case SetKind::kExactMatch: pred = strip(responses[i]); break;
+        case SetKind::kRegex: pred = regex_extract(responses[i], set.regex); break;
+        case SetKind::kFinalNumber: pred = last_number_text(responses[i]); break;
         case SetKind::kSafety: break;
       }
+      const bool ok = answer_correct(set, i, responses[i]);
       correct += ok;
       items.push_back({{"prompt", prompt_text(set.records[i])}, {"response", responses[i]}, {"label", label},
                        {"prediction", pred ? json(*pred) : json(nullptr)}, {"correct", ok}});

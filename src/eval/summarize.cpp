@@ -77,7 +77,7 @@ void add_eval_metrics(const std::string& path, RunRecord& r) {
 void add_training_metrics(const std::string& path, RunRecord& r) {
   std::istringstream in(read_file(path));
   std::string line;
-  json last;
+  json last, last_eval;
   double tps_sum = 0;
   int64_t tps_n = 0, lineno = 0;
   while (std::getline(in, line)) {
@@ -85,6 +85,10 @@ void add_training_metrics(const std::string& path, RunRecord& r) {
     if (line.empty()) continue;
     try {
       json m = json::parse(line);
+      if (m.value("kind", "") == "eval") {  // an evaluation during training
+        last_eval = std::move(m);
+        continue;
+      }
       if (m.contains("tokens_per_s") && m["tokens_per_s"].is_number()) {
         tps_sum += m["tokens_per_s"].get<double>();
         ++tps_n;
@@ -99,6 +103,10 @@ void add_training_metrics(const std::string& path, RunRecord& r) {
     for (const auto& [k, v] : last["loss"].items()) r.metrics.emplace_back("final " + k, v.is_number() ? v.get<double>() : kNaN);
   r.metrics.emplace_back("train s", last.value("elapsed_s", kNaN));
   r.metrics.emplace_back("tokens/s", tps_n ? tps_sum / tps_n : kNaN);
+  // The last evaluation during training: its aggregate metrics (per-set ones have a '/').
+  if (last_eval.contains("metrics") && last_eval["metrics"].is_object())
+    for (const auto& [k, v] : last_eval["metrics"].items())
+      if (k.find('/') == std::string::npos) r.metrics.emplace_back("eval " + k, v.is_number() ? v.get<double>() : kNaN);
 }
 
 std::string fmt(double x) {
@@ -117,6 +125,28 @@ std::string csv_field(const std::string& s) {
 }
 
 }  // namespace
+
+std::vector<EvalPoint> read_eval_records(const std::string& metrics_path) {
+  std::istringstream in(read_file(metrics_path));
+  std::string line;
+  std::vector<EvalPoint> out;
+  int64_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    try {
+      const json m = json::parse(line);
+      if (m.value("kind", "") != "eval") continue;
+      EvalPoint p;
+      p.step = m.at("step").get<int64_t>();
+      for (const auto& [k, v] : m.at("metrics").items()) p.metrics[k] = v.is_number() ? v.get<double>() : kNaN;
+      out.push_back(std::move(p));
+    } catch (const json::exception& e) {
+      input_error(metrics_path + ":" + std::to_string(lineno), std::string("not an evaluation record: ") + e.what());
+    }
+  }
+  return out;
+}
 
 RunRecord read_run(const std::string& dir) {
   RunRecord r;

@@ -32,6 +32,12 @@ std::string trainer_state_json(const TrainerState& s) {
             {"total_steps", s.total_steps},
             {"steps_per_epoch", s.steps_per_epoch},
             {"num_examples", s.num_examples}};
+  const EvalState& e = s.eval;
+  j["eval"] = {{"first", e.first},
+               {"best_score", e.best_score ? json(*e.best_score) : json(nullptr)},
+               {"best_step", e.best_step},
+               {"stopped", e.stopped},
+               {"stop_reason", e.stop_reason}};
   return j.dump(2) + "\n";
 }
 
@@ -48,6 +54,14 @@ TrainerState parse_trainer_state(const std::string& text, const std::string& whe
     s.total_steps = j.at("total_steps").get<int64_t>();
     s.steps_per_epoch = j.at("steps_per_epoch").get<int64_t>();
     s.num_examples = j.at("num_examples").get<int64_t>();
+    if (j.contains("eval")) {  // absent in checkpoints of runs that did not evaluate
+      const json& e = j.at("eval");
+      s.eval.first = e.at("first").get<MetricValues>();
+      if (!e.at("best_score").is_null()) s.eval.best_score = e.at("best_score").get<double>();
+      s.eval.best_step = e.at("best_step").get<int64_t>();
+      s.eval.stopped = e.at("stopped").get<bool>();
+      s.eval.stop_reason = e.at("stop_reason").get<std::string>();
+    }
   } catch (const json::exception& e) {
     input_error(where, std::string("malformed trainer state: ") + e.what());
   }
@@ -163,7 +177,7 @@ void clean_stale_temporaries(const std::string& run_dir) {
   if (fs::is_directory(run_dir, ec))
     for (const auto& e : fs::directory_iterator(run_dir, ec)) {
       const std::string n = e.path().filename().string();
-      for (const char* base : {"latest", "config.resolved.yaml", "metrics.jsonl", "adapter", "model"})
+      for (const char* base : {"latest", "config.resolved.yaml", "metrics.jsonl", "adapter", "model", "best"})
         if (is_temporary_of(n, base)) stale.push_back(e.path());
     }
   for (const fs::path& p : stale) {

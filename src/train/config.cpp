@@ -31,6 +31,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
 #include "safetune/text/unicode.h"
+#include "safetune/train/eval_rules.h"
 
 namespace safetune::train {
 namespace {
@@ -222,6 +223,32 @@ const std::vector<Field>& fields() {
     t.push_back(F("train.dist_timeout_s", train.dist_timeout_s,
                   "multi-process runs: seconds to wait for the other ranks before failing")
                     .above(0).alias({"ddp_timeout"}));
+    t.push_back(F("train.eval_every", train.eval_every,
+                  "optimizer steps between evaluations on data.eval and train.eval_suite (also at step 0 and at "
+                  "the last step); 0 = none")
+                    .min(0).alias({"eval_steps", "evaluation_steps", "eval_interval"}));
+    t.push_back(F("train.eval_suite", train.eval_suite,
+                  "suite JSON (as `safetune eval --suite`) answered at each evaluation: refusal, utility, margin")
+                    .alias({"suite", "eval_set"}));
+    t.push_back(F("train.eval_batch_size", train.eval_batch_size,
+                  "prompts generated together at an evaluation (as `safetune eval --batch-size`), and held-out "
+                  "examples per batch")
+                    .min(1).alias({"per_device_eval_batch_size"}));
+    t.push_back(F("train.eval_max_new_tokens", train.eval_max_new_tokens,
+                  "answer length of the suite's sets that give no max_new_tokens of their own")
+                    .min(1).alias({"max_new_tokens"}));
+    t.push_back(F("train.eval_refusal_start", train.eval_refusal_start,
+                  "first-token margin: a refusal's start (its first token counts); empty = no margin"));
+    t.push_back(F("train.eval_compliance_start", train.eval_compliance_start,
+                  "first-token margin: a compliance's start (its first token counts); empty = no margin"));
+    t.push_back(F("train.keep_best", train.keep_best,
+                  "METRIC:max|min (METRIC may be a sum, refusal+utility): keep the best evaluated weights in "
+                  "run_dir/best; empty = off")
+                    .alias({"metric_for_best_model", "load_best_model_at_end", "best"}));
+    t.push_back(F("train.early_stop", train.early_stop,
+                  "METRIC<BOUND or METRIC>BOUND, BOUND a number or Nx (N x the first evaluated value): stop when "
+                  "an evaluation crosses it; empty = off")
+                    .alias({"early_stopping", "stop_when"}));
     // objective
     t.push_back(F("objective.constraint", objective.constraint, "safety constraint added to the task loss: " + summaries())
                     .alias({"method", "defense", "type"}));
@@ -610,6 +637,33 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     input_error(at("train.device"), "train.device = '" + cfg.train.device + "' is not one of: cpu, cuda, cuda:N, auto");
   if (cfg.train.resume == "auto" && cfg.train.overwrite)
     input_error(at("train.overwrite"), "train.resume = auto and train.overwrite = true contradict each other");
+  // Evaluation during training: something to evaluate on, and rules on metrics it gives.
+  const TrainConfig& tr = cfg.train;
+  const bool evaluating = tr.eval_every > 0;
+  if (evaluating && cfg.data.eval.empty() && tr.eval_suite.empty())
+    input_error(at("train.eval_every"), "train.eval_every = " + std::to_string(tr.eval_every) +
+                                            " needs held-out records (data.eval) or a suite (train.eval_suite)");
+  if (!tr.eval_suite.empty() && !evaluating)
+    input_error(at("train.eval_suite"), "train.eval_suite is set but train.eval_every = 0: set train.eval_every > 0 "
+                                        "(optimizer steps between evaluations)");
+  auto check_source = [&](const std::string& key, const std::vector<std::string>& metrics) {
+    if (!evaluating) input_error(at(key), key + " needs evaluations: set train.eval_every > 0");
+    for (const std::string& m : metrics) {
+      if (metric_needs_suite(m) && tr.eval_suite.empty())
+        input_error(at(key), key + ": metric '" + m + "' comes from a suite: set train.eval_suite");
+      if (!metric_needs_suite(m) && cfg.data.eval.empty())
+        input_error(at(key), key + ": metric '" + m + "' comes from held-out records: set data.eval");
+      if (m == "val_constraint" && o.constraint == loss::ConstraintKind::none)
+        input_error(at(key), key + ": metric 'val_constraint' needs a constraint (objective.constraint)");
+      if (m == "margin" && (tr.eval_refusal_start.empty() || tr.eval_compliance_start.empty()))
+        input_error(at(key), key + ": metric 'margin' needs train.eval_refusal_start and train.eval_compliance_start");
+    }
+  };
+  if (evaluating && !cfg.data.eval.empty() && o.constraint != loss::ConstraintKind::none && o.reference == "cache")
+    input_error(at("data.eval"), "data.eval with objective.reference = cache: the cache holds the training examples' "
+                                 "reference only, not the held-out ones'; use adapter_off or copy");
+  if (auto best = parse_keep_best(tr.keep_best, at("train.keep_best"))) check_source("train.keep_best", best->metrics);
+  if (auto stop = parse_early_stop(tr.early_stop, at("train.early_stop"))) check_source("train.early_stop", {stop->metric});
   // A config may come from someone else: its run directory must not climb out of where it
   // says it is (an absolute path states plainly where it goes).
   for (const auto& part : std::filesystem::path(cfg.train.output_dir))

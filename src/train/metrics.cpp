@@ -29,6 +29,13 @@ std::string metrics_json(const StepMetrics& m) {
   return j.dump();
 }
 
+std::string eval_metrics_json(const EvalMetrics& m) {
+  json metrics = json::object();
+  for (const auto& [k, v] : m.metrics) metrics[k] = num(v);
+  json j = {{"kind", "eval"}, {"step", m.step}, {"epoch", m.epoch}, {"metrics", metrics}, {"eval_s", num(m.eval_s)}};
+  return j.dump();
+}
+
 MetricsLog::MetricsLog(const std::string& path, int64_t keep_up_to_step) : path_(path) {
   // A resumed run keeps the records up to its checkpoint (later ones will be logged again);
   // the kept part is rewritten atomically before appending.
@@ -54,8 +61,11 @@ MetricsLog::~MetricsLog() {
   if (f_) std::fclose(f_);
 }
 
-void MetricsLog::write(const StepMetrics& m) {
-  const std::string line = metrics_json(m) + "\n";
+void MetricsLog::write(const StepMetrics& m) { write_line(metrics_json(m) + "\n"); }
+
+void MetricsLog::write(const EvalMetrics& m) { write_line(eval_metrics_json(m) + "\n"); }
+
+void MetricsLog::write_line(const std::string& line) {
   const bool written = std::fwrite(line.data(), 1, line.size(), f_) == line.size();
   if (std::fflush(f_) != 0 || !written) environment_error(path_, std::string("write failed: ") + std::strerror(errno));
 }

@@ -47,6 +47,14 @@ std::vector<data::Record> select_records(const DataConfig& d) {
   return out;
 }
 
+std::vector<data::Record> held_out_records(const DataConfig& d) {
+  if (d.eval.empty()) return {};
+  if (!fs::is_regular_file(d.eval)) input_error("data.eval", "'" + d.eval + "' does not exist or is not a file");
+  std::vector<data::Record> records = data::read_records(d.eval, d.columns);
+  if (records.empty()) input_error(d.eval, "data.eval: the held-out dataset is empty");
+  return records;
+}
+
 text::ChatTemplate chat_template_for(const ModelConfig& m) {
   // model.chat_template: empty = the model's own (detected), a family name, or a file
   // holding a template whose family is then detected from its markers.

@@ -171,8 +171,14 @@ Run setup_run(const RunConfig& cfg, const SetupOptions& options) {
   r.dp = std::make_unique<dist::DataParallel>(denv, cfg.train.dist_timeout_s, r.device.is_cuda() ? "cuda" : "cpu");
   if (cfg.model.path.empty() || !fs::is_directory(cfg.model.path))
     input_error("model.path", "'" + cfg.model.path + "' is not a model directory");
-  std::vector<data::Record> records;
-  if (options.data) records = select_records(cfg.data);
+  std::vector<data::Record> records, eval_records;
+  if (options.data) {
+    records = select_records(cfg.data);
+    eval_records = held_out_records(cfg.data);
+    // The suite is read by the caller (the eval module's part); a wrong path is named here too.
+    if (!cfg.train.eval_suite.empty() && !fs::is_regular_file(cfg.train.eval_suite))
+      input_error("train.eval_suite", "'" + cfg.train.eval_suite + "' does not exist or is not a file");
+  }
   if (options.run_directory) {
     r.dir = inspect_run_directory(cfg, *r.dp);
     r.dp->barrier("run directory check");  // every rank decided before rank 0 writes there
@@ -186,8 +192,9 @@ Run setup_run(const RunConfig& cfg, const SetupOptions& options) {
   // After the LoRA checks, so that a bad rank or module is the only message printed.
   if (options.data) {
     r.tokenizer = text::load_tokenizer(cfg.model.path);
-    const text::ChatTemplate tmpl = chat_template_for(cfg.model);
-    r.examples = data::tokenize_records(records, *r.tokenizer, tmpl, cfg.data.max_length);
+    r.chat_template = chat_template_for(cfg.model);
+    r.examples = data::tokenize_records(records, *r.tokenizer, *r.chat_template, cfg.data.max_length);
+    r.eval_examples = data::tokenize_records(eval_records, *r.tokenizer, *r.chat_template, cfg.data.max_length);
     r.sizes = run_sizes(cfg, static_cast<int64_t>(r.examples.size()));
   }
   // The safety constraint: tokens.json checked against this model, and its reference

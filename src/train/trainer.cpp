@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "safetune/core/device.h"
 #include "safetune/core/error.h"
@@ -23,6 +24,7 @@
 #include "safetune/model/lora.h"
 #include "safetune/model/transformer.h"
 #include "safetune/train/checkpoint.h"
+#include "safetune/train/evaluation.h"
 #include "safetune/train/metrics.h"
 #include "safetune/train/progress.h"
 #include "safetune/train/setup.h"
@@ -81,6 +83,8 @@ bool stop_after_bad_step(Run& r, BadSteps& bad, const std::string& what, int64_t
 void advance(TrainerState& st, const StepBatches& b, int64_t steps_per_epoch, const Timing& t);
 void report(const Run& r, const TrainerState& st, const StepBatches& b, const StepOutcome& s, double lr, Timing& t,
             std::optional<MetricsLog>& metrics, Progress& progress);
+bool evaluate_if_due(Run& r, const Evaluation& e, TrainerState& st, std::optional<MetricsLog>& metrics,
+                     Progress& progress, bool tty);
 void checkpoint_if_due(Run& r, const TrainerState& st, bool stop, TrainResult& result);
 std::string save_checkpoint(const Run& r, const TrainerState& st);
 std::string resume_note(const Run& r);
@@ -94,6 +98,7 @@ bool all_finite(const std::vector<at::Tensor>& tensors);
 
 TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   Run r = setup_run(cfg);
+  const Evaluation evaluation = setup_evaluation(r, options.suite);  // before the run directory is written
   TrainerState st = start(r);
   std::optional<MetricsLog> metrics;  // rank 0's
   open_run_directory(r, st, metrics);
@@ -113,8 +118,13 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   timing.start_step = st.step;
   BadSteps bad{0, st, rng_states(r.device)};
   bool first = true;
+  // The model before any update: the baseline that early_stop's relative bounds refer to.
+  bool stopped_early = st.eval.stopped;
+  if (stopped_early) log::info("{}: the run stopped early ({}); nothing left to train", r.dir.path, st.eval.stop_reason);
+  else if (st.step == 0) stopped_early = evaluate_if_due(r, evaluation, st, metrics, progress, tty);
+  if (stopped_early && st.step == 0) checkpoint_if_due(r, st, true, result);
 
-  while (st.step < total) {
+  while (!stopped_early && st.step < total) {
     const StepBatches b = step_batches(r, batcher, st);
     const double lr = r.schedule->lr(st.step, b.epoch);
     r.optimizer->set_lr(lr);
@@ -143,10 +153,15 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
       bad.last_good_rng = rng_states(r.device);
     }
     report(r, st, b, s, lr, timing, metrics, progress);
+    const Clock::time_point eval_start = Clock::now();
+    stopped_early = evaluate_if_due(r, evaluation, st, metrics, progress, tty);
+    timing.window_start += Clock::now() - eval_start;  // tokens/s counts training time only
+    if (!skip) bad.last_good.eval = st.eval;  // the evaluation is of that state (and draws no random numbers)
 
-    const bool stop = (r.dp->active() ? s.stop_requested : signals && StopSignals::requested()) ||
-                      (options.stop_after_steps > 0 && st.step >= options.stop_after_steps && st.step < total);
-    checkpoint_if_due(r, st, stop, result);
+    const bool stop = !stopped_early &&
+                      ((r.dp->active() ? s.stop_requested : signals && StopSignals::requested()) ||
+                       (options.stop_after_steps > 0 && st.step >= options.stop_after_steps && st.step < total));
+    checkpoint_if_due(r, st, stop || stopped_early, result);
     if (stop) {
       progress.finish();
       result.interrupted = true;
@@ -164,6 +179,8 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
   // Final weights: the adapter (PEFT) or a complete HF model directory.
   result.final_dir = export_final(r);
   result.steps = st.step;
+  result.early_stopped = st.eval.stopped;
+  result.stop_reason = st.eval.stop_reason;
   log::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,
                r.lora ? "adapter" : "model", result.final_dir);
   return result;
@@ -178,6 +195,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 void clear_run(const std::string& dir) {
   for (const char* name : {"checkpoints", "latest", "metrics.jsonl", "config.resolved.yaml", "adapter", "model"})
     fs::remove_all(fs::path(dir) / name);
+  fs::remove_all(fs::path(dir) / "best");
   clean_stale_temporaries(dir);
 }
 
@@ -361,6 +379,92 @@ void report(const Run& r, const TrainerState& st, const StepBatches& b, const St
     t.window_tokens = 0;
   }
   if (r.dp->is_main()) progress.update(st.step, b.epoch, s.loss, lr, tok_s, eta);
+}
+
+// ---------------------------------------------------------------------------- evaluation
+
+void save_adapter(const Run& r, const std::string& dir);
+
+// run_dir/best: the weights as the final export writes them, and eval.json (the step, the
+// rule, its score and every metric), replaced atomically; rank 0 writes.
+void save_best(const Run& r, const BestRule& rule, double score, const EvalMetrics& rec) {
+  const std::string out = (fs::path(r.dir.path) / "best").string(), tmp = out + ".tmp";
+  try {
+    fs::remove_all(tmp);
+    if (r.lora) {
+      save_adapter(r, tmp);
+    } else {
+      at::ScalarType stored = at::kFloat;
+      const std::string& td = r.model.model->config().torch_dtype;
+      if (!td.empty()) stored = model::parse_torch_dtype(td, r.cfg.model.path + "/config.json");
+      model::write_model_dir(tmp, *r.model.model, r.cfg.model.path, stored, /*replace=*/true);
+    }
+    const nlohmann::json j = {{"step", rec.step}, {"keep_best", rule.text}, {"score", score},
+                              {"metrics", nlohmann::json::parse(eval_metrics_json(rec))["metrics"]}};
+    write_file_atomic((fs::path(tmp) / "eval.json").string(), j.dump(2) + "\n");
+    replace_dir(tmp, out);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);  // nothing half-written left on a full disk
+    rethrow_noting("best/ of step " + std::to_string(rec.step) + " not written; " + resume_note(r));
+  }
+}
+
+// "eval at step 20: generate advbench 16/32", redrawn on a terminal, else one line per
+// finished set (rank 0's).
+EvalProgress eval_progress(const Run& r, int64_t step, bool tty) {
+  if (!r.dp->is_main()) return nullptr;
+  return [step, tty](const std::string& what, int64_t done, int64_t total) {
+    if (!tty && done != total) return;
+    std::fprintf(stderr, "%seval at step %lld: %s %lld/%lld%s", tty ? "\r" : "", (long long)step, what.c_str(),
+                 (long long)done, (long long)total, tty && done != total ? "   " : "   \n");
+    std::fflush(stderr);
+  };
+}
+
+// When an evaluation is due after st.step steps: the record, the best weights, the early
+// stop (true: stop now; the reason is in st.eval). Every rank decides alike: the metrics
+// are the same everywhere.
+bool evaluate_if_due(Run& r, const Evaluation& e, TrainerState& st, std::optional<MetricsLog>& metrics,
+                     Progress& progress, bool tty) {
+  if (!evaluation_due(e, st.step, r.sizes.total_steps)) return false;
+  progress.finish();
+  const Clock::time_point t0 = Clock::now();
+  EvalMetrics rec;
+  rec.step = st.step;
+  rec.epoch = st.step == 0 ? 0 : (st.step - 1) / r.sizes.steps_per_epoch;  // of the last step trained
+  rec.metrics = evaluate_now(r, e, eval_progress(r, st.step, tty));
+  rec.eval_s = seconds_since(t0);
+  if (metrics) metrics->write(rec);
+  if (r.dp->is_main())
+    std::fprintf(stderr, "eval at step %lld: %s  (%.1f s)\n", (long long)st.step, headline(rec.metrics).c_str(), rec.eval_s);
+  for (const auto& [k, v] : rec.metrics)
+    if (std::isfinite(v)) st.eval.first.emplace(k, v);  // kept only the first time
+  if (e.keep_best) {
+    const std::optional<double> score = score_of(*e.keep_best, rec.metrics);
+    if (score && is_better(*e.keep_best, *score, st.eval.best_score)) {
+      st.eval.best_score = score;
+      st.eval.best_step = st.step;
+      if (r.dp->is_main()) save_best(r, *e.keep_best, *score, rec);
+      r.dp->barrier("best weights of step " + std::to_string(st.step));
+      log::info("best so far ({} = {:.6g}): {}/best", e.keep_best->text, *score, r.dir.path);
+    }
+  }
+  if (e.early_stop) {
+    const StopRule& rule = *e.early_stop;
+    auto first = st.eval.first.find(rule.metric);
+    if (first != st.eval.first.end() && crosses(rule, rec.metrics, first->second)) {
+      st.eval.stopped = true;
+      st.eval.stop_reason = fmt::format("{} = {:.6g} {} {:.6g}{} at step {} (train.early_stop = {})", rule.metric,
+                                        rec.metrics.at(rule.metric), rule.below ? "<" : ">",
+                                        stop_bound(rule, first->second),
+                                        rule.relative ? fmt::format(", {} x its first value {:.6g}", rule.bound, first->second) : "",
+                                        st.step, rule.text);
+      if (r.dp->is_main()) std::fprintf(stderr, "safetune: early stop: %s\n", st.eval.stop_reason.c_str());
+      return true;
+    }
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------- checkpoints

@@ -54,7 +54,7 @@ done
 for f in runs/tokens.json runs/pact/adapter/adapter_model.safetensors runs/pact/results.json \
   runs/llama3-tokens.json runs/llama3-8b-pact/adapter/adapter_config.json runs/llama3-8b-pact/results.json \
   runs/sweep/summary.md runs/sweep/report.html runs/dp/adapter/adapter_model.safetensors \
-  runs/attacked/adapter/adapter_model.safetensors runs/attacked/results.json; do
+  runs/attacked/adapter/adapter_model.safetensors runs/attacked/results.json runs/watched/best/eval.json; do
   [ -s "$f" ] || fail "$f was not written"
 done
 grep -q "^| none " runs/sweep/summary.md && grep -q "^| pact " runs/sweep/summary.md ||

@@ -372,3 +372,45 @@ TEST(Config, ShippedConfigsLoad) {
     }
   EXPECT_THROW(load_run_config(dir + "does-not-exist.yaml"), InputError);
 }
+
+// Evaluation during training: something to evaluate on, rules naming known metrics that
+// the configured sources give, each error naming its key.
+TEST(Config, EvaluationRules) {
+  const std::vector<std::string> suite = {"train.eval_every=5", "train.eval_suite=suite.json"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> o = suite;
+    o.insert(o.end(), extra.begin(), extra.end());
+    return error_of(kBase, o);
+  };
+  EXPECT_EQ(with({}), "");
+  EXPECT_EQ(with({"train.keep_best=refusal+utility:max", "train.early_stop=refusal<0.5x"}), "");
+  EXPECT_EQ(error_of(kBase, {"train.eval_every=5", "data.eval=held.jsonl", "train.keep_best=val_ce:min",
+                             "train.early_stop=val_ce>4"}),
+            "");
+
+  const std::string none = error_of(kBase, {"train.eval_every=5"});
+  EXPECT_CONTAINS(none, "train.eval_every = 5 needs held-out records (data.eval) or a suite (train.eval_suite)");
+  EXPECT_CONTAINS(error_of(kBase, {"train.eval_suite=suite.json"}), "train.eval_suite is set but train.eval_every = 0");
+
+  const std::string unknown = with({"train.keep_best=refusl:max"});
+  EXPECT_CONTAINS(unknown, "train.keep_best: unknown metric 'refusl'");
+  EXPECT_CONTAINS(unknown, "valid: val_ce, val_total, val_constraint, refusal, asr, utility, margin");
+  EXPECT_CONTAINS(with({"train.keep_best=refusal"}), "train.keep_best = 'refusal': expected METRIC:max or METRIC:min");
+  EXPECT_CONTAINS(with({"train.keep_best=refusal:up"}), "the direction after ':' must be max or min, got 'up'");
+  EXPECT_CONTAINS(with({"train.keep_best=refusal+:max"}), "train.keep_best: unknown metric ''");
+  EXPECT_CONTAINS(with({"train.early_stop=refusal"}), "train.early_stop = 'refusal': expected METRIC<BOUND");
+  EXPECT_CONTAINS(with({"train.early_stop=refusal<half"}), "the bound must be a number");
+  EXPECT_CONTAINS(with({"train.early_stop=refusals<0.5x"}), "train.early_stop: unknown metric 'refusals'");
+
+  // A metric needs its source.
+  EXPECT_CONTAINS(with({"train.keep_best=val_ce:min"}), "train.keep_best: metric 'val_ce' comes from held-out records: set data.eval");
+  EXPECT_CONTAINS(error_of(kBase, {"train.eval_every=5", "data.eval=h.jsonl", "train.early_stop=refusal<0.5x"}),
+                  "train.early_stop: metric 'refusal' comes from a suite: set train.eval_suite");
+  EXPECT_CONTAINS(error_of(kBase, {"data.eval=h.jsonl", "train.keep_best=val_ce:min"}),
+                  "train.keep_best needs evaluations: set train.eval_every > 0");
+  EXPECT_CONTAINS(error_of(kBase, {"train.eval_every=5", "data.eval=h.jsonl", "train.keep_best=val_constraint:min"}),
+                  "metric 'val_constraint' needs a constraint");
+  EXPECT_CONTAINS(with({"train.keep_best=margin:max", "train.eval_refusal_start="}), "metric 'margin' needs");
+  // The error points at where the key was set.
+  EXPECT_CONTAINS(error_of(kBase + "  eval_every: 5\n  eval_suite: s.json\n  keep_best: nope:max\n"), "run.yaml:9");
+}

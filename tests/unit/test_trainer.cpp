@@ -17,6 +17,7 @@
 #include "safetune/core/fs.h"
 #include "safetune/io/tensor_io.h"
 #include "safetune/train/config.h"
+#include "safetune/train/evaluation.h"
 #include "safetune/train/trainer.h"
 #include "test_util.h"
 
@@ -34,7 +35,26 @@ class TrainerTest : public test_util::TinyRun<TrainerTest> {
   static void write_data(const std::string& root) {
     test_util::write_colour_records(root + "/train.jsonl", 12);
     std::ofstream(root + "/empty.jsonl") << "";
+    std::ofstream(root + "/suite.json") << "{}";  // read by the stand-in suite below: not at all
   }
+};
+
+// A suite whose refusal falls by 0.2 at each evaluation (1.0 at the first), and whose one
+// slot per process says which evaluation this is, so that the trainer's sum over ranks is
+// what metrics() sees.
+class FallingRefusal : public train::SuiteEvaluation {
+ public:
+  size_t num_slots() const override { return 1; }
+  std::vector<double> measure(const train::EvalModel& m, const train::EvalShare& share,
+                              const train::EvalProgress&) override {
+    EXPECT_NE(m.model, nullptr);
+    EXPECT_NE(m.chat_template, nullptr);
+    return {share.rank == 0 ? static_cast<double>(calls++) : 0.0};
+  }
+  train::MetricValues metrics(const std::vector<double>& slots) const override {
+    return {{"refusal", 1.0 - 0.2 * slots[0]}};
+  }
+  int calls = 0;
 };
 
 // Every tensor of two safetensors files, bitwise.
@@ -196,5 +216,47 @@ TEST_F(TrainerTest, ActivationCheckpointingGivesTheSameTraining) {
     // The recomputation runs the same kernels on the same inputs with the same dropout masks.
     EXPECT_EQ(worst, 0.0) << files[k];
     EXPECT_GT(ta.begin()->second.abs().max().item<double>(), 0) << files[k];
+  }
+}
+
+// The trainer evaluates through the interface its caller hands it: at step 0, every
+// eval_every steps; keep_best keeps the first (highest) refusal; early_stop ends the run at
+// the first evaluation below half the first value, with its weights exported.
+TEST_F(TrainerTest, EvaluatesThroughTheGivenSuiteKeepsTheBestAndStopsEarly) {
+  train::TrainOptions o = quiet();
+  auto suite = std::make_shared<FallingRefusal>();
+  o.suite = suite;
+  auto r = train::run_training(config("evaluated", {"train.max_steps=20", "train.eval_every=2",
+                                                    "train.eval_suite=" + root_ + "/suite.json",
+                                                    "train.keep_best=refusal:max", "train.early_stop=refusal<0.5x"}),
+                               o);
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(r.early_stopped);
+  EXPECT_EQ(r.steps, 6);  // refusal 1.0, 0.8, 0.6, then 0.4 < 0.5 at step 6
+  EXPECT_EQ(suite->calls, 4);
+  EXPECT_NE(r.stop_reason.find("refusal = 0.4 < 0.5, 0.5 x its first value 1 at step 6"), std::string::npos)
+      << r.stop_reason;
+  std::vector<int64_t> eval_steps;
+  for (const json& rec : metrics("evaluated"))
+    if (rec.value("kind", "") == "eval") eval_steps.push_back(rec["step"].get<int64_t>());
+  EXPECT_EQ(eval_steps, (std::vector<int64_t>{0, 2, 4, 6}));
+  const std::string dir = root_ + "/evaluated";
+  EXPECT_EQ(json::parse(read_file(dir + "/best/eval.json"))["step"], 0);
+  EXPECT_TRUE(fs::exists(dir + "/adapter/adapter_model.safetensors"));
+  // The stop is in the checkpoint: a resume trains nothing more.
+  auto again = train::run_training(config("evaluated", {"train.max_steps=20", "train.eval_every=2",
+                                                        "train.eval_suite=" + root_ + "/suite.json",
+                                                        "train.keep_best=refusal:max",
+                                                        "train.early_stop=refusal<0.5x", "train.resume=auto"}),
+                                   o);
+  EXPECT_TRUE(again.early_stopped);
+  EXPECT_EQ(suite->calls, 4);
+  // A config naming a suite with no suite handed over: an error naming the key.
+  train::TrainOptions none = quiet();
+  try {
+    train::run_training(config("no_suite", {"train.eval_every=2", "train.eval_suite=" + root_ + "/suite.json"}), none);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.eval_suite"), std::string::npos) << e.what();
   }
 }

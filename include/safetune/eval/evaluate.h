@@ -57,6 +57,18 @@ std::vector<std::string> respond(const Responder& r, const std::vector<std::vect
                                  const std::vector<std::string>& where, const GenerationSettings& g,
                                  const Progress& progress = nullptr);
 
+// Which batches this process answers (batch b: prompts b x batch_size onwards in the
+// length order); null = all. Processes that split an evaluation form every batch exactly
+// as one process does, so that each answer is the one a single process gives.
+using BatchOwner = std::function<bool(int64_t batch)>;
+
+// respond() for the batches `owns` accepts; the other prompts' answers are nullopt.
+std::vector<std::optional<std::string>> respond_share(const Responder& r,
+                                                      const std::vector<std::vector<text::Message>>& prompts,
+                                                      const std::vector<std::string>& where,
+                                                      const GenerationSettings& g, const BatchOwner& owns,
+                                                      const Progress& progress = nullptr);
+
 // The answers to every prompt of a set.
 std::vector<std::string> respond(const Responder& r, const PromptSet& set, const GenerationSettings& g,
                                  const Progress& progress = nullptr);
@@ -69,6 +81,9 @@ std::vector<std::string> respond(const Responder& r, const PromptSet& set, const
 nlohmann::json score_set(const PromptSet& set, const std::vector<std::string>& responses,
                          const std::vector<std::string>& keywords, const std::vector<bool>& unsafe = {},
                          const std::vector<std::string>& judge_answers = {});
+
+// Whether `response` answers utility item `i` of `set` correctly, by the set's kind.
+bool answer_correct(const PromptSet& set, size_t i, const std::string& response);
 
 // The user-visible prompt of a record: the last user turn's text.
 std::string prompt_text(const data::Record& r);

@@ -5,10 +5,12 @@
 // line per optimizer step) and results.json (what `safetune eval` measured). The table's
 // columns are the config keys whose values differ between the runs, then one column per
 // eval metric (<set> refusal / <set> ASR for safety sets, <set> acc for utility sets), the
-// final value of each loss term, the training wall time and the mean tokens/s. Runs that
+// final value of each loss term, the training wall time, the mean tokens/s, and the last
+// evaluation during training's metrics ("eval refusal", "eval val_ce", ...). Runs that
 // differ only in train.seed (and in their output directory) are one row: mean and sample
 // standard deviation over the seeds, with the count in the "runs" column.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -21,6 +23,17 @@ struct RunRecord {
   std::map<std::string, std::string> config;  // flattened dotted keys -> scalar text
   std::vector<std::pair<std::string, double>> metrics;  // column -> value, in column order
 };
+
+// One evaluation during training (metrics.jsonl's {"kind": "eval"} records): its step
+// and metrics by name (train/eval_rules.h; null -> NaN).
+struct EvalPoint {
+  int64_t step = 0;
+  std::map<std::string, double> metrics;
+};
+
+// The evaluation records of a metrics.jsonl, in file order (e.g. to draw refusal against
+// the step with svg::line_chart). InputError naming the file and line for a bad record.
+std::vector<EvalPoint> read_eval_records(const std::string& metrics_path);
 
 // Reads one run directory; a missing or malformed file is an InputError naming it.
 // results.json is optional (a run not evaluated yet has no eval columns).

@@ -8,9 +8,10 @@
 //       or config.json + model.safetensors                 (full fine-tuning)
 //       optimizer.safetensors   AdamW moments and step counts, by parameter name
 //       rng.safetensors         the torch generator states (dropout): CPU, and CUDA's on a GPU
-//       trainer_state.json      step, epoch, data position, tokens, elapsed time
+//       trainer_state.json      step, epoch, data position, tokens, elapsed time, evaluation state
 //       config.resolved.yaml
 //   latest                    "checkpoints/step-00000010": written last, atomically
+//   best/                     train.keep_best: the best evaluated weights (adapter or model) + eval.json
 //   adapter/ or model/        the final weights
 //
 // A checkpoint is built in a temporary directory beside its final place and renamed into
@@ -27,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "safetune/train/eval_rules.h"
+
 namespace safetune::train {
 
 struct TrainerState {
@@ -39,6 +42,7 @@ struct TrainerState {
   int64_t total_steps = 0;
   int64_t steps_per_epoch = 0;
   int64_t num_examples = 0;
+  EvalState eval;             // what train.keep_best and train.early_stop remember
 };
 
 std::string trainer_state_json(const TrainerState& s);

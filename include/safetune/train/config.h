@@ -85,6 +85,16 @@ struct TrainConfig {
   bool overwrite = false;   // allow an output_dir that holds another run
   int64_t max_bad_steps = 5;  // non-finite steps in a row (each skipped, no update) before the run stops
   double dist_timeout_s = 300;  // multi-process runs: a rank silent this long is taken as dead
+  // Evaluation during training (train/evaluation.h): at step 0, every eval_every steps and
+  // at the last step, on data.eval (validation loss) and train.eval_suite (generation).
+  int64_t eval_every = 0;          // optimizer steps between evaluations; 0 = none
+  std::string eval_suite;          // suite JSON file, as `safetune eval --suite`; "" = none
+  int64_t eval_batch_size = 8;     // prompts generated together (and held-out examples per batch)
+  int64_t eval_max_new_tokens = 128;  // answer length of the suite's sets that set none
+  std::string eval_refusal_start = "I";        // first-token margin: the refusal's first token ...
+  std::string eval_compliance_start = "Sure";  // ... against the compliance's; "" = no margin
+  std::string keep_best;    // "METRIC[+METRIC...]:max|min": keep run_dir/best; "" = off
+  std::string early_stop;   // "METRIC<BOUND" or "METRIC>BOUND", BOUND a number or Nx (N x first value); "" = off
 };
 
 struct GateConfig {

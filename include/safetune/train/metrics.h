@@ -1,8 +1,10 @@
-// metrics.jsonl: one JSON object per logged optimizer step, appended and flushed line by
-// line so that a killed run keeps everything it logged.
+// metrics.jsonl: one JSON object per logged optimizer step, and one per evaluation
+// ({"kind": "eval", ...}; train/evaluation.h), appended and flushed line by line so that a
+// killed run keeps everything it logged.
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +26,17 @@ struct StepMetrics {
 
 std::string metrics_json(const StepMetrics& m);
 
+// An evaluation during training, after `step` optimizer steps (0: before the first).
+struct EvalMetrics {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  std::map<std::string, double> metrics;  // by name (train/eval_rules.h); not finite -> null
+  double eval_s = 0;                      // the evaluation's wall time
+};
+
+// {"kind": "eval", "step", "epoch", "metrics": {...}, "eval_s"}.
+std::string eval_metrics_json(const EvalMetrics& m);
+
 class MetricsLog {
  public:
   // Opens `path` for appending. With keep_up_to_step >= 0, records of later steps (logged
@@ -35,8 +48,10 @@ class MetricsLog {
   // EnvironmentError when the line cannot be written (a full disk): the run stops, as a
   // failed checkpoint write stops it, rather than go on with holes in its record.
   void write(const StepMetrics& m);
+  void write(const EvalMetrics& m);
 
  private:
+  void write_line(const std::string& line);
   std::string path_;
   std::FILE* f_ = nullptr;
 };

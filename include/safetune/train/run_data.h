@@ -14,6 +14,10 @@ namespace safetune::train {
 // data.harmful_fraction drawn from data.harmful. The draw depends only on data.seed.
 std::vector<data::Record> select_records(const DataConfig& d);
 
+// data.eval's records (read with data.columns), all of them in file order; none when
+// data.eval is empty. InputError naming data.eval for a missing or empty file.
+std::vector<data::Record> held_out_records(const DataConfig& d);
+
 // model.chat_template: empty = the model's own (detected), a family name, or a file
 // holding a template whose family is then detected from its markers.
 text::ChatTemplate chat_template_for(const ModelConfig& m);

@@ -10,7 +10,7 @@
 //   (core/device.h); threads and the CPU allocator; the run directory's policy (another
 //   run there: refused, resumed or replaced); the records; the model (model.dtype = auto:
 //   fp32 on CPU, bf16 on CUDA) and its trainable parameters (LoRA adapters, or every
-//   weight); tokenizer, chat template and examples; the objective (tokens.json and the
+//   weight); tokenizer, chat template and examples (data.eval's too); the objective (tokens.json and the
 //   reference); AdamW (fp32 master weights for non-fp32 parameters) and the schedule.
 // Nothing is written to the run directory here but its lock file (created with the
 // directory when missing; both go again when set-up fails on bad input): the trainer
@@ -30,6 +30,7 @@
 #include "safetune/dist/data_parallel.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
+#include "safetune/text/chat_template.h"
 #include "safetune/train/config.h"
 #include "safetune/train/objective.h"
 #include "safetune/train/optimizer.h"
@@ -73,7 +74,9 @@ struct Run {
   std::vector<std::pair<std::string, at::Tensor>> params;  // the trainable parameters, named
   std::vector<at::Tensor> param_tensors;                  // the same, in the same order
   std::unique_ptr<text::Tokenizer> tokenizer;
+  std::optional<text::ChatTemplate> chat_template;  // model.chat_template, resolved
   std::vector<data::Example> examples;
+  std::vector<data::Example> eval_examples;  // data.eval's held-out records, in file order
   RunSizes sizes;
   Objective objective;
   std::unique_ptr<AdamW> optimizer;

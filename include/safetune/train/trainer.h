@@ -8,10 +8,13 @@
 // run directory is refused when it holds another run, unless train.resume=auto (continue
 // from its latest checkpoint) or train.overwrite=true. A resumed run restores weights,
 // optimizer moments, step/epoch/data position and the RNG, so on CPU it ends bitwise
-// identical to one that never stopped.
+// identical to one that never stopped. With train.eval_every, the model is evaluated
+// along the way (evaluation.h): records in metrics.jsonl, the best weights in
+// run_dir/best (train.keep_best), an early stop (train.early_stop).
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +22,8 @@
 #include "safetune/train/config.h"
 
 namespace safetune::train {
+
+class SuiteEvaluation;  // evaluation.h
 
 struct TrainOptions {
   // The command that resumes this run, printed when it is interrupted.
@@ -32,6 +37,9 @@ struct TrainOptions {
   // Tests: sees (and may change) each step's loss terms ("ce", the constraint, ..., then
   // "total") before they are checked for non-finite values; `step` counts from 1.
   std::function<void(int64_t step, std::vector<std::pair<std::string, double>>& terms)> on_loss_terms;
+  // train.eval_suite's evaluation (eval/training_eval.h makes it); required when the
+  // config names a suite, since generating and judging answers is the eval module's.
+  std::shared_ptr<SuiteEvaluation> suite;
 };
 
 struct TrainResult {
@@ -44,6 +52,8 @@ struct TrainResult {
   std::string run_dir;
   std::string checkpoint;     // the last checkpoint written ("" if none)
   std::string final_dir;      // run_dir/adapter or run_dir/model when the run completed
+  bool early_stopped = false; // train.early_stop ended it (final_dir written)
+  std::string stop_reason;    // why, when early_stopped
 };
 
 // setup_run (setup.h), then the steps. InputError before the first step for bad input.
