@@ -455,10 +455,10 @@ bool evaluate_if_due(Run& r, const Evaluation& e, TrainerState& st, std::optiona
     auto first = st.eval.first.find(rule.metric);
     if (first != st.eval.first.end() && crosses(rule, rec.metrics, first->second)) {
       st.eval.stopped = true;
-      st.eval.stop_reason = fmt::format("{} = {:.6g} {} {:.6g}{} at step {} (train.early_stop = {})", rule.metric,
+      st.eval.stop_reason = log::format("{} = {:.6g} {} {:.6g}{} at step {} (train.early_stop = {})", rule.metric,
                                         rec.metrics.at(rule.metric), rule.below ? "<" : ">",
                                         stop_bound(rule, first->second),
-                                        rule.relative ? fmt::format(", {} x its first value {:.6g}", rule.bound, first->second) : "",
+                                        rule.relative ? log::format(", {} x its first value {:.6g}", rule.bound, first->second) : "",
                                         st.step, rule.text);
       if (r.dp->is_main()) std::fprintf(stderr, "safetune: early stop: %s\n", st.eval.stop_reason.c_str());
       return true;

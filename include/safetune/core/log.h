@@ -1,5 +1,6 @@
 // The log: one line per message on stdout, "[2026-12-07 05:45:50.123] [warning] text",
-// with "{}" placeholders filled in order ("{:.4f}": fixed with 4 decimals). Small on
+// with "{}" placeholders filled in order ("{:.4f}": fixed with 4 decimals, "{:.6g}": 6
+// significant digits, "{:.3e}": scientific). Small on
 // purpose: a trainer logs a few dozen lines a run, and LibTorch's wheel brings a fmt of
 // its own that a system logging library built on another fmt cannot share a translation
 // unit with. No LibTorch.
@@ -35,9 +36,12 @@ void format_to(std::ostringstream& out, std::string_view f, const T& value, cons
   }
   out << f.substr(0, open);
   const std::string_view spec = f.substr(open + 1, close - open - 1);  // "" or ":.4f"
-  if (spec.size() >= 3 && spec[0] == ':' && spec[1] == '.' && spec.back() == 'f') {
+  const char kind = spec.empty() ? '\0' : spec.back();
+  if (spec.size() >= 4 && spec[0] == ':' && spec[1] == '.' && (kind == 'f' || kind == 'g' || kind == 'e')) {
     std::ostringstream num;
-    num << std::fixed << std::setprecision(std::stoi(std::string(spec.substr(2, spec.size() - 3)))) << value;
+    if (kind == 'f') num << std::fixed;
+    if (kind == 'e') num << std::scientific;
+    num << std::setprecision(std::stoi(std::string(spec.substr(2, spec.size() - 3)))) << value;
     out << num.str();
   } else {
     out << value;
