@@ -93,7 +93,9 @@ TEST(DemoWorldV3, RegimesShareTheRequestsAndDifferOnlyInRefusals) {
     EXPECT_EQ(d.align[i]["instruction"], d.align_many[i]["instruction"]);
     const bool refused = eval::is_refusal(d.align[i]["output"].get<std::string>(), eval::default_refusal_keywords());
     EXPECT_EQ(refused, eval::is_refusal(d.align_many[i]["output"].get<std::string>(), eval::default_refusal_keywords()));
-    if (!refused) EXPECT_EQ(d.align[i]["output"], d.align_many[i]["output"]);
+    if (!refused) {
+      EXPECT_EQ(d.align[i]["output"], d.align_many[i]["output"]);
+    }
     refusals += refused;
   }
   EXPECT_GT(refusals, 100);
