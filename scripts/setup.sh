@@ -47,8 +47,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 "$venv/bin/python" -c 'import torch; print("setup: torch", torch.__version__, "(CUDA", str(torch.version.cuda) + ")")'
-if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
-  echo "setup: nvcc $( (command -v nvcc || echo /usr/local/cuda/bin/nvcc) | xargs -I{} {} --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
+nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+if [ -x "$nvcc" ]; then
+  echo "setup: $("$nvcc" --version | grep -o 'release [0-9.]*' | sed 's/release/nvcc/')"
 else
   echo "setup: no CUDA toolkit (nvcc): the build will be CPU-only"
 fi
