@@ -39,14 +39,4 @@ int set_compute_threads(int n) {
   return n;
 }
 
-SingleThreadedBlas::SingleThreadedBlas() {
-  if (!openblas().set) return;
-  prev_ = openblas().get();
-  if (prev_ > 1) openblas().set(1);
-}
-
-SingleThreadedBlas::~SingleThreadedBlas() {
-  if (prev_ > 1) openblas().set(prev_);
-}
-
 }  // namespace safetune

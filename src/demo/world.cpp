@@ -282,19 +282,27 @@ json gate_by_position(const std::string& theta_dir, const std::string& aligned_d
   return out;
 }
 
-// Loss curve of a run: [[step, ce, total, constraint term or null, gate or null], ...]
-// from metrics.jsonl.
-json loss_curve(const std::string& metrics_path) {
-  json curve = json::array();
-  if (!fs::is_regular_file(metrics_path)) return curve;
+// Calls fn on each JSON line of a run's metrics.jsonl (none when the file is absent; a
+// line that is not JSON is passed on as a discarded value, which fn skips).
+template <class F>
+void for_each_metrics_record(const std::string& metrics_path, F&& fn) {
+  if (!fs::is_regular_file(metrics_path)) return;
   const std::string text = read_file(metrics_path);
   size_t start = 0;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
-    const auto j = json::parse(text.substr(start, end - start), nullptr, false);
+    fn(json::parse(text.substr(start, end - start), nullptr, false));
     start = end + 1;
-    if (!j.is_object() || !j.contains("step") || !j.contains("loss")) continue;
+  }
+}
+
+// Loss curve of a run: [[step, ce, total, constraint term or null, gate or null], ...]
+// from metrics.jsonl.
+json loss_curve(const std::string& metrics_path) {
+  json curve = json::array();
+  for_each_metrics_record(metrics_path, [&](const json& j) {
+    if (!j.is_object() || !j.contains("step") || !j.contains("loss")) return;
     const json& l = j["loss"];
     // A non-finite value is logged as null and stays null.
     auto term = [&](const char* k) { return l.contains(k) && l[k].is_number() ? l[k] : json(nullptr); };
@@ -302,7 +310,7 @@ json loss_curve(const std::string& metrics_path) {
     for (const std::string& k : loss::names_of(loss::ConstraintKind{}))
       if (k != "none" && l.contains(k)) point[3] = term(k.c_str());
     curve.push_back(point);
-  }
+  });
   return curve;
 }
 
@@ -310,21 +318,14 @@ json loss_curve(const std::string& metrics_path) {
 // constraint's term, and its own parts (safety_mass: mass_term, shape_term; pact: gate)}.
 json loss_term_means(const std::string& metrics_path) {
   json sums = json::object(), counts = json::object();
-  if (!fs::is_regular_file(metrics_path)) return sums;
-  const std::string text = read_file(metrics_path);
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    const auto j = json::parse(text.substr(start, end - start), nullptr, false);
-    start = end + 1;
-    if (!j.is_object() || !j.contains("loss") || !j["loss"].is_object()) continue;
+  for_each_metrics_record(metrics_path, [&](const json& j) {
+    if (!j.is_object() || !j.contains("loss") || !j["loss"].is_object()) return;
     for (const auto& [k, v] : j["loss"].items()) {
       if (!v.is_number()) continue;
       sums[k] = sums.value(k, 0.0) + v.get<double>();
       counts[k] = counts.value(k, 0) + 1;
     }
-  }
+  });
   for (auto& [k, v] : sums.items()) v = v.get<double>() / counts[k].get<double>();
   return sums;
 }

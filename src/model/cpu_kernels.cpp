@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "safetune/core/threads.h"
 
 namespace safetune::model::cpu {
 
@@ -134,33 +133,6 @@ at::Tensor add_rms_norm_(const at::Tensor& h, const at::Tensor& delta, const at:
   return out;
 }
 
-void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window, double softcap) {
-  TORCH_CHECK(scores.scalar_type() == at::kFloat && scores.is_contiguous());
-  const int64_t S = scores.size(-1), rows = scores.numel() / S;
-  float* p = scores.data_ptr<float>();
-  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      float* __restrict row = p + r * S;
-      const int64_t q = offset + r % T;  // the query's slot
-      const int64_t hi = std::min(q + 1, S);
-      const int64_t lo = window > 0 ? std::max<int64_t>(0, q - window + 1) : 0;
-      // Soft-capping as HF computes it (divide, tanh, multiply), on the visible scores.
-      if (softcap > 0 && hi > lo) softcap_row(row + lo, hi - lo, static_cast<float>(softcap));
-      float mx = -INFINITY;
-      for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, row[j]);
-      float sum = 0;
-      for (int64_t j = lo; j < hi; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-      }
-      const float inv = 1.0f / sum;
-      for (int64_t j = 0; j < lo; ++j) row[j] = 0;
-      for (int64_t j = lo; j < hi; ++j) row[j] *= inv;
-      for (int64_t j = hi; j < S; ++j) row[j] = 0;
-    }
-  });
-}
-
 void softcap_(const at::Tensor& x, double cap) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kFloat);
   float* p = x.data_ptr<float>();
@@ -176,32 +148,6 @@ void gelu_tanh_mul_(const at::Tensor& g, const at::Tensor& u) {
   const float* up = u.data_ptr<float>();
   at::parallel_for(0, g.numel(), 1 << 14,
                    [&](int64_t begin, int64_t end) { gelu_tanh_mul_row(gp + begin, up + begin, end - begin); });
-}
-
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
-                            double softcap) {
-  TORCH_CHECK(q.is_contiguous() && q.scalar_type() == at::kFloat && k.stride(3) == 1 && v.stride(3) == 1);
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
-  const int64_t Hkv = k.size(1), S = k.size(2), n_rep = H / Hkv;
-  at::Tensor out = at::empty({B, T, H * D}, q.options());
-  SingleThreadedBlas single;  // many small GEMMs, one per (batch, key head)
-  at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
-    at::Tensor scores = at::empty({n_rep * T, S}, q.options());
-    for (int64_t bg = begin; bg < end; ++bg) {
-      const int64_t b = bg / Hkv, g = bg % Hkv;
-      // The n_rep query heads sharing key head g, stacked: [n_rep*T, D].
-      at::Tensor qb = q.select(0, b).narrow(0, g * n_rep, n_rep).view({n_rep * T, D});
-      at::Tensor kb = k.select(0, b).select(0, g);  // [S,D]
-      at::Tensor vb = v.select(0, b).select(0, g);  // [S,D]
-      at::mm_out(scores, qb, kb.t());
-      causal_softmax_(scores, T, S - T, window, softcap);  // serial here: we are inside parallel_for
-      for (int64_t r = 0; r < n_rep; ++r) {
-        at::Tensor o = out.select(0, b).narrow(1, (g * n_rep + r) * D, D);  // [T,D], row stride H*D
-        at::mm_out(o, scores.narrow(0, r * T, T), vb);
-      }
-    }
-  });
-  return out;
 }
 
 }  // namespace safetune::model::cpu

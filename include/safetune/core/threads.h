@@ -16,19 +16,4 @@ int available_cores();
 // (n <= 0: available_cores()). Returns the count used.
 int set_compute_threads(int n);
 
-// For its lifetime, OpenBLAS runs single-threaded: for many small GEMMs issued from our
-// own parallel loop, one BLAS thread per caller is faster. Other BLAS libraries are left
-// alone (MKL already runs single-threaded inside an OpenMP parallel region, the reference
-// BLAS is single-threaded).
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas();
-  ~SingleThreadedBlas();
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-
- private:
-  int prev_ = 0;
-};
-
 }  // namespace safetune

@@ -18,21 +18,6 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);
 // Residual add and the next norm in one pass: h += delta (in place), returns rms_norm(h).
 at::Tensor add_rms_norm_(const at::Tensor& h, const at::Tensor& delta, const at::Tensor& w, double eps);
 
-// In place on scores [N, T, S] (rows of query t = row % T): causal softmax where query t
-// (slot offset + t) sees keys j <= offset + t, and with window > 0 only j > offset + t - window;
-// blocked entries become 0. With softcap > 0 the visible scores are soft-capped first,
-// softcap * tanh(x / softcap).
-void causal_softmax_(const at::Tensor& scores, int64_t T, int64_t offset, int64_t window, double softcap = 0);
-
-// Causal self-attention for inference, one (batch row, key head) at a time so that its
-// [n_rep*T, S] score block stays in cache: q [B,H,T,D] contiguous and already scaled by
-// 1/sqrt(D), k and v [B,Hkv,S,D] (any strides with a contiguous last dim). Returns the
-// attention output already laid out as [B,T,H*D] for o_proj. BLAS runs single-threaded
-// inside, the (row, head) blocks run in parallel: small GEMMs scale better that way. With
-// softcap > 0 the scores are soft-capped first, softcap * tanh(x / softcap) (Gemma 2).
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window,
-                            double softcap = 0);
-
 // x <- cap * tanh(x / cap) in place (HF's soft-capping: divide, tanh, multiply) for a
 // contiguous fp32 tensor such as a forward's [tokens, vocab] logits, in one pass.
 void softcap_(const at::Tensor& x, double cap);
