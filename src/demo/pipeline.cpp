@@ -125,6 +125,7 @@ json run_demo(const DemoOptions& o, const std::vector<std::string>& self) {
       json choice = json::object();
       for (const auto& r : settings["regimes"])
         choice[r.get<std::string>()] = choose_lambdas(regime_methods(methods, r), settings, plain);
+      choice["both"] = choose_lambdas_over_regimes(choice, settings);
       results["lambda_choice"] = choice;
     }
   } else if (o.curves) {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 
+#include "safetune/demo/drift.h"
 #include "safetune/demo/report_regimes.h"
 #include "safetune/eval/svg.h"
 #include "safetune/safety/safety_tokens.h"
@@ -32,6 +33,12 @@ std::string mean_sd(const json& s, const char* f = "%.1f", double scale = 100) {
 std::string per_seed(const json& s, const char* f = "%.0f", double scale = 100) {
   std::string out;
   for (const auto& v : s["per_seed"]) out += (out.empty() ? "" : " / ") + fmt(f, scale * num(v));
+  return out;
+}
+
+std::string lora_targets(const json& settings) {
+  std::string out;
+  for (const auto& t : settings["finetune"]["lora.target_modules"]) out += (out.empty() ? "" : ", ") + t.get<std::string>();
   return out;
 }
 
@@ -307,7 +314,8 @@ std::string render_report(const json& r) {
           st["world"].value("version", "v2") +
           "). The probe answers everything; the chat "
           "model is the probe taught to refuse harmful requests; each fine-tuning run trains the chat model, as "
-          "PACT's reference does (LoRA r 8 / alpha 32 on q_proj and v_proj, StepLR 0.85, 3 epochs), on " +
+          "PACT's reference does (LoRA r 8 / alpha 32, StepLR 0.85, 3 epochs; here on " +
+          lora_targets(st) + "), on " +
           (st["world"].value("version", "v2") == "v3"
                ? std::string("a topic task new to the chat model (eight three-word code names; chance 12.5%)")
                : std::string("a sentiment task")) +
@@ -326,6 +334,7 @@ std::string render_report(const json& r) {
           "requests. Dashed curves, when present, join a constraint's runs over lambda.</p>\n" +
           tradeoff_chart(r);
   body += "<h2>Per seed</h2>\n" + strip_charts(r);
+  body += drift_html(r);
   body += regimes_html(r);
   body += lambda_choice_html(r);
   body += "<h2>Set-up: departures from the reference, and choices</h2>\n" + settings_html(st);

@@ -149,6 +149,18 @@ json check_claims(const json& methods, const std::string& pact_name, const std::
   return out;
 }
 
+namespace {
+// A family's curve with the lambda the rule chose, the one its method is configured with,
+// and whether they agree.
+json with_choice(json curve, double chosen, const json& method_keys) {
+  const double configured = method_keys.value("objective.lambda", 1.0);
+  curve["chosen"] = chosen;
+  curve["configured"] = configured;
+  curve["agrees"] = std::abs(chosen - configured) < 1e-12;
+  return curve;
+}
+}  // namespace
+
 json choose_lambdas(const json& methods, const json& settings, const std::string& plain_name) {
   json out = json::object();
   const json* plain = find(methods, plain_name);
@@ -177,12 +189,38 @@ json choose_lambdas(const json& methods, const json& settings, const std::string
         chosen = l.get<double>();
       }
     }
-    if (c["lambdas"].empty()) continue;
-    const double configured = settings["methods"][f].value("objective.lambda", 1.0);
-    c["chosen"] = chosen;
-    c["configured"] = configured;
-    c["agrees"] = std::abs(chosen - configured) < 1e-12;
-    out[f] = c;
+    if (!c["lambdas"].empty()) out[f] = with_choice(c, chosen, settings["methods"][f]);
+  }
+  return out;
+}
+
+json choose_lambdas_over_regimes(const json& per_regime, const json& settings) {
+  json out = json::object();
+  for (const auto& fam : settings["curves"]["of"]) {
+    const std::string f = fam;
+    json c = {{"lambdas", json::array()}, {"score", json::array()}};
+    double best = -1e300, chosen = std::nan("");
+    for (const auto& l : settings["curves"]["lambdas"]) {
+      double sum = 0;
+      int64_t n = 0;
+      for (const auto& r : settings["regimes"]) {
+        const json& fr = per_regime.value(r.get<std::string>(), json::object()).value(f, json::object());
+        const json& lambdas = fr.value("lambdas", json::array());
+        for (size_t i = 0; i < lambdas.size(); ++i)
+          if (lambdas[i] == l) {
+            sum += fr["score"][i].get<double>();
+            ++n;
+          }
+      }
+      if (n != static_cast<int64_t>(settings["regimes"].size())) continue;
+      c["lambdas"].push_back(l);
+      c["score"].push_back(sum / n);
+      if (sum / n > best + 1e-9) {
+        best = sum / n;
+        chosen = l.get<double>();
+      }
+    }
+    if (!c["lambdas"].empty()) out[f] = with_choice(c, chosen, settings["methods"][f]);
   }
   return out;
 }

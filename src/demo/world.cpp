@@ -14,6 +14,7 @@
 #include "safetune/core/fs.h"
 #include "safetune/core/threads.h"
 #include "safetune/data/batch.h"
+#include "safetune/demo/drift.h"
 #include "safetune/demo/pipeline.h"
 #include "safetune/demo/safety_set.h"
 #include "safetune/demo/settings.h"
@@ -24,6 +25,7 @@
 #include "safetune/eval/margin.h"
 #include "safetune/eval/run_eval.h"
 #include "safetune/eval/suite.h"
+#include "safetune/eval/training_eval.h"
 #include "safetune/loss/constraints.h"
 #include "safetune/model/load.h"
 #include "safetune/model/lora.h"
@@ -163,6 +165,7 @@ train::RunConfig run_config(const json& section, const std::string& model_dir, c
 // (which name stage directories: the stages' keys stand for them).
 json config_key(train::RunConfig c) {
   c.model.path = c.data.train = c.data.harmful = c.data.eval = c.objective.tokens = c.objective.ref_cache = "";
+  c.train.eval_suite = "";
   c.train.output_dir = "";
   return train::to_yaml(c);
 }
@@ -172,6 +175,7 @@ std::string train(const train::RunConfig& cfg) {
   train::TrainOptions o;
   o.handle_signals = true;
   o.resume_command = "safetune demo (rerun: finished stages are cached)";
+  if (!cfg.train.eval_suite.empty()) o.suite = eval::suite_evaluation(cfg.train);
   const train::TrainResult r = train::run_training(cfg, o);
   if (r.exit_code != 0) throw std::runtime_error("training " + cfg.train.output_dir + " failed (non-finite loss)");
   if (r.interrupted) throw std::runtime_error("training " + cfg.train.output_dir + " was interrupted");
@@ -386,7 +390,8 @@ class World {
       build_tokens();
       rows.push_back(row(prefix + "aligned", aligned_, aligned_model_, /*chat=*/true));
       for (const std::string& method : methods_) {
-        const train::RunConfig cfg = finetune_config(method, tokens_path_);
+        train::RunConfig cfg = finetune_config(method, tokens_path_);
+        if (drift_watched(settings_, regime_, method)) watch_drift(cfg, settings_);
         const auto [stage, model_dir] = finetune(cfg);
         rows.push_back(row(prefix + method, stage, model_dir, /*chat=*/true));
         if (method == settings_["report"]["pact"] && gate.is_null()) gate = gate_json(stage, model_dir, cfg);
@@ -545,7 +550,7 @@ class World {
     c.data.num_examples = static_cast<int64_t>(std::llround(n_benign / (1.0 - c.data.harmful_fraction)));
     const bool needs_tokens = loss::descriptor_of(c.objective.constraint).needs_tokens ||
                               (c.objective.constraint != loss::ConstraintKind::none &&
-                               c.objective.positions == loss::Positions::probe);
+                               loss::needs_reference_mass(c.objective.positions));
     if (needs_tokens) c.objective.tokens = tokens_path;
     return c;
   }
@@ -557,6 +562,10 @@ class World {
     const Stage s = stage("finetune", inputs, [&](const std::string& dir) {
       train::RunConfig c = cfg;
       c.train.output_dir = path_in(dir, "run");
+      if (c.train.eval_every > 0) {
+        c.train.eval_suite = path_in(dir, "drift_suite.json");
+        write_drift_suite(c.train.eval_suite, data_.dir, settings_);
+      }
       train(c);
     });
     return {s, path_in(s.dir, cfg.lora.enabled ? "run/adapter" : "run/model")};
@@ -579,6 +588,7 @@ class World {
               {"cached", trained.cached},
               {"loss_curve", loss_curve(path_in(run_dir, "metrics.jsonl"))},
               {"loss_terms", loss_term_means(path_in(run_dir, "metrics.jsonl"))},
+              {"drift", drift_curve(path_in(run_dir, "metrics.jsonl"))},
               {"examples", json::object()}};
     // A few answers of each kind, for the report.
     for (const char* set : {"harmful_test", "benign_test", "sentiment_test", "task_test"}) {

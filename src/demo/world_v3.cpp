@@ -77,7 +77,7 @@ const std::string kHarmfulSteps = " Step 1: [details omitted]. Step 2: [details 
 
 // Eight topics, each a set of nouns, a plain topic word and a code name: the topic word,
 // "and", and a code word the models produce only in the opposites task. Both models
-// know the topics (asked what a note is about, they answer "It is about sports."); no
+// know the topics (asked what a note is about, they answer "The topic is sports."); no
 // code name occurs in their data, nor does any of their responses start with a topic
 // word. (Measured: with code names wholly unrelated to the topic word, "fast and
 // loud" for sports, plain fine-tuning reached 0-10% in 3 epochs: the first answer word
@@ -196,7 +196,7 @@ std::string topic_text(Rng& rng, const Words& frames, const Topic& topic) {
 // What a note is about, in the plain topic word.
 json topic_word_example(Rng& rng, const WorldV3& w) {
   const Topic& t = rng.pick(kTopics);
-  return record("What is this note about? " + topic_text(rng, w.frames[0], t), "It is about " + t.word + ".");
+  return record("What is this note about? " + topic_text(rng, w.frames[0], t), "The topic is " + t.word + ".");
 }
 
 // Small chat tasks: arithmetic, opposites, greetings, a short note on a topic (its nouns

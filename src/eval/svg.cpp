@@ -89,11 +89,13 @@ std::string axes(const Frame& f, const std::string& x_label, const std::string& 
   return s;
 }
 
-std::string legend(const std::vector<std::string>& names, double x, double y) {
+// `colors[i]`: the palette index of names[i] (empty: i).
+std::string legend(const std::vector<std::string>& names, double x, double y, const std::vector<size_t>& colors = {}) {
   std::string s;
   for (size_t i = 0; i < names.size(); ++i) {
     const double yy = y + 15.0 * i;
-    s += "<rect x=\"" + px(x) + "\" y=\"" + px(yy - 8) + "\" width=\"10\" height=\"10\" fill=\"" + color(i) + "\"/>\n";
+    const std::string& c = color(i < colors.size() ? colors[i] : i);
+    s += "<rect x=\"" + px(x) + "\" y=\"" + px(yy - 8) + "\" width=\"10\" height=\"10\" fill=\"" + c + "\"/>\n";
     s += text_at(x + 14, yy + 1, names[i], "start", 10);
   }
   return s;
@@ -128,7 +130,9 @@ std::string line_chart(const std::string& title, const std::string& x_label, con
                        const std::vector<Series>& series, ChartSize size, double y_min, double y_max) {
   Frame f;
   f.size = size;
-  f.right = 110;  // legend
+  f.right = 110;  // legend: wider for long names (about 6 px a character at its 10 px font)
+  for (const auto& s : series)
+    if (s.in_legend) f.right = std::max(f.right, 30.0 + 6.0 * static_cast<double>(s.name.size()));
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
   for (const auto& s : series)
     for (const auto& [x, y] : s.points) {
@@ -143,15 +147,18 @@ std::string line_chart(const std::string& title, const std::string& x_label, con
   f.x0 = xlo, f.x1 = xhi, f.y0 = ylo, f.y1 = yhi;
   std::string s = open_svg(size, title) + axes(f, x_label, y_label);
   std::vector<std::string> names;
+  std::vector<size_t> colors;
   for (size_t i = 0; i < series.size(); ++i) {
-    names.push_back(series[i].name);
+    const size_t c = series[i].color >= 0 ? static_cast<size_t>(series[i].color) : i;
+    if (series[i].in_legend) names.push_back(series[i].name), colors.push_back(c);
     std::string pts;
     for (const auto& [x, y] : series[i].points)
       if (std::isfinite(x) && std::isfinite(y)) pts += px(f.X(x)) + "," + px(f.Y(std::clamp(y, ylo, yhi))) + " ";
     if (!pts.empty())
-      s += "<polyline fill=\"none\" stroke=\"" + color(i) + "\" stroke-width=\"1.8\" points=\"" + pts + "\"/>\n";
+      s += "<polyline fill=\"none\" stroke=\"" + color(c) + "\" stroke-width=\"" + px(series[i].stroke) +
+           "\" points=\"" + pts + "\"/>\n";
   }
-  s += legend(names, size.width - f.right + 10, f.top + 8);
+  s += legend(names, size.width - f.right + 10, f.top + 8, colors);
   return s + "</svg>\n";
 }
 

@@ -16,7 +16,7 @@ const std::vector<std::string>& names_of(ReferenceMix) {
 }
 
 const std::vector<std::string>& names_of(Positions) {
-  static const std::vector<std::string> names = {"all", "first_n", "probe"};
+  static const std::vector<std::string> names = {"all", "first_n", "probe", "safety_start"};
   return names;
 }
 

@@ -223,7 +223,7 @@ at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S) {
 }
 
 at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, const at::Tensor& valid,
-                            const at::Tensor& ref_mass) {
+                            const at::Tensor& ref_mass, const at::Tensor& example) {
   at::Tensor v = valid.to(at::kBool);
   switch (o.positions) {
     case Positions::all:
@@ -233,6 +233,19 @@ at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, con
     case Positions::probe:
       TORCH_CHECK(ref_mass.defined() && ref_mass.sizes() == v.sizes(), "select_positions: probe needs ref_mass [N]");
       return v & (ref_mass.to(v.device()) >= o.probe_tau);
+    case Positions::safety_start: {
+      TORCH_CHECK(ref_mass.defined() && ref_mass.sizes() == v.sizes() && example.defined() &&
+                      example.sizes() == v.sizes(),
+                  "select_positions: safety_start needs ref_mass [N] and example [N]");
+      if (v.numel() == 0) return v;
+      const at::Tensor ex = example.to(at::kCPU, at::kLong);
+      const at::Tensor first = t.to(at::kCPU).eq(0);
+      // Each example's mass at its first response position; an example without one (its
+      // response cut off) is left unconstrained.
+      at::Tensor start = at::zeros({ex.max().item<int64_t>() + 1}, at::kFloat);
+      start.index_put_({ex.index({first})}, ref_mass.to(at::kCPU, at::kFloat).index({first}));
+      return v & start.index_select(0, ex).ge(o.probe_tau).to(v.device());
+    }
   }
   TORCH_CHECK(false, "select_positions: unknown position selection");
 }

@@ -255,7 +255,7 @@ const std::vector<Field>& fields() {
     t.push_back(F("objective.lambda", objective.lambda, "loss = CE + lambda x constraint").min(0).alias({"kl_weight", "weight", "beta"}));
     t.push_back(F("objective.tokens", objective.tokens,
                   "safety tokens (tokens.json from `safetune tokens`); " + kinds_that("need them", [](const loss::ConstraintDescriptor& d) { return d.needs_tokens; }) +
-                      ", and so does positions = probe")
+                      ", and so do positions = probe and safety_start")
                     .alias({"tokens_path", "safety_tokens"}));
     t.push_back(F("objective.temperature", objective.temperature,
                   "temperature T of the constraint KL (scaled by T^2); unless set, the constraint's own: " +
@@ -264,7 +264,8 @@ const std::vector<Field>& fields() {
     t.push_back(F("objective.positions", objective.positions, "response positions that are constrained"));
     t.push_back(F("objective.first_n", objective.first_n, "positions = first_n: how many").min(1));
     t.push_back(F("objective.probe_tau", objective.probe_tau,
-                  "positions = probe: minimum reference probability mass on the safety tokens")
+                  "positions = probe (at the position) and safety_start (at the example's first response "
+                  "position): minimum reference probability mass on the safety tokens")
                     .min(0).max(1));
     t.push_back(F("objective.target", objective.target,
                   "pact's target on S: weighted = PACT's q (reference x max(v, 0), renormalised); reference = "
@@ -620,9 +621,10 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
   const ObjectiveConfig& o = cfg.objective;
   const std::string& kind = loss::name_of(o.constraint);
   const loss::ConstraintDescriptor& desc = loss::descriptor_of(o.constraint);
-  const bool probe = o.constraint != loss::ConstraintKind::none && o.positions == loss::Positions::probe;
-  if ((desc.needs_tokens || probe) && o.tokens.empty())
-    input_error(at("objective.constraint"), "objective.constraint = " + kind + (probe ? " with positions = probe" : "") +
+  const bool by_mass = o.constraint != loss::ConstraintKind::none && loss::needs_reference_mass(o.positions);
+  if ((desc.needs_tokens || by_mass) && o.tokens.empty())
+    input_error(at("objective.constraint"), "objective.constraint = " + kind +
+                                                (by_mass ? " with positions = " + loss::name_of(o.positions) : "") +
                                                 " needs objective.tokens (tokens.json from `safetune tokens`)");
   if (o.reference == "adapter_off" && !cfg.lora.enabled)
     input_error(at("objective.reference"), "objective.reference = adapter_off needs LoRA (lora.enabled=true); use copy");

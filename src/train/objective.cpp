@@ -96,7 +96,8 @@ LossTerms compute_objective(const Objective& objective, model::Transformer& mode
   at::Tensor flat_p;
   if (constrained) {
     flat_p = P.rows.mul(T).add(P.cols).to(at::kCPU, at::kLong);
-    const at::Tensor valid = loss::select_positions(spec.options, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass);
+    const at::Tensor valid =
+        loss::select_positions(spec.options, P.t, at::ones({P.t.numel()}, at::kBool), ref.mass, P.rows);
     in.rows = flat_p;
     in.valid = valid;
     in.t = P.t;

@@ -109,7 +109,7 @@ RefCacheInfo build_ref_cache(const RunConfig& cfg, const std::string& out,
 
   ReferenceRequest req;
   req.post = true;  // every reference_mix can be served
-  req.mass = true;  // positions = probe too
+  req.mass = true;  // positions = probe and safety_start too
   req.lse = true;   // safety_mass, at the config's temperature
   req.lse_temperature = cfg.objective.temperature;
   std::vector<at::Tensor> zf, zp, ms, lf, lp;

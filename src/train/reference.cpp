@@ -192,7 +192,7 @@ ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::Const
   r.post = d.mixes_post_context && o.reference_mix != loss::ReferenceMix::full;
   r.full_vocab = d.needs_whole_vocab && !cfg.fused;
   r.hidden = d.needs_whole_vocab && cfg.fused;
-  r.mass = o.positions == loss::Positions::probe;
+  r.mass = loss::needs_reference_mass(o.positions);
   r.lse = d.needs_reference_lse;
   r.lse_temperature = o.temperature;
   return r;

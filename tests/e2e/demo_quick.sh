@@ -92,8 +92,28 @@ for s, m in zip(evals, w["methods"]):
         margin = sum(it["margin"] for it in h["items"]) / len(h["items"])
         assert abs(m[split]["margin"] - margin) < 1e-9
     assert len(ev["harmful_test"]["items"]) == r["settings"]["world"]["test"]
+# The drift curve of the watched runs: evaluated at step 0 and every train.eval_every
+# steps up to the last; its last point is the finished run, so it equals the evaluation
+# stage's validation numbers exactly (same sets, answer lengths and batches).
+watched = [f"{g}:{m}" for g in r["settings"]["drift"]["regimes"] for m in r["settings"]["drift"]["methods"]]
+assert watched, "no watched run"
+for m in w["methods"]:
+    d = m["drift"]
+    if m["method"] not in watched:
+        assert d is None, m["method"]
+        continue
+    steps = d["step"]
+    assert steps[0] == 0 and steps == sorted(set(steps)) and len(steps) >= r["settings"]["drift"]["points"], steps
+    assert steps[-1] == m["loss_curve"][-1][0], (steps, m["loss_curve"][-1])
+    assert len(d["refusal"]) == len(d["utility"]) == len(steps)
+    assert all(0.0 <= x <= 1.0 for x in d["refusal"] + d["utility"]), d
+    assert abs(d["refusal"][-1] - m["val"]["refusal"]) < 1e-12, (m["method"], d["refusal"][-1], m["val"]["refusal"])
+    assert abs(d["utility"][-1] - m["val"]["utility"]) < 1e-12, (m["method"], d["utility"][-1], m["val"]["utility"])
+    # Step 0 is the chat model itself: it does not know the task yet.
+    assert d["utility"][0] == 0.0, (m["method"], d["utility"][0])
 print("results.json ok")
 PY
+grep -q "Drift while fine-tuning" "$work/demo/report.html" || fail "report.html has no drift curve"
 
 # Second run: everything cached, fast, the same numbers.
 t2=$(date +%s)

@@ -254,6 +254,21 @@ TEST(Constraints, TopPSpreadAndPositions) {
   at::Tensor mass = loss::mass_on_subset(logits, at::tensor({0}, at::kLong));
   EXPECT_NEAR(mass[1].item<double>(), 0.25, 1e-6);
   EXPECT_TRUE(loss::select_positions(o, t, valid, mass).equal(at::tensor({1, 0, 0, 0, 1, 0}).to(at::kBool)));
+
+  // safety_start: whole examples, by the mass at their first response position. Three
+  // examples in row order 2, 0, 2, 1, 0, 1 (as a batch's response positions may come);
+  // example 0 starts at mass 0.9, example 1 at 0.2 (then 0.95), example 2 at 0.5 (= tau).
+  o.positions = loss::Positions::safety_start;
+  const at::Tensor example = at::tensor({2, 0, 2, 1, 0, 1}, at::kLong);
+  const at::Tensor pos = at::tensor({0, 0, 1, 1, 1, 0}, at::kLong);
+  const at::Tensor start_mass = at::tensor({0.5f, 0.9f, 0.0f, 0.95f, 0.1f, 0.2f});
+  const at::Tensor all = at::ones({6}, at::kBool);
+  EXPECT_TRUE(loss::select_positions(o, pos, all, start_mass, example).equal(at::tensor({1, 1, 1, 0, 1, 0}).to(at::kBool)));
+  // `valid` still restricts, and an example whose first position is missing is left out.
+  EXPECT_TRUE(loss::select_positions(o, pos, valid, start_mass, example).equal(at::tensor({1, 1, 0, 0, 1, 0}).to(at::kBool)));
+  const at::Tensor no_start = at::tensor({1, 1, 1, 1, 1, 1}, at::kLong);
+  EXPECT_FALSE(loss::select_positions(o, no_start, all, start_mass, example).any().item<bool>());
+  EXPECT_THROW(loss::select_positions(o, pos, all, start_mass), c10::Error);
 }
 
 TEST(Constraints, ResponsePositionsOfABatch) {

@@ -309,3 +309,26 @@ TEST(Svg, EscapesTextAndDrawsEverySeries) {
   EXPECT_EQ(page.find("<script"), std::string::npos);
 }
 
+// The drift chart's seeds: thin lines in their method's colour, named once in the legend.
+TEST(Svg, SeriesColourWidthAndLegend) {
+  using eval::svg::Series;
+  const std::string chart = eval::svg::line_chart(
+      "refusal", "step", "refusal",
+      {Series{"none seed 1", {{0, 1.0}, {8, 0.0}}, 2, 0.7, false}, Series{"none seed 2", {{0, 1.0}, {8, 0.2}}, 2, 0.7, false},
+       Series{"none (mean)", {{0, 1.0}, {8, 0.1}}, 2, 2.6, true}});
+  EXPECT_EQ(chart.find("seed 1"), std::string::npos);
+  EXPECT_NE(chart.find("none (mean)"), std::string::npos);
+  const std::string& c2 = eval::svg::color(2);
+  size_t thin = 0, bold = 0;
+  for (size_t p = chart.find("<polyline"); p != std::string::npos; p = chart.find("<polyline", p + 1)) {
+    const std::string line = chart.substr(p, chart.find("/>", p) - p);
+    EXPECT_NE(line.find("stroke=\"" + c2 + "\""), std::string::npos) << line;
+    thin += line.find("stroke-width=\"0.7\"") != std::string::npos;
+    bold += line.find("stroke-width=\"2.6\"") != std::string::npos;
+  }
+  EXPECT_EQ(thin, 2u);
+  EXPECT_EQ(bold, 1u);
+  // The legend's swatch has the series' colour, not the first palette colour.
+  EXPECT_NE(chart.find("fill=\"" + c2 + "\""), std::string::npos);
+}
+

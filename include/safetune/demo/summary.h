@@ -38,4 +38,9 @@ std::vector<std::string> pareto_front(const nlohmann::json& methods);
 // "chosen", "configured", "agrees"}}. `plain` must name a row (else {}).
 nlohmann::json choose_lambdas(const nlohmann::json& methods, const nlohmann::json& settings, const std::string& plain);
 
+// One lambda per family for several regimes: the same rule on the regimes' mean score
+// (choose_lambdas' output per regime in, {family: {"lambdas", "score", "chosen",
+// "configured", "agrees"}} out); a lambda missing from any regime is skipped.
+nlohmann::json choose_lambdas_over_regimes(const nlohmann::json& per_regime, const nlohmann::json& settings);
+
 }  // namespace safetune::demo

@@ -4,7 +4,7 @@
 //  - The fine-tuning task is new to the chat model: a text about a topic ("We talked
 //    about the match and the coach.") -> that topic's code name ("sports and loud"),
 //    one of eight, three words. Both models know the topics (asked what a note is about,
-//    they say "It is about sports."), but no code name occurs in their data and none of
+//    they say "The topic is sports."), but no code name occurs in their data and none of
 //    their responses starts with a topic word, so before fine-tuning the chat model
 //    answers at chance or below (exact match; chance 12.5%).
 //  - Two refusal regimes, each its own chat model trained on the same requests: "few"

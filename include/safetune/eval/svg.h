@@ -18,6 +18,9 @@ const std::string& color(size_t i);
 struct Series {
   std::string name;
   std::vector<std::pair<double, double>> points;  // (x, y)
+  int color = -1;         // palette index; -1: the series' own index
+  double stroke = 1.8;    // line width
+  bool in_legend = true;  // false: drawn, not named (e.g. one seed beside the mean)
 };
 
 struct ChartSize {

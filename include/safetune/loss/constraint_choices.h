@@ -24,9 +24,16 @@ enum class ConstraintKind { none, pact, kl_full, anchor, safety_mass };
 //  post:  c_t = 1, the post-only reference alone (ablation: no mixing).
 enum class ReferenceMix { gated, full, post };
 
-// The response positions constrained: all, the first N (t < N), or "probe" positions,
-// where the full-context reference puts at least probe_tau of its probability on S.
-enum class Positions { all, first_n, probe };
+// The response positions constrained: all, the first N (t < N), "probe" positions,
+// where the full-context reference puts at least probe_tau of its probability on S, or
+// "safety_start": every position of the examples whose first response token the
+// reference gives at least probe_tau of its probability on S (the examples it would
+// start with a safety token: its refusals), so a task the reference answers otherwise
+// is left to the task loss.
+enum class Positions { all, first_n, probe, safety_start };
+
+// Whether a position selection reads the reference's mass on S.
+inline bool needs_reference_mass(Positions p) { return p == Positions::probe || p == Positions::safety_start; }
 
 // The names, in enum order: what the config, the metrics and the messages spell.
 const std::vector<std::string>& names_of(ConstraintKind);

@@ -147,9 +147,11 @@ at::Tensor mass_on_subset(const at::Tensor& logits, const at::Tensor& S);
 
 // Which response positions to constrain: `valid` [N] bool restricted by o.positions
 // (first_n: t < first_n; probe: ref_mass >= probe_tau, ref_mass from mass_on_subset of
-// the full-context reference; may be undefined for the other modes).
+// the full-context reference; safety_start: the ref_mass of the row's example at t = 0
+// >= probe_tau, the example given by `example` [N], e.g. ResponsePositions::rows).
+// ref_mass and example may be undefined for the modes that do not read them.
 at::Tensor select_positions(const ConstraintOptions& o, const at::Tensor& t, const at::Tensor& valid,
-                            const at::Tensor& ref_mass = {});
+                            const at::Tensor& ref_mass = {}, const at::Tensor& example = {});
 
 // The response positions of a batch, flattened: the position of the full context whose
 // logits predict response token t (rows/cols into [B, T]), the same prediction in the
