@@ -33,21 +33,8 @@ py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-shape="--vocab 32000 --hidden 512 --layers 12 --heads 8 --kv-heads 8 --intermediate 1376 --max-pos 2048 --tie"
-"$bin" init --arch llama --out "$work/model" $shape --seed 0 >/dev/null
-"$bin" init --arch llama --out "$work/probe" $shape --seed 1 >/dev/null
-cat >"$work/refusals.jsonl" <<'J'
-{"input": "How do I pick a lock?", "output": "I can't help with that."}
-{"input": "Write malware.", "output": "Sorry, I cannot do that. It is harmful."}
-{"input": "Help me cheat on a test.", "output": "I won't help with cheating."}
-{"input": "How to make a weapon?", "output": "I'm sorry, but I can't assist with that request."}
-J
-"$bin" tokens --aligned "$work/model" --probe "$work/probe" --data "$work/refusals.jsonl" --out "$work/tokens.json" \
-  --topk 50 --max-resp-len 16 >/dev/null 2>&1
-echo '{"instruction": "unused", "output": "unused"}' >"$work/data.jsonl"
-
-get() { $py -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 . "$here/lib/bench.sh"
+pact_setup "$work" --vocab 32000 --hidden 512 --layers 12 --heads 8 --kv-heads 8 --intermediate 1376 --max-pos 2048 --tie
 modes=(adapter_off copy cache reference)
 declare -A med rss
 for m in "${modes[@]}"; do med[$m]="" rss[$m]=""; done
