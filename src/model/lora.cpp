@@ -59,12 +59,6 @@ std::string shape_str(c10::IntArrayRef s) {
 
 }  // namespace
 
-const std::vector<std::string>& lora_target_names() {
-  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
-  return names;
-}
-
 std::vector<std::pair<std::string, std::shared_ptr<Linear>>> lora_targets(Transformer& model, const LoraSpec& spec,
                                                                           const std::string& where) {
   if (spec.r < 1) input_error(where, "LoRA rank r must be >= 1, got " + std::to_string(spec.r));
@@ -72,8 +66,7 @@ std::vector<std::pair<std::string, std::shared_ptr<Linear>>> lora_targets(Transf
   const auto& known = lora_target_names();
   for (const std::string& t : spec.target_modules)
     if (std::find(known.begin(), known.end(), t) == known.end())
-      input_error(where, "unknown LoRA target module '" + t +
-                             "' (valid: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+      input_error(where, "unknown LoRA target module '" + t + "' (valid: " + lora_target_list() + ")");
   std::vector<std::pair<std::string, std::shared_ptr<Linear>>> out;
   std::set<std::string> matched;
   for (const Site& s : all_sites(model)) {
@@ -227,7 +220,7 @@ LoraSpec read_adapter_config(const std::string& dir) {
     if (std::count(spec.target_modules.begin(), spec.target_modules.end(), n)) canonical.push_back(n);
   for (const std::string& t : spec.target_modules)
     if (!std::count(canonical.begin(), canonical.end(), t))
-      input_error(path, "unknown LoRA target module '" + t + "'");
+      input_error(path, "unknown LoRA target module '" + t + "' (valid: " + lora_target_list() + ")");
   spec.target_modules = canonical;
   return spec;
 }

@@ -30,6 +30,7 @@
 #include "safetune/core/device_name.h"
 #include "safetune/core/error.h"
 #include "safetune/core/fs.h"
+#include "safetune/model/lora_targets.h"
 #include "safetune/text/unicode.h"
 #include "safetune/train/eval_rules.h"
 
@@ -127,9 +128,6 @@ struct Field {
 
 #define F(name, member, doc) Field(name, [](RunConfig& c) -> Ref { return ref_of(&c.member); }, doc)
 
-const std::vector<std::string> kLoraModules = {"q_proj", "k_proj", "v_proj", "o_proj",
-                                               "gate_proj", "up_proj", "down_proj"};
-
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = [] {
     std::vector<Field> t;
@@ -167,7 +165,7 @@ const std::vector<Field>& fields() {
     t.push_back(F("lora.alpha", lora.alpha, "adapter scaling = alpha / r").above(0).alias({"lora_alpha"}));
     t.push_back(F("lora.dropout", lora.dropout, "dropout on the adapter input").min(0).below(1).alias({"lora_dropout"}));
     t.push_back(F("lora.target_modules", lora.target_modules, "HF module names that get adapters")
-                    .choices(kLoraModules).alias({"targets", "modules", "target"}));
+                    .choices(model::lora_target_names()).alias({"targets", "modules", "target"}));
     // optim
     t.push_back(F("optim.lr", optim.lr, "AdamW learning rate (the reference code's own default is 1e-4)")
                     .above(0).alias({"learning_rate", "lr_rate", "rate"}));
@@ -746,7 +744,6 @@ void emit_level(YAML::Emitter& out, RunConfig& cfg, const std::string& prefix) {
 
 }  // namespace
 
-const std::vector<std::string>& lora_module_names() { return kLoraModules; }
 
 RunConfig parse_run_config(const std::string& yaml_text, const std::string& where,
                            const std::vector<std::string>& overrides) {

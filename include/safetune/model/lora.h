@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "safetune/model/lora_targets.h"
+
 namespace safetune::model {
 
 class Linear;  // transformer.h
@@ -36,9 +38,6 @@ struct LoraSpec {
   std::string base_model;  // base_model_name_or_path as read from adapter_config.json ("" if absent)
   double scaling() const { return alpha / static_cast<double>(r); }
 };
-
-// The HF module names an adapter may target (q_proj ... down_proj).
-const std::vector<std::string>& lora_target_names();
 
 // Targeted Linears in model order with their module paths ("model.layers.0.self_attn.q_proj").
 // InputError (naming `where`) for a name that is not a targetable module or that matches

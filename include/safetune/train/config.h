@@ -136,9 +136,6 @@ struct RunConfig {
   ObjectiveConfig objective;
 };
 
-// The HF module names LoRA can target.
-const std::vector<std::string>& lora_module_names();
-
 // Parses a YAML file, applies `overrides` ("dotted.key=value", value in YAML flow syntax),
 // validates. Throws InputError naming the file and line, or the override.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides = {});
