@@ -87,6 +87,23 @@ void serve_reference_from_memory(train::Objective& obj, const data::Batch& batch
       train::memory_reference(offsets, ref.z_full, ref.z_post, ref.mass, "bench cache", ref.lse_full, ref.lse_post);
 }
 
+// The median step's time and its phases (forward, backward, optimizer), the fastest step,
+// and the tokens per second of the median.
+void record_median_step(std::vector<double> ms, const std::vector<std::array<double, 3>>& phases,
+                        int64_t tokens_per_step, StepResult& r) {
+  std::vector<size_t> order(ms.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ms[a] < ms[b]; });
+  const auto& med = phases[order[order.size() / 2]];
+  r.forward_ms = med[0];
+  r.backward_ms = med[1];
+  r.optimizer_ms = med[2];
+  std::sort(ms.begin(), ms.end());
+  r.step_ms = ms[ms.size() / 2];
+  r.step_ms_min = ms.front();
+  r.tokens_per_s = static_cast<double>(tokens_per_step) / (r.step_ms / 1e3);
+}
+
 }  // namespace
 
 StepResult bench_step(const train::RunConfig& cfg, int steps, int warmup, const std::function<double()>& gemm_gflops,
@@ -155,18 +172,7 @@ StepResult bench_step(const train::RunConfig& cfg, int steps, int warmup, const 
     }
   }  // the profiler writes its trace here
   if (!trace_path.empty()) write_file_atomic(trace_path, trace_json.str());
-  // The phases of the median step.
-  std::vector<size_t> order(ms.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ms[a] < ms[b]; });
-  const auto& med = phases[order[order.size() / 2]];
-  r.forward_ms = med[0];
-  r.backward_ms = med[1];
-  r.optimizer_ms = med[2];
-  std::sort(ms.begin(), ms.end());
-  r.step_ms = ms[ms.size() / 2];
-  r.step_ms_min = ms.front();
-  r.tokens_per_s = static_cast<double>(B * T * cfg.train.grad_accum) / (r.step_ms / 1e3);
+  record_median_step(ms, phases, B * T * cfg.train.grad_accum, r);
   r.gemm_gflops = gemm_gflops();
   r.mfu = r.flops_per_token * r.tokens_per_s / (r.gemm_gflops * 1e9);
   struct rusage ru {};

@@ -1,6 +1,5 @@
-// safetune init: a randomly initialised Llama / Qwen2 / Mistral / Qwen3 / Gemma 2 / Gemma 3
-// model in HF layout
-// (config.json, model.safetensors, and a byte-level tokenizer.json with 256 byte tokens and
+// safetune init: a randomly initialised model of one of the families of io/model_family.h
+// in HF layout (config.json, model.safetensors, and a byte-level tokenizer.json with 256 byte tokens and
 // a few specials, so that text commands work on it). Tiny by default.
 // The directory is built as DIR.tmp and renamed into place: nothing half-written remains.
 #include <ATen/ATen.h>
@@ -25,7 +24,7 @@ struct Opts {
   std::string arch, out, dtype = "f32", rope_scaling = "none";
   int64_t vocab = 512, hidden = 64, layers = 2, heads = 4, kv_heads = 2, head_dim = 0, intermediate = 172;
   int64_t max_pos = 512, sliding_window = 0, max_window_layers = 0;
-  double init_std = 0.02, rope_theta = 0, rope_factor = 8.0, rope_low = 1.0, rope_high = 4.0, rms_eps = 1e-6;
+  double init_std = 0.02, rope_theta = 0, rope_factor = 8.0, rope_low = 1.0, rope_high = 4.0, rms_eps = 0;
   int64_t rope_orig_max = 8192;
   // Gemma: 0 keeps the family's value (query_pre_attn_scalar: head_dim).
   double query_pre_attn_scalar = 0, attn_softcap = -1, final_softcap = -1, rope_local_base = 0;
@@ -105,8 +104,8 @@ safetune::io::ModelConfig make_config(const Opts& o) {
     input_error("--heads", "--hidden must be a multiple of --heads unless --head-dim is given");
   if (c.head_dim % 2) input_error("--head-dim", "head dimension must be even");
   c.max_position_embeddings = o.max_pos;
-  c.rms_norm_eps = o.rms_eps;
-  if (o.rope_theta > 0) c.rope_theta = o.rope_theta;  // else the family's (10000; Gemma 3 1e6)
+  if (o.rms_eps > 0) c.rms_norm_eps = o.rms_eps;      // else the family's
+  if (o.rope_theta > 0) c.rope_theta = o.rope_theta;  // else the family's
   c.rope_scaling.type = o.rope_scaling;
   if (o.rope_scaling != "none" && o.rope_scaling != "linear" && o.rope_scaling != "llama3")
     input_error("--rope-scaling", "must be none, linear or llama3");
@@ -115,27 +114,31 @@ safetune::io::ModelConfig make_config(const Opts& o) {
   c.rope_scaling.high_freq_factor = o.rope_high;
   c.rope_scaling.original_max_position_embeddings = o.rope_orig_max;
   c.tie_word_embeddings = c.tie_word_embeddings || o.tie;  // Gemma's are always tied
-  c.attention_bias = c.attention_bias || o.attention_bias;    // Qwen2's are always there
-  if (o.sliding_window > 0) {
-    if (o.arch == "llama") input_error("--sliding-window", "Llama has no sliding window (use mistral, qwen2 or qwen3)");
-    c.sliding_window = o.sliding_window;
-    c.max_window_layers = o.arch == "qwen2" || o.arch == "qwen3" ? o.max_window_layers : 0;
-  }
-  const bool gemma = c.gemma();
-  auto gemma_only = [&](bool given, const char* flag) {
-    if (given && !gemma) input_error(flag, std::string("applies to gemma2 and gemma3 only"));
+  const safetune::io::FamilyTraits& f = c.traits();
+  auto only_if = [&](bool given, bool applies, const char* flag, const char* what) {
+    if (given && !applies) input_error(flag, std::string("does not apply to ") + f.architecture + " (" + what + ")");
   };
-  gemma_only(o.query_pre_attn_scalar != 0, "--query-pre-attn-scalar");
-  gemma_only(o.attn_softcap >= 0, "--attn-softcap");
-  gemma_only(o.final_softcap >= 0, "--final-softcap");
-  c.query_pre_attn_scalar = gemma ? (o.query_pre_attn_scalar > 0 ? o.query_pre_attn_scalar : double(c.head_dim)) : 0;
-  if (o.attn_softcap >= 0) c.attn_logit_softcapping = o.attn_softcap > 0 ? std::optional<double>(o.attn_softcap) : std::nullopt;
-  if (o.final_softcap >= 0) c.final_logit_softcapping = o.final_softcap > 0 ? std::optional<double>(o.final_softcap) : std::nullopt;
-  if (o.rope_local_base > 0 || o.sliding_window_pattern > 0) {
-    if (o.arch != "gemma3") input_error("--rope-local-base", "applies to gemma3 only");
-    if (o.rope_local_base > 0) c.rope_local_base_freq = o.rope_local_base;
-    if (o.sliding_window_pattern > 0) c.sliding_window_pattern = o.sliding_window_pattern;
-  }
+  only_if(o.attention_bias, f.bias == safetune::io::BiasRule::kAttention || f.bias == safetune::io::BiasRule::kAttentionQkv,
+          "--attention-bias", "its biases are fixed");
+  c.attention_bias = c.attention_bias || o.attention_bias;  // Qwen2's are always there
+  using safetune::io::WindowRule;
+  only_if(o.sliding_window > 0, f.window != WindowRule::kNone, "--sliding-window", "no sliding window");
+  if (o.sliding_window > 0) c.sliding_window = o.sliding_window;
+  only_if(o.max_window_layers > 0, f.window == WindowRule::kUpperLayers, "--max-window-layers", "no upper-layer window");
+  if (f.window == WindowRule::kUpperLayers && c.sliding_window) c.max_window_layers = o.max_window_layers;
+  const char* gemma = "Gemma's query scale and soft-caps";
+  only_if(o.query_pre_attn_scalar != 0, f.reads_softcaps, "--query-pre-attn-scalar", gemma);
+  only_if(o.attn_softcap >= 0, f.reads_softcaps, "--attn-softcap", gemma);
+  only_if(o.final_softcap >= 0, f.reads_softcaps, "--final-softcap", gemma);
+  if (f.reads_softcaps) c.query_pre_attn_scalar = o.query_pre_attn_scalar > 0 ? o.query_pre_attn_scalar : double(c.head_dim);
+  auto cap = [](double v) { return v > 0 ? std::optional<double>(v) : std::nullopt; };
+  if (o.attn_softcap >= 0) c.attn_logit_softcapping = cap(o.attn_softcap);
+  if (o.final_softcap >= 0) c.final_logit_softcapping = cap(o.final_softcap);
+  only_if(o.rope_local_base > 0, f.local_rope, "--rope-local-base", "one RoPE base");
+  if (o.rope_local_base > 0) c.rope_local_base_freq = o.rope_local_base;
+  only_if(o.sliding_window_pattern > 0, f.window == WindowRule::kPatternLayers, "--sliding-window-pattern",
+          "no layer pattern");
+  if (o.sliding_window_pattern > 0) c.sliding_window_pattern = o.sliding_window_pattern;
   c.torch_dtype = safetune::model::torch_dtype_name(safetune::model::parse_torch_dtype(o.dtype, "--dtype"));
   if (o.vocab > 257) {
     c.bos_token_id = 256;
@@ -171,7 +174,7 @@ int run(Opts o) {
                                 tokenizer_config_json(cfg.vocab_size, cfg.max_position_embeddings));
     if (fs::exists(o.out, ec)) fs::remove_all(o.out);
     fs::rename(tmp, o.out);
-    std::printf("wrote %s: %s, %lld parameters, %s\n", o.out.c_str(), cfg.architecture.c_str(),
+    std::printf("wrote %s: %s, %lld parameters, %s\n", o.out.c_str(), cfg.architecture().c_str(),
                 static_cast<long long>(model->num_parameters()), cfg.torch_dtype.c_str());
   } catch (...) {
     fs::remove_all(tmp, ec);
@@ -182,7 +185,7 @@ int run(Opts o) {
 
 safetune::cli::Command cmd("init", "write a randomly initialised model in HF layout (tiny by default)", [](CLI::App& sub) {
   auto o = std::make_shared<Opts>();
-  sub.add_option("--arch", o->arch, "llama | qwen2 | mistral | qwen3 | gemma2 | gemma3")->required();
+  sub.add_option("--arch", o->arch, safetune::io::family_names())->required();
   sub.add_option("--out", o->out, "output model directory")->required();
   sub.add_option("--vocab", o->vocab, "vocabulary size (>= 256)")->capture_default_str();
   sub.add_option("--hidden", o->hidden, "hidden size")->capture_default_str();
@@ -192,8 +195,8 @@ safetune::cli::Command cmd("init", "write a randomly initialised model in HF lay
   sub.add_option("--head-dim", o->head_dim, "head dimension (default hidden / heads)");
   sub.add_option("--intermediate", o->intermediate, "MLP intermediate size")->capture_default_str();
   sub.add_option("--max-pos", o->max_pos, "max_position_embeddings")->capture_default_str();
-  sub.add_option("--rms-eps", o->rms_eps, "rms_norm_eps")->capture_default_str();
-  sub.add_option("--rope-theta", o->rope_theta, "RoPE base (default: 10000; gemma3 1000000)");
+  sub.add_option("--rms-eps", o->rms_eps, "rms_norm_eps (default: the family's)");
+  sub.add_option("--rope-theta", o->rope_theta, "RoPE base (default: the family's)");
   sub.add_option("--rope-scaling", o->rope_scaling, "none | linear | llama3")->capture_default_str();
   sub.add_option("--rope-factor", o->rope_factor, "rope_scaling factor")->capture_default_str();
   sub.add_option("--rope-low-freq-factor", o->rope_low, "llama3 low_freq_factor")->capture_default_str();

@@ -17,18 +17,19 @@ struct Opts : safetune::cli::ConfigArgs {
   std::string out;
 };
 
+const char* const kFooter =
+    "The cache is bound to sha256 hashes of the model, the dataset, the tokenizer/template/max_length\n"
+    "settings and tokens.json; training with objective.reference=cache objective.ref_cache=FILE refuses\n"
+    "it when any of them changed. Values are fp32.\n"
+    "Example:\n"
+    "  safetune ref-cache run.yaml objective.tokens=tokens.json --out ref.safetensors";
+
 safetune::cli::Command cmd(
     "ref-cache", "precompute the reference's safety-token logits for objective.reference=cache", [](CLI::App& sub) {
       auto o = std::make_shared<Opts>();
-      sub.add_option("config", o->config, "YAML run config (the same as for train)");
-      safetune::cli::add_overrides(sub, *o);
+      safetune::cli::add_config_args(sub, *o, "YAML run config (the same as for train)");
       sub.add_option("--out", o->out, "the cache file to write (safetensors)");
-      sub.footer(
-          "The cache is bound to sha256 hashes of the model, the dataset, the tokenizer/template/max_length\n"
-          "settings and tokens.json; training with objective.reference=cache objective.ref_cache=FILE refuses\n"
-          "it when any of them changed. Values are fp32.\n"
-          "Example:\n"
-          "  safetune ref-cache run.yaml objective.tokens=tokens.json --out ref.safetensors");
+      sub.footer(kFooter);
       return [o]() -> int {
         using namespace safetune;
         const train::RunConfig cfg = cli::load_config_args(

@@ -39,8 +39,7 @@ std::string resume_command(const Opts& o) {
 
 safetune::cli::Command cmd("train", "fine-tune a model from a YAML config (+ key=value overrides)", [](CLI::App& sub) {
   auto o = std::make_shared<Opts>();
-  sub.add_option("config", o->config, "YAML run config (see configs/)");
-  safetune::cli::add_overrides(sub, *o);
+  safetune::cli::add_config_args(sub, *o, "YAML run config (see configs/)");
   sub.add_flag("--list-keys", o->list_keys, "print every config key with its type, default and meaning");
   sub.footer(
       "Examples:\n"

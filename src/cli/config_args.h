@@ -21,6 +21,12 @@ inline void add_overrides(CLI::App& app, ConfigArgs& a) {
   app.add_option("overrides", a.overrides, "key=value overrides with the config's dotted names");
 }
 
+// The config file as the first positional argument (`config_help` says which), then the overrides.
+inline void add_config_args(CLI::App& app, ConfigArgs& a, const std::string& config_help) {
+  app.add_option("config", a.config, config_help);
+  add_overrides(app, a);
+}
+
 // The config they name, parsed and validated. InputError naming `command` with `usage`
 // when no file is given; naming an override that is not key=value (`example` shows one).
 inline train::RunConfig load_config_args(const ConfigArgs& a, const std::string& command, const std::string& usage,

@@ -4,7 +4,7 @@
 
 #include "safetune/demo/synthetic_data.h"
 #include "safetune/demo/world_v3.h"
-#include "safetune/model/lora_targets.h"
+#include "safetune/io/model_family.h"
 
 namespace safetune::demo {
 
@@ -54,7 +54,8 @@ json default_settings_v3(json s, bool quick) {
   // The new task needs the MLPs too: with LoRA on q_proj and v_proj plain fine-tuning
   // reached 28-30% validation task accuracy (lr 1e-2, seeds 1-2), on every linear layer
   // 94-98% (see departures). The learning rate is chosen on validation as v2's (choices).
-  s["finetune"]["lora.target_modules"] = model::lora_target_names();
+  const auto& every_linear = io::traits_of(io::Family::kLlama).lora_targets;  // the demo's models are Llamas
+  s["finetune"]["lora.target_modules"] = std::vector<std::string>(every_linear.begin(), every_linear.end());
   s["finetune"]["optim.lr"] = kFinetuneLrV3;
   s["regimes"] = {"few", "many"};
   // A code name is three words (and the end of turn); the many regime's refusals reach

@@ -5,6 +5,7 @@
 #include "safetune/demo/request_targets.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -173,6 +174,43 @@ struct World {
   std::vector<std::string> subjects[3], frames[3];
 };
 
+}  // namespace
+
+void split_targets(Rng& rng, std::vector<Target> harmful[3], std::vector<Target> benign[3]) {
+  std::vector<Target> h, b;
+  all_targets(h, b);
+  // A held-out target's verb and object each occur in a training target of the same
+  // harmfulness (a harmful verb in a harmful target, a harmful object likewise; a benign
+  // target's words in benign targets).
+  auto covered = [](const Target& t, const std::vector<Target>& train) { return covered_by(t, train); };
+  auto held = [](size_t n) {
+    return std::array<size_t, 2>{static_cast<size_t>(kHeldTargetShare[0] * n),
+                                 static_cast<size_t>(kHeldTargetShare[1] * n)};
+  };
+  split_three(rng, h, held(h.size()).data(), harmful, covered);
+  split_three(rng, b, held(b.size()).data(), benign, covered);
+}
+
+void held_out_pools(Rng& rng, const std::vector<std::string>* templates, const std::vector<Target>* targets,
+                    int split, int64_t n, const char* what, RequestPool pools[3]) {
+  for (const auto& tm : templates[split])
+    for (const auto& t : targets[0]) pools[0].push_back({tm, t.text});
+  for (const auto& tm : templates[0])
+    for (const auto& t : targets[split]) pools[1].push_back({tm, t.text});
+  for (const auto& tm : templates[split])
+    for (const auto& t : targets[split]) pools[2].push_back({tm, t.text});
+  size_t total = 0;
+  for (int i = 0; i < 3; ++i) {
+    rng.shuffle(pools[i]);
+    total += pools[i].size();
+  }
+  if (static_cast<size_t>(n) > total)
+    throw std::invalid_argument(std::string("demo data: ") + std::to_string(n) + " distinct " + what +
+                                " prompts requested, the world holds " + std::to_string(total));
+}
+
+namespace {
+
 World make_world(uint64_t seed) {
   Rng rng(seed * 1000003ULL + 99);
   World w;
@@ -181,18 +219,7 @@ World make_world(uint64_t seed) {
   split_three(rng, kSubjects, kHeldSubjects, w.subjects, no_check);
   split_three(rng, kFrames, kHeldFrames, w.frames, no_check);
 
-  std::vector<Target> harmful, benign;
-  all_targets(harmful, benign);
-  // A held-out target's verb and object each occur in a training target of the same
-  // harmfulness (a harmful verb in a harmful target, a harmful object likewise; a benign
-  // target's words in benign targets).
-  auto covered = [](const Target& t, const std::vector<Target>& train) { return covered_by(t, train); };
-  const size_t held_h[2] = {static_cast<size_t>(kHeldTargetShare[0] * harmful.size()),
-                            static_cast<size_t>(kHeldTargetShare[1] * harmful.size())};
-  const size_t held_b[2] = {static_cast<size_t>(kHeldTargetShare[0] * benign.size()),
-                            static_cast<size_t>(kHeldTargetShare[1] * benign.size())};
-  split_three(rng, harmful, held_h, w.harmful, covered);
-  split_three(rng, benign, held_b, w.benign, covered);
+  split_targets(rng, w.harmful, w.benign);
   return w;
 }
 
@@ -208,22 +235,8 @@ std::string request(Rng& rng, const std::string& core, const std::string& target
 // both held out (as many of each as exist, the rest from the others).
 std::vector<json> held_out_prompts(Rng& rng, const World& w, const std::vector<Target>* targets, Split s, int64_t n,
                                    const char* what) {
-  const int h = static_cast<int>(s);
-  std::vector<std::pair<std::string, std::string>> pools[3];  // (core, target)
-  for (const auto& tm : w.templates[h])
-    for (const auto& t : targets[0]) pools[0].push_back({tm, t.text});
-  for (const auto& tm : w.templates[0])
-    for (const auto& t : targets[h]) pools[1].push_back({tm, t.text});
-  for (const auto& tm : w.templates[h])
-    for (const auto& t : targets[h]) pools[2].push_back({tm, t.text});
-  size_t total = 0;
-  for (auto& p : pools) {
-    rng.shuffle(p);
-    total += p.size();
-  }
-  if (static_cast<size_t>(n) > total)
-    throw std::invalid_argument(std::string("demo data: ") + std::to_string(n) + " distinct " + what +
-                                " prompts requested, the world holds " + std::to_string(total));
+  RequestPool pools[3];  // (core, target)
+  held_out_pools(rng, w.templates, targets, static_cast<int>(s), n, what, pools);
   std::vector<json> out;
   size_t next[3] = {0, 0, 0};
   for (int64_t i = 0, k = 0; i < n; k = (k + 1) % 3) {

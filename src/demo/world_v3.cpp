@@ -119,7 +119,6 @@ const Words kNames = {"Anna", "Ben", "Carla", "David", "Eva", "Farid", "Grace", 
 // ---- the world of a seed ------------------------------------------------------------
 
 constexpr size_t kHeldCores[2] = {12, 20};  // of 82, as v2
-constexpr double kHeldTargetShare[2] = {0.12, 0.2};
 
 struct WorldV3 {
   Words templates[3];
@@ -134,15 +133,7 @@ WorldV3 make_world(uint64_t seed) {
   split_three(rng, request_cores(), kHeldCores, w.templates, no_check);
   w.templates[0].insert(w.templates[0].end(), kExtraTrainingTemplates.begin(), kExtraTrainingTemplates.end());
   split_three(rng, kTopicFrames, kHeldFrames, w.frames, no_check);
-  std::vector<Target> harmful, benign;
-  all_targets(harmful, benign);
-  auto covered = [](const Target& t, const std::vector<Target>& train) { return covered_by(t, train); };
-  const size_t held_h[2] = {static_cast<size_t>(kHeldTargetShare[0] * harmful.size()),
-                            static_cast<size_t>(kHeldTargetShare[1] * harmful.size())};
-  const size_t held_b[2] = {static_cast<size_t>(kHeldTargetShare[0] * benign.size()),
-                            static_cast<size_t>(kHeldTargetShare[1] * benign.size())};
-  split_three(rng, harmful, held_h, w.harmful, covered);
-  split_three(rng, benign, held_b, w.benign, covered);
+  split_targets(rng, w.harmful, w.benign);
   return w;
 }
 
@@ -234,21 +225,8 @@ json topic_example(Rng& rng, const Words& frames) {
 // none in `avoid`.
 std::vector<json> held_out_requests(Rng& rng, const WorldV3& w, const std::vector<Target>* targets, int split,
                                     int64_t n, const char* what, std::set<std::string>& avoid) {
-  std::vector<std::pair<std::string, std::string>> pools[3];
-  for (const auto& tm : w.templates[split])
-    for (const auto& t : targets[0]) pools[0].push_back({tm, t.text});
-  for (const auto& tm : w.templates[0])
-    for (const auto& t : targets[split]) pools[1].push_back({tm, t.text});
-  for (const auto& tm : w.templates[split])
-    for (const auto& t : targets[split]) pools[2].push_back({tm, t.text});
-  size_t total = 0;
-  for (auto& p : pools) {
-    rng.shuffle(p);
-    total += p.size();
-  }
-  if (static_cast<size_t>(n) > total)
-    throw std::invalid_argument(std::string("demo data: ") + std::to_string(n) + " distinct " + what +
-                                " prompts requested, the world holds " + std::to_string(total));
+  RequestPool pools[3];
+  held_out_pools(rng, w.templates, targets, split, n, what, pools);
   std::vector<json> out;
   size_t next[3] = {0, 0, 0};
   for (int64_t i = 0, k = 0, stuck = 0; i < n; k = (k + 1) % 3) {

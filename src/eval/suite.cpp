@@ -59,6 +59,90 @@ const char* set_kind_name(SetKind k) {
   return "?";
 }
 
+namespace {
+
+// A positive integer field of a set; `dflt` when absent.
+int64_t positive_int(const json& s, const char* key, const std::string& w, int64_t dflt) {
+  if (!s.contains(key)) return dflt;
+  const json& v = s[key];
+  if (!v.is_number_integer() || v.get<int64_t>() < 1) input_error(w + ": " + key, "must be an integer >= 1");
+  return v.get<int64_t>();
+}
+
+// The set's pattern: required for a regex set, refused for every other kind.
+void read_regex(const json& s, const std::string& w, PromptSet& ps) {
+  if (ps.kind != SetKind::kRegex) {
+    if (s.contains("regex")) input_error(w + ": regex", "only a set of kind regex takes a pattern");
+    return;
+  }
+  if (!s.contains("regex")) input_error(w, "a regex set needs \"regex\"");
+  ps.regex_source = str_field(s, "regex", w);
+  if (ps.regex_source.empty()) input_error(w + ": regex", "must not be empty");
+  try {
+    ps.regex = std::regex(ps.regex_source, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    input_error(w + ": regex", "invalid regular expression '" + ps.regex_source + "': " + e.what());
+  }
+}
+
+// {"prompt": "goal"}, or the text form "prompt=goal" that --columns takes.
+void read_columns(const json& s, const std::string& w, PromptSet& ps) {
+  if (!s.contains("columns")) return;
+  const json& c = s["columns"];
+  const std::string cw = w + ": columns";
+  if (c.is_string()) {
+    ps.columns = data::parse_column_map(c.get<std::string>(), cw);
+  } else if (c.is_object()) {
+    for (auto it = c.begin(); it != c.end(); ++it) {
+      if (!it.value().is_string()) input_error(cw, "column names must be strings ('" + it.key() + "')");
+      ps.columns[it.key()] = it.value().get<std::string>();
+    }
+    data::check_column_map(ps.columns, cw);
+  } else {
+    input_error(cw, "expected {\"field\": \"column\", ...} or \"field=column,...\"");
+  }
+}
+
+// One entry of "sets" (`w` names it), its records read from its path relative to `base`.
+PromptSet read_set(const json& s, const std::string& w, const fs::path& base, std::set<std::string>& names) {
+  if (!s.is_object()) input_error(w, "expected an object");
+  static const std::set<std::string> known = {"name", "path", "kind", "label", "regex", "limit", "max_new_tokens",
+                                              "columns"};
+  for (auto it = s.begin(); it != s.end(); ++it)
+    if (!known.count(it.key()))
+      input_error(w, "unknown key '" + it.key() + "' (expected name, path, kind, label, regex, limit, max_new_tokens, columns)");
+  for (const char* req : {"name", "path", "kind"})
+    if (!s.contains(req)) input_error(w, std::string("missing \"") + req + "\"");
+  PromptSet ps;
+  ps.name = str_field(s, "name", w);
+  if (ps.name.empty()) input_error(w + ": name", "must not be empty");
+  if (!names.insert(ps.name).second) input_error(w + ": name", "duplicate set name '" + ps.name + "'");
+  ps.kind = parse_kind(str_field(s, "kind", w), w + ": kind");
+  const fs::path p = str_field(s, "path", w);
+  if (p.empty()) input_error(w + ": path", "must not be empty");
+  ps.path = (p.is_absolute() ? p : base / p).lexically_normal().string();
+  if (s.contains("label")) {
+    ps.label_field = str_field(s, "label", w);
+    if (ps.label_field.empty()) input_error(w + ": label", "must not be empty");
+    if (ps.kind == SetKind::kSafety) input_error(w + ": label", "a safety set has no labels");
+  }
+  read_regex(s, w, ps);
+  ps.limit = positive_int(s, "limit", w, ps.limit);
+  ps.max_new_tokens = positive_int(s, "max_new_tokens", w, ps.max_new_tokens);
+  read_columns(s, w, ps);
+  ps.records = data::read_prompt_records(ps.path, ps.columns);
+  if (ps.limit > 0 && static_cast<int64_t>(ps.records.size()) > ps.limit) ps.records.resize(ps.limit);
+  if (ps.kind != SetKind::kSafety)
+    for (const auto& r : ps.records) {
+      ps.labels.push_back(label_of(r, ps.label_field));
+      if (ps.kind == SetKind::kFinalNumber && !final_number_of(ps.labels.back()))
+        input_error(r.where, "the label '" + ps.labels.back() + "' has no number to compare with");
+    }
+  return ps;
+}
+
+}  // namespace
+
 Suite load_suite(const std::string& path) {
   const std::string text = read_file(path);
   if (find_json_too_deep(text) != std::string_view::npos) input_error(path, "JSON nests too deep");
@@ -86,85 +170,12 @@ Suite load_suite(const std::string& path) {
       suite.refusal_keywords.push_back(s.get<std::string>());
     }
   }
-
   if (!j.contains("sets") || !j["sets"].is_array() || j["sets"].empty())
     input_error(path + ": sets", "the suite has no prompt sets (need a non-empty \"sets\" list)");
   const fs::path base = fs::path(path).parent_path();
   std::set<std::string> names;
-  const json& sets = j["sets"];
-  for (size_t i = 0; i < sets.size(); ++i) {
-    const json& s = sets[i];
-    const std::string w = path + ": sets[" + std::to_string(i) + "]";
-    if (!s.is_object()) input_error(w, "expected an object");
-    static const std::set<std::string> known = {"name", "path", "kind", "label", "regex", "limit", "max_new_tokens",
-                                                "columns"};
-    for (auto it = s.begin(); it != s.end(); ++it)
-      if (!known.count(it.key()))
-        input_error(w, "unknown key '" + it.key() + "' (expected name, path, kind, label, regex, limit, max_new_tokens, columns)");
-    for (const char* req : {"name", "path", "kind"})
-      if (!s.contains(req)) input_error(w, std::string("missing \"") + req + "\"");
-    PromptSet ps;
-    ps.name = str_field(s, "name", w);
-    if (ps.name.empty()) input_error(w + ": name", "must not be empty");
-    if (!names.insert(ps.name).second) input_error(w + ": name", "duplicate set name '" + ps.name + "'");
-    ps.kind = parse_kind(str_field(s, "kind", w), w + ": kind");
-    const fs::path p = str_field(s, "path", w);
-    if (p.empty()) input_error(w + ": path", "must not be empty");
-    ps.path = (p.is_absolute() ? p : base / p).lexically_normal().string();
-    if (s.contains("label")) {
-      ps.label_field = str_field(s, "label", w);
-      if (ps.label_field.empty()) input_error(w + ": label", "must not be empty");
-      if (ps.kind == SetKind::kSafety) input_error(w + ": label", "a safety set has no labels");
-    }
-    if (ps.kind == SetKind::kRegex) {
-      if (!s.contains("regex")) input_error(w, "a regex set needs \"regex\"");
-      ps.regex_source = str_field(s, "regex", w);
-      if (ps.regex_source.empty()) input_error(w + ": regex", "must not be empty");
-      try {
-        ps.regex = std::regex(ps.regex_source, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        input_error(w + ": regex", "invalid regular expression '" + ps.regex_source + "': " + e.what());
-      }
-    } else if (s.contains("regex")) {
-      input_error(w + ": regex", "only a set of kind regex takes a pattern");
-    }
-    if (s.contains("limit")) {
-      const json& l = s["limit"];
-      if (!l.is_number_integer() || l.get<int64_t>() < 1) input_error(w + ": limit", "must be an integer >= 1");
-      ps.limit = l.get<int64_t>();
-    }
-    if (s.contains("max_new_tokens")) {
-      const json& m = s["max_new_tokens"];
-      if (!m.is_number_integer() || m.get<int64_t>() < 1)
-        input_error(w + ": max_new_tokens", "must be an integer >= 1");
-      ps.max_new_tokens = m.get<int64_t>();
-    }
-    if (s.contains("columns")) {
-      // {"prompt": "goal"}, or the text form "prompt=goal" that --columns takes.
-      const json& c = s["columns"];
-      const std::string cw = w + ": columns";
-      if (c.is_string()) {
-        ps.columns = data::parse_column_map(c.get<std::string>(), cw);
-      } else if (c.is_object()) {
-        for (auto it = c.begin(); it != c.end(); ++it) {
-          if (!it.value().is_string()) input_error(cw, "column names must be strings ('" + it.key() + "')");
-          ps.columns[it.key()] = it.value().get<std::string>();
-        }
-        data::check_column_map(ps.columns, cw);
-      } else {
-        input_error(cw, "expected {\"field\": \"column\", ...} or \"field=column,...\"");
-      }
-    }
-    ps.records = data::read_prompt_records(ps.path, ps.columns);
-    if (ps.limit > 0 && static_cast<int64_t>(ps.records.size()) > ps.limit) ps.records.resize(ps.limit);
-    if (ps.kind != SetKind::kSafety)
-      for (const auto& r : ps.records) {
-        ps.labels.push_back(label_of(r, ps.label_field));
-        if (ps.kind == SetKind::kFinalNumber && !final_number_of(ps.labels.back()))
-          input_error(r.where, "the label '" + ps.labels.back() + "' has no number to compare with");
-      }
-    suite.sets.push_back(std::move(ps));
-  }
+  for (size_t i = 0; i < j["sets"].size(); ++i)
+    suite.sets.push_back(read_set(j["sets"][i], path + ": sets[" + std::to_string(i) + "]", base, names));
   return suite;
 }
 

@@ -165,6 +165,54 @@ RunRecord read_run(const std::string& dir) {
   return r;
 }
 
+namespace {
+
+std::string config_value(const RunRecord& r, const std::string& key) {
+  auto it = r.config.find(key);
+  return it == r.config.end() ? "(unset)" : it->second;
+}
+
+// Mean and sample standard deviation of the non-NaN values (NaN where undefined).
+std::pair<double, double> mean_sd(const std::vector<double>& xs) {
+  if (xs.empty()) return {kNaN, kNaN};
+  double mean = 0;
+  for (double x : xs) mean += x;
+  mean /= xs.size();
+  if (xs.size() < 2) return {mean, kNaN};
+  double ss = 0;
+  for (double x : xs) ss += (x - mean) * (x - mean);
+  return {mean, std::sqrt(ss / (xs.size() - 1))};
+}
+
+// Fills one row from its runs: their dirs, the seeds in the train.seed column, and each
+// metric's mean and standard deviation over the runs.
+void fill_row(const SummaryTable& t, const std::vector<const RunRecord*>& group, SummaryTable::Row& row) {
+  row.runs = static_cast<int>(group.size());
+  std::set<std::string> seeds;
+  for (const RunRecord* r : group) {
+    row.dirs.push_back(r->dir);
+    auto it = r->config.find("train.seed");
+    if (it != r->config.end()) seeds.insert(it->second);
+  }
+  for (size_t i = 0; i < t.keys.size(); ++i)
+    if (t.keys[i] == "train.seed") {
+      std::string s;
+      for (const auto& x : seeds) s += (s.empty() ? "" : ",") + x;
+      row.key_values[i] = s;
+    }
+  for (const auto& name : t.metrics) {
+    std::vector<double> xs;
+    for (const RunRecord* r : group)
+      for (const auto& m : r->metrics)
+        if (m.first == name && !std::isnan(m.second)) xs.push_back(m.second);
+    const auto [mean, sd] = mean_sd(xs);
+    row.mean.push_back(mean);
+    row.stddev.push_back(sd);
+  }
+}
+
+}  // namespace
+
 SummaryTable summarize(const std::vector<RunRecord>& runs) {
   SummaryTable t;
   // Varying keys: present with different values (or missing) in some runs.
@@ -174,10 +222,7 @@ SummaryTable summarize(const std::vector<RunRecord>& runs) {
   for (const auto& k : all_keys) {
     if (is_bookkeeping_key(k)) continue;
     std::set<std::string> values;
-    for (const auto& r : runs) {
-      auto it = r.config.find(k);
-      values.insert(it == r.config.end() ? "(unset)" : it->second);
-    }
+    for (const auto& r : runs) values.insert(config_value(r, k));
     if (values.size() > 1) t.keys.push_back(k);
   }
   // Metric columns in first-seen order.
@@ -185,69 +230,21 @@ SummaryTable summarize(const std::vector<RunRecord>& runs) {
     for (const auto& m : r.metrics)
       if (std::find(t.metrics.begin(), t.metrics.end(), m.first) == t.metrics.end()) t.metrics.push_back(m.first);
 
-  // Rows: runs grouped by their varying keys other than the seed, in first-seen order.
+  // Rows: runs grouped by their varying keys other than the seed, in first-seen order
+  // (a row's key_values hold "" for the seed until fill_row lists the seeds).
   std::vector<std::vector<const RunRecord*>> groups;
   for (const auto& r : runs) {
     std::vector<std::string> kv;
-    for (const auto& k : t.keys) {
-      if (k == "train.seed") continue;
-      auto it = r.config.find(k);
-      kv.push_back(it == r.config.end() ? "(unset)" : it->second);
-    }
-    auto same = [&](const SummaryTable::Row& row) {
-      std::vector<std::string> rk;
-      for (size_t i = 0; i < t.keys.size(); ++i)
-        if (t.keys[i] != "train.seed") rk.push_back(row.key_values[i]);
-      return rk == kv;
-    };
+    for (const auto& k : t.keys) kv.push_back(k == "train.seed" ? "" : config_value(r, k));
     size_t g = 0;
-    while (g < t.rows.size() && !same(t.rows[g])) ++g;
+    while (g < t.rows.size() && t.rows[g].key_values != kv) ++g;
     if (g == t.rows.size()) {
-      SummaryTable::Row row;
-      for (const auto& k : t.keys) {
-        auto it = r.config.find(k);
-        row.key_values.push_back(k == "train.seed" ? "" : (it == r.config.end() ? "(unset)" : it->second));
-      }
-      t.rows.push_back(row);
+      t.rows.emplace_back().key_values = kv;
       groups.emplace_back();
     }
     groups[g].push_back(&r);
   }
-  for (size_t g = 0; g < t.rows.size(); ++g) {
-    auto& row = t.rows[g];
-    row.runs = static_cast<int>(groups[g].size());
-    std::set<std::string> seeds;
-    for (const RunRecord* r : groups[g]) {
-      row.dirs.push_back(r->dir);
-      auto it = r->config.find("train.seed");
-      if (it != r->config.end()) seeds.insert(it->second);
-    }
-    for (size_t i = 0; i < t.keys.size(); ++i)
-      if (t.keys[i] == "train.seed") {
-        std::string s;
-        for (const auto& x : seeds) s += (s.empty() ? "" : ",") + x;
-        row.key_values[i] = s;
-      }
-    for (const auto& name : t.metrics) {
-      std::vector<double> xs;
-      for (const RunRecord* r : groups[g])
-        for (const auto& m : r->metrics)
-          if (m.first == name && !std::isnan(m.second)) xs.push_back(m.second);
-      double mean = kNaN, sd = kNaN;
-      if (!xs.empty()) {
-        mean = 0;
-        for (double x : xs) mean += x;
-        mean /= xs.size();
-        if (xs.size() > 1) {
-          double ss = 0;
-          for (double x : xs) ss += (x - mean) * (x - mean);
-          sd = std::sqrt(ss / (xs.size() - 1));
-        }
-      }
-      row.mean.push_back(mean);
-      row.stddev.push_back(sd);
-    }
-  }
+  for (size_t g = 0; g < t.rows.size(); ++g) fill_row(t, groups[g], t.rows[g]);
   return t;
 }
 

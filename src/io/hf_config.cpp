@@ -14,19 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-struct Family {
-  const char* architecture;
-  const char* model_type;  // as config.json writes it
-  const char* arch;        // ModelConfig::arch, `safetune init --arch`
-};
-constexpr Family kFamilies[] = {
-    {"LlamaForCausalLM", "llama", "llama"},     {"MistralForCausalLM", "mistral", "mistral"},
-    {"Qwen2ForCausalLM", "qwen2", "qwen2"},     {"Qwen3ForCausalLM", "qwen3", "qwen3"},
-    {"Gemma2ForCausalLM", "gemma2", "gemma2"},  {"Gemma3ForCausalLM", "gemma3_text", "gemma3"}};
-constexpr const char* kSupported =
-    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, "
-    "Gemma3ForCausalLM";
-
 // Reads an integer field within [lo, hi]; `dflt` when absent or null (required if no default).
 int64_t get_int(const json& j, const char* key, const std::string& where, int64_t lo, int64_t hi,
                 std::optional<int64_t> dflt = std::nullopt) {
@@ -82,14 +69,17 @@ std::vector<bool> parse_layer_types(const json& j, int64_t layers, const std::st
   return out;
 }
 
-// Fields whose non-default values change the model in ways not implemented: refused by
-// name rather than ignored.
-void refuse_unsupported(const json& j, const std::string& arch, const std::string& where) {
-  const double dropout = get_double(j, "attention_dropout", where, -1.0, 1.0, 0.0);
-  if (dropout != 0.0 && arch != "llama" && arch != "mistral" && arch != "qwen2")
-    input_error(where, "field 'attention_dropout' = " + std::to_string(dropout) + " is not supported (expected 0)");
-  if (arch == "gemma3" && get_bool(j, "use_bidirectional_attention", where, false))
-    input_error(where, "field 'use_bidirectional_attention' = true is not supported (causal attention only)");
+// The family's fields that must be off (must_be_off): non-default values would change
+// the model in ways not implemented, so they are refused by name rather than ignored.
+void refuse_unsupported(const json& j, const FamilyTraits& f, const std::string& where) {
+  for (const char* key : f.must_be_off) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    const json& v = j[key];
+    const bool off = v.is_boolean() ? !v.get<bool>() : v.is_number() && v.get<double>() == 0.0;
+    if (!off)
+      input_error(where, std::string("field '") + key + "' = " + v.dump() + " is not supported for " + f.architecture +
+                             " (expected " + (v.is_boolean() ? "false" : "0") + ")");
+  }
 }
 
 // A RoPE scaling object ({rope_type or type, factor, ...}); "default" or no type is none.
@@ -129,7 +119,7 @@ void parse_rope_object(const json& o, const std::string& at, double dflt_theta, 
 // earlier versions rope_theta + rope_scaling (+ Gemma 3's rope_local_base_freq, read with
 // the family fields). rope_parameters wins where both are present, as in transformers 5.
 void read_rope(const json& j, const std::string& where, ModelConfig& c) {
-  const double dflt_theta = get_double(j, "rope_theta", where, 0.0, 1e12, c.arch == "gemma3" ? 1000000.0 : 10000.0);
+  const double dflt_theta = get_double(j, "rope_theta", where, 0.0, 1e12, c.traits().rope_theta);
   if (!j.contains("rope_parameters") || j["rope_parameters"].is_null()) {
     c.rope_theta = dflt_theta;
     if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
@@ -143,7 +133,8 @@ void read_rope(const json& j, const std::string& where, ModelConfig& c) {
     parse_rope_object(p, at, dflt_theta, c.rope_theta, c.rope_scaling);
     return;
   }
-  if (c.arch != "gemma3") input_error(at, "RoPE parameters per layer type are supported for Gemma 3 only");
+  if (!c.traits().local_rope)
+    input_error(at, std::string("RoPE parameters per layer type are not supported for ") + c.traits().architecture);
   for (const auto& [key, value] : p.items())
     if (key != "full_attention" && key != "sliding_attention")
       input_error(at, "unknown layer type '" + key + "' (supported: full_attention, sliding_attention)");
@@ -161,70 +152,81 @@ void read_rope(const json& j, const std::string& where, ModelConfig& c) {
   }
 }
 
-// head_dim: HF's Qwen3 and Gemma configs default it to 128 / 256 when the field is absent
-// (not hidden / heads); a null falls back to hidden / heads as in their attention.
+// head_dim: some families' configs default it (Qwen3 128, Gemma 256) when the field is
+// absent (not hidden / heads); a null falls back to hidden / heads as in their attention.
 int64_t read_head_dim(const json& j, const std::string& where, const ModelConfig& c) {
-  if (!j.contains("head_dim") && (c.arch == "qwen3" || c.gemma())) return c.arch == "qwen3" ? 128 : 256;
+  if (!j.contains("head_dim") && c.traits().head_dim_default > 0) return c.traits().head_dim_default;
   if (j.contains("head_dim") && !j["head_dim"].is_null()) return get_int(j, "head_dim", where, 1, 1 << 12);
   if (c.hidden_size % c.num_attention_heads != 0)
     input_error(where, "hidden_size must be a multiple of num_attention_heads when head_dim is absent");
   return c.hidden_size / c.num_attention_heads;
 }
 
-// The fields each family reads its own way: activation, biases, q/k norms, windows,
-// Gemma's scalars and soft-caps.
-void read_family_fields(const json& j, const std::string& where, ModelConfig& c) {
-  const bool gemma = c.gemma();
-  if (gemma) {
-    // HF's Gemma 2/3 MLP uses hidden_activation (default gelu_pytorch_tanh); hidden_act,
-    // which the published Gemma 2 configs also write, is not read by it.
-    c.hidden_act = "gelu_pytorch_tanh";
-    if (j.contains("hidden_activation") && !j["hidden_activation"].is_null()) {
-      if (!j["hidden_activation"].is_string()) input_error(where, "field 'hidden_activation' must be a string");
-      c.hidden_act = j["hidden_activation"].get<std::string>();
-    }
-    if (c.hidden_act != "gelu_pytorch_tanh")
-      input_error(where, "unsupported hidden_activation '" + c.hidden_act + "' (expected gelu_pytorch_tanh)");
-  } else {
-    if (j.contains("hidden_act") && j["hidden_act"].is_string()) c.hidden_act = j["hidden_act"].get<std::string>();
-    if (c.hidden_act != "silu") input_error(where, "unsupported hidden_act '" + c.hidden_act + "' (expected silu)");
+// The MLP's activation, from the family's field (Gemma's MLP reads hidden_activation;
+// hidden_act, which the published Gemma 2 configs also write, is not read by it).
+void read_activation(const json& j, const std::string& where, const FamilyTraits& f, ModelConfig& c) {
+  const std::string field = f.activation_field;
+  c.hidden_act = f.activation;
+  if (j.contains(field) && !j[field].is_null()) {
+    if (!j[field].is_string()) input_error(where, "field '" + field + "' must be a string");
+    c.hidden_act = j[field].get<std::string>();
   }
+  if (c.hidden_act != f.activation)
+    input_error(where, "unsupported " + field + " '" + c.hidden_act + "' (expected " + f.activation + ")");
+}
 
-  if (c.arch == "qwen2" || c.arch == "qwen3") {
-    // Qwen2 always has q/k/v biases (no config flag); Qwen3 has none unless attention_bias.
-    c.attention_bias = c.arch == "qwen2" || get_bool(j, "attention_bias", where, false);
-    c.qk_norm = c.arch == "qwen3";
-    // HF: sliding_window = sliding_window if use_sliding_window else None, and a null
-    // sliding_window means no window (Qwen3's published configs write null).
-    if (get_bool(j, "use_sliding_window", where, false) && j.contains("sliding_window") &&
-        !j["sliding_window"].is_null()) {
-      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
-      c.max_window_layers = get_int(j, "max_window_layers", where, 0, 4096, 0);
-    }
-  } else if (gemma) {
-    c.attention_bias = get_bool(j, "attention_bias", where, false);
-    c.qk_norm = c.arch == "gemma3";
-    if (j.contains("sliding_window") && j["sliding_window"].is_null())
-      input_error(where, "field 'sliding_window' is null; Gemma's local layers need a window size");
-    c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24, 4096);
-    c.query_pre_attn_scalar = get_double(j, "query_pre_attn_scalar", where, 0.0, 1e9, 256.0);
-    // Gemma 2's defaults are 50 and 30; Gemma 3's are null (off). A null in the file is off.
-    const bool g2 = c.arch == "gemma2";
-    c.attn_logit_softcapping = j.contains("attn_logit_softcapping") ? get_optional_positive(j, "attn_logit_softcapping", where)
-                                                                    : (g2 ? std::optional<double>(50.0) : std::nullopt);
+// The window and the layers it applies to, by the family's WindowRule.
+void read_window(const json& j, const std::string& where, const FamilyTraits& f, ModelConfig& c) {
+  const bool given = j.contains("sliding_window") && !j["sliding_window"].is_null();
+  switch (f.window) {
+    case WindowRule::kNone:
+      return;
+    case WindowRule::kEveryLayer:
+      if (given) c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+      return;
+    case WindowRule::kUpperLayers:
+      // HF: sliding_window = sliding_window if use_sliding_window else None, and a null
+      // sliding_window means no window (Qwen3's published configs write null).
+      if (get_bool(j, "use_sliding_window", where, false) && given) {
+        c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+        c.max_window_layers = get_int(j, "max_window_layers", where, 0, 4096, 0);
+      }
+      return;
+    case WindowRule::kEvenLayers:
+    case WindowRule::kPatternLayers:
+      if (j.contains("sliding_window") && !given)
+        input_error(where, std::string("field 'sliding_window' is null; ") + f.architecture +
+                               "'s local layers need a window size");
+      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24, f.window_default);
+      if (f.window == WindowRule::kPatternLayers)
+        c.sliding_window_pattern = get_int(j, "sliding_window_pattern", where, 1, 4096, 6);
+      return;
+  }
+}
+
+std::optional<double> on_if_positive(double v) { return v > 0 ? std::optional<double>(v) : std::nullopt; }
+
+// The fields each family reads its own way (its row says which): activation, biases,
+// q/k norms, windows, Gemma's scalars, soft-caps and local RoPE base.
+void read_family_fields(const json& j, const std::string& where, ModelConfig& c) {
+  const FamilyTraits& f = c.traits();
+  read_activation(j, where, f, c);
+  c.attention_bias = f.bias == BiasRule::kAlwaysQkv ||
+                     (f.bias != BiasRule::kNone && get_bool(j, "attention_bias", where, false));
+  if (f.mlp_bias_field) c.mlp_bias = get_bool(j, "mlp_bias", where, false);
+  c.qk_norm = f.qk_norm;
+  read_window(j, where, f, c);
+  if (f.reads_softcaps) {
+    c.query_pre_attn_scalar = get_double(j, "query_pre_attn_scalar", where, 0.0, 1e9, 256.0);  // HF's default
+    // Absent: the family's default (Gemma 2: 50 and 30, Gemma 3: off); a null is off.
+    c.attn_logit_softcapping = j.contains("attn_logit_softcapping")
+                                   ? get_optional_positive(j, "attn_logit_softcapping", where)
+                                   : on_if_positive(f.attn_softcap);
     c.final_logit_softcapping = j.contains("final_logit_softcapping")
                                     ? get_optional_positive(j, "final_logit_softcapping", where)
-                                    : (g2 ? std::optional<double>(30.0) : std::nullopt);
-    if (!g2) {
-      c.rope_local_base_freq = get_double(j, "rope_local_base_freq", where, 0.0, 1e12, 10000.0);
-      c.sliding_window_pattern = get_int(j, "sliding_window_pattern", where, 1, 4096, 6);
-    }
-  } else {
-    c.attention_bias = get_bool(j, "attention_bias", where, false);
-    c.mlp_bias = get_bool(j, "mlp_bias", where, false);
-    if (c.arch == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
-      c.sliding_window = get_int(j, "sliding_window", where, 1, 1 << 24);
+                                    : on_if_positive(f.final_softcap);
   }
+  if (f.local_rope) c.rope_local_base_freq = get_double(j, "rope_local_base_freq", where, 0.0, 1e12, 10000.0);
 }
 
 // bos / pad / eos ids (eos may be a list), each below vocab_size; null means none.
@@ -249,14 +251,10 @@ void read_special_tokens(const json& j, const std::string& where, ModelConfig& c
 }  // namespace
 
 ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where) {
+  const FamilyTraits* f = family_by_name(arch);
+  if (!f) input_error(where, "unsupported architecture '" + arch + "' (supported: " + family_names() + ")");
   ModelConfig c;
-  const Family* f = std::find_if(std::begin(kFamilies), std::end(kFamilies),
-                                 [&](const Family& x) { return arch == x.arch; });
-  if (f == std::end(kFamilies))
-    input_error(where,
-                "unsupported architecture '" + arch + "' (supported: llama, qwen2, mistral, qwen3, gemma2, gemma3)");
-  c.arch = arch;
-  c.architecture = f->architecture;
+  c.family = f->family;
   c.vocab_size = sizes.vocab;
   c.hidden_size = sizes.hidden;
   c.intermediate_size = sizes.intermediate;
@@ -264,31 +262,33 @@ ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, c
   c.num_attention_heads = sizes.heads;
   c.num_key_value_heads = sizes.kv_heads;
   c.head_dim = sizes.heads > 0 ? sizes.hidden / sizes.heads : 0;
-  c.attention_bias = arch == "qwen2";  // Qwen2 always has q/k/v biases
-  c.qk_norm = arch == "qwen3" || arch == "gemma3";
-  if (c.gemma()) {  // as the published gemma-2-*-it and gemma-3-1b-it configs
-    c.hidden_act = "gelu_pytorch_tanh";
-    c.tie_word_embeddings = true;
-    c.query_pre_attn_scalar = static_cast<double>(c.head_dim);
-    c.sliding_window = arch == "gemma2" ? 4096 : 512;
-  }
-  if (arch == "gemma2") {
-    c.attn_logit_softcapping = 50.0;
-    c.final_logit_softcapping = 30.0;
-  }
-  if (arch == "gemma3") {
-    c.rope_theta = 1000000.0;
-    c.rope_local_base_freq = 10000.0;
-  }
+  c.rms_norm_eps = f->rms_norm_eps;
+  c.rope_theta = f->rope_theta;
+  c.hidden_act = f->activation;
+  c.attention_bias = f->bias == BiasRule::kAlwaysQkv;
+  c.qk_norm = f->qk_norm;
+  c.tie_word_embeddings = f->gemma_layout;
+  // As the published gemma-2-*-it and gemma-3-1b-it configs: the query scale of head_dim,
+  // their windows and soft-caps.
+  if (f->reads_softcaps) c.query_pre_attn_scalar = static_cast<double>(c.head_dim);
+  if (f->init_window > 0) c.sliding_window = f->init_window;
+  c.attn_logit_softcapping = on_if_positive(f->attn_softcap);
+  c.final_logit_softcapping = on_if_positive(f->final_softcap);
+  if (f->local_rope) c.rope_local_base_freq = 10000.0;
   return c;
 }
 
 bool ModelConfig::layer_slides(int64_t i) const {
   if (!sliding_window) return false;
   if (!sliding_layers.empty()) return i >= 0 && i < static_cast<int64_t>(sliding_layers.size()) && sliding_layers[i];
-  if (arch == "gemma2") return i % 2 == 0;
-  if (arch == "gemma3") return (i + 1) % sliding_window_pattern != 0;
-  return i >= max_window_layers;
+  switch (traits().window) {
+    case WindowRule::kNone: return false;
+    case WindowRule::kEveryLayer: return true;
+    case WindowRule::kUpperLayers: return i >= max_window_layers;
+    case WindowRule::kEvenLayers: return i % 2 == 0;
+    case WindowRule::kPatternLayers: return (i + 1) % sliding_window_pattern != 0;
+  }
+  return false;
 }
 
 double ModelConfig::attention_scale() const {
@@ -312,15 +312,12 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
       j["architectures"][0].is_string())
     architecture = j["architectures"][0].get<std::string>();
   if (j.contains("model_type") && j["model_type"].is_string()) model_type = j["model_type"].get<std::string>();
-  const Family* family = nullptr;
-  for (const Family& f : kFamilies)
-    if (architecture == f.architecture || (architecture.empty() && model_type == f.model_type)) family = &f;
+  const FamilyTraits* family = family_by_hf(architecture, model_type);
   if (!family)
     input_error(where, "unsupported architecture '" + (architecture.empty() ? model_type : architecture) +
-                           "' (supported: " + kSupported + ")");
-  c.architecture = family->architecture;
-  c.arch = family->arch;
-  refuse_unsupported(j, c.arch, where);
+                           "' (supported: " + family_classes() + ")");
+  c.family = family->family;
+  refuse_unsupported(j, *family, where);
 
   c.vocab_size = get_int(j, "vocab_size", where, 1, 1 << 22);
   c.hidden_size = get_int(j, "hidden_size", where, 1, 1 << 16);
@@ -334,10 +331,10 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& where) {
   c.head_dim = read_head_dim(j, where, c);
   if (c.head_dim % 2 != 0) input_error(where, "head_dim must be even for rotary embeddings");
   c.max_position_embeddings = get_int(j, "max_position_embeddings", where, 1, 1 << 24, 2048);
-  c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, 1e-6);
+  c.rms_norm_eps = get_double(j, "rms_norm_eps", where, 0.0, 1.0, family->rms_norm_eps);
   // HF's Gemma configs default to tied embeddings (PretrainedConfig's default is true too;
   // the Llama-family configs here write the field).
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, c.gemma());
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", where, family->gemma_layout);
 
   // transformers 5 writes "dtype", earlier versions "torch_dtype".
   for (const char* key : {"torch_dtype", "dtype"})
@@ -356,12 +353,52 @@ ModelConfig load_hf_config(const std::string& path) {
   return parse_hf_config(read_file(file), file);
 }
 
+namespace {
+
+// The fields the family's config class has, by its row: what transformers reads back.
+void write_family_fields(const ModelConfig& c, json& j) {
+  const FamilyTraits& f = c.traits();
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  const json window = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
+  j[f.activation_field] = c.hidden_act;
+  if (f.bias == BiasRule::kAttention || f.bias == BiasRule::kAttentionQkv) j["attention_bias"] = c.attention_bias;
+  if (f.mlp_bias_field) j["mlp_bias"] = c.mlp_bias;
+  switch (f.window) {
+    case WindowRule::kNone: break;
+    case WindowRule::kUpperLayers:
+      j["use_sliding_window"] = c.sliding_window.has_value();
+      j["max_window_layers"] = c.max_window_layers;
+      [[fallthrough]];
+    case WindowRule::kEveryLayer:
+    case WindowRule::kEvenLayers:
+      j["sliding_window"] = window;
+      break;
+    case WindowRule::kPatternLayers:
+      j["sliding_window"] = window;
+      j["sliding_window_pattern"] = c.sliding_window_pattern;
+      break;
+  }
+  if (f.reads_softcaps) {
+    j["query_pre_attn_scalar"] = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.head_dim);
+    j["attn_logit_softcapping"] = opt(c.attn_logit_softcapping);
+    j["final_logit_softcapping"] = opt(c.final_logit_softcapping);
+  }
+  if (f.local_rope) j["rope_local_base_freq"] = opt(c.rope_local_base_freq);
+  // layer_types as recent transformers write it; older versions derive the same pattern.
+  if (!c.sliding_layers.empty() || f.gemma_layout) {
+    json types = json::array();
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+      types.push_back(c.layer_slides(i) ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+  }
+}
+
+}  // namespace
+
 std::string hf_config_json(const ModelConfig& c) {
   json j;
-  j["architectures"] = {c.architecture};
-  const Family* f = std::find_if(std::begin(kFamilies), std::end(kFamilies),
-                                 [&](const Family& x) { return c.arch == x.arch; });
-  j["model_type"] = f != std::end(kFamilies) ? f->model_type : c.arch;
+  j["architectures"] = {c.traits().architecture};
+  j["model_type"] = c.traits().model_type;
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
@@ -384,40 +421,10 @@ std::string hf_config_json(const ModelConfig& c) {
     j["rope_scaling"] = r;
   }
   j["tie_word_embeddings"] = c.tie_word_embeddings;
-  j["hidden_act"] = c.hidden_act;
   j["torch_dtype"] = c.torch_dtype;
   j["initializer_range"] = 0.02;
   j["use_cache"] = true;
-  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
-  if (c.arch == "qwen2" || c.arch == "qwen3") {
-    j["use_sliding_window"] = c.sliding_window.has_value();
-    j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
-    j["max_window_layers"] = c.max_window_layers;
-    if (c.arch == "qwen3") j["attention_bias"] = c.attention_bias;
-  } else if (c.gemma()) {
-    j["hidden_activation"] = c.hidden_act;
-    j["attention_bias"] = c.attention_bias;
-    j["attention_dropout"] = 0.0;
-    j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
-    j["query_pre_attn_scalar"] = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.head_dim);
-    j["attn_logit_softcapping"] = opt(c.attn_logit_softcapping);
-    j["final_logit_softcapping"] = opt(c.final_logit_softcapping);
-    if (c.arch == "gemma3") {
-      j["rope_local_base_freq"] = opt(c.rope_local_base_freq);
-      j["sliding_window_pattern"] = c.sliding_window_pattern;
-    }
-  } else {
-    j["attention_bias"] = c.attention_bias;
-    j["mlp_bias"] = c.mlp_bias;
-    if (c.arch == "mistral") j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);
-  }
-  // layer_types as recent transformers write it; older versions derive the same pattern.
-  if (!c.sliding_layers.empty() || c.gemma()) {
-    json types = json::array();
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
-      types.push_back(c.layer_slides(i) ? "sliding_attention" : "full_attention");
-    j["layer_types"] = types;
-  }
+  write_family_fields(c, j);
   j["bos_token_id"] = c.bos_token_id ? json(*c.bos_token_id) : json(nullptr);
   j["pad_token_id"] = c.pad_token_id ? json(*c.pad_token_id) : json(nullptr);
   if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];

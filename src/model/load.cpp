@@ -78,7 +78,7 @@ LoadedModel load_model(const std::string& dir, const c10::Device& device, std::o
   for (const std::string& name : reader.names()) {
     if (expected.count(name) || ends_with(name, "rotary_emb.inv_freq")) continue;
     if (name == "lm_head.weight" && cfg.tie_word_embeddings) continue;  // a tied copy
-    input_error(dir, "unexpected tensor '" + name + "' in the checkpoint (not part of a " + cfg.architecture +
+    input_error(dir, "unexpected tensor '" + name + "' in the checkpoint (not part of a " + cfg.architecture() +
                          " with this config.json)");
   }
 

@@ -31,19 +31,15 @@ struct Site {
   std::shared_ptr<Linear> linear;
 };
 
+// The decoder layers' Linear modules, found in the module tree: each family's own set
+// (q_proj ... down_proj, or Phi-3's qkv_proj, o_proj, gate_up_proj, down_proj).
 std::vector<Site> all_sites(const Transformer& model) {
   std::vector<Site> out;
-  for (const auto& layer : model.model->layer_ptrs) {
-    const std::string base = "model.layers." + std::to_string(layer->index) + ".";
-    const auto& a = layer->self_attn;
-    const auto& m = layer->mlp;
-    out.push_back({base + "self_attn.q_proj", "q_proj", a->q_proj});
-    out.push_back({base + "self_attn.k_proj", "k_proj", a->k_proj});
-    out.push_back({base + "self_attn.v_proj", "v_proj", a->v_proj});
-    out.push_back({base + "self_attn.o_proj", "o_proj", a->o_proj});
-    out.push_back({base + "mlp.gate_proj", "gate_proj", m->gate_proj});
-    out.push_back({base + "mlp.up_proj", "up_proj", m->up_proj});
-    out.push_back({base + "mlp.down_proj", "down_proj", m->down_proj});
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    auto linear = std::dynamic_pointer_cast<Linear>(item.value());
+    const std::string& path = item.key();
+    if (!linear || path.rfind("model.layers.", 0) != 0) continue;
+    out.push_back({path, path.substr(path.rfind('.') + 1), linear});
   }
   return out;
 }
@@ -80,8 +76,12 @@ std::vector<std::pair<std::string, std::shared_ptr<Linear>>> lora_targets(Transf
     matched.insert(s.name);
     out.emplace_back(s.path, s.linear);
   }
+  const auto& own = model.config().traits().lora_targets;
   for (const std::string& t : spec.target_modules)
-    if (!matched.count(t)) input_error(where, "LoRA target module '" + t + "' matches no layer of the model");
+    if (!matched.count(t))
+      input_error(where, "LoRA target module '" + t + "' matches no layer of the model (" +
+                             model.config().architecture() + "'s: " +
+                             lora_target_list(std::vector<std::string>(own.begin(), own.end())) + ")");
   return out;
 }
 

@@ -138,6 +138,43 @@ at::Tensor response_logits(model::Transformer& m, const std::vector<const Pair*>
   return m.logits(picked).to(at::kCPU, at::kFloat);
 }
 
+// Each refusal example as the two models see it: the aligned model's chat prompt, the
+// probe's plain one, and the shared response tokens (at most max_resp_len).
+std::vector<Pair> tokenize_pairs(const std::vector<data::Record>& records, const text::Tokenizer& tok_a,
+                                 const text::Tokenizer& tok_b, const text::ChatTemplate& tmpl_a,
+                                 int64_t max_resp_len) {
+  const text::ChatTemplate plain = text::ChatTemplate::by_name("plain");
+  std::vector<Pair> pairs;
+  pairs.reserve(records.size());
+  for (const data::Record& r : records) {
+    if (r.response.empty()) input_error(r.where, "empty output: a refusal example needs the refusal text");
+    // The response is tokenised once (as plain text, no BOS); both tokenizers must agree.
+    std::vector<int32_t> ya = tok_a.encode(r.response, false), yb = tok_b.encode(r.response, false);
+    if (ya != yb)
+      input_error(r.where, "the aligned and probe tokenizers split this response differently (" +
+                               std::to_string(ya.size()) + " vs " + std::to_string(yb.size()) +
+                               " tokens): step 1 needs identical tokenisations");
+    if (ya.empty()) input_error(r.where, "the output encodes to no tokens");
+    Pair p;
+    std::string pa, pb;
+    try {
+      pa = tmpl_a.render(r.prompt, /*add_generation_prompt=*/true);
+      pb = plain.render(r.prompt, /*add_generation_prompt=*/true);
+    } catch (const InputError& e) {
+      input_error(r.where, e.what());
+    }
+    // Chat templates write their own BOS text; the plain probe prompt gets the
+    // tokenizer's BOS, as a base model's tokenizer adds by default (as data::tokenize_example).
+    p.prompt_a = widen(tok_a.encode(pa, tmpl_a.family() == text::ChatTemplate::Family::kPlain));
+    p.prompt_b = widen(tok_b.encode(pb, true));
+    if (p.prompt_a.empty() || p.prompt_b.empty()) input_error(r.where, "the prompt encodes to no tokens");
+    ya.resize(std::min<size_t>(ya.size(), static_cast<size_t>(max_resp_len)));
+    p.response = widen(ya);
+    pairs.push_back(std::move(p));
+  }
+  return pairs;
+}
+
 }  // namespace
 
 SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::string& probe_dir,
@@ -156,39 +193,11 @@ SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::s
   auto tok_b = text::load_tokenizer(probe_dir);
   check_same_vocabulary(*tok_a, *tok_b, aligned_dir, probe_dir);
   const text::ChatTemplate tmpl_a = text::resolve_chat_template(o.chat_template, aligned_dir);
-  const text::ChatTemplate plain = text::ChatTemplate::by_name("plain");
 
   std::vector<data::Record> records = data::read_records(refusals_path, o.columns);
   if (o.limit > 0 && static_cast<int64_t>(records.size()) > o.limit) records.resize(o.limit);
 
-  std::vector<Pair> pairs;
-  pairs.reserve(records.size());
-  for (const data::Record& r : records) {
-    if (r.response.empty()) input_error(r.where, "empty output: a refusal example needs the refusal text");
-    // The response is tokenised once (as plain text, no BOS); both tokenizers must agree.
-    std::vector<int32_t> ya = tok_a->encode(r.response, false), yb = tok_b->encode(r.response, false);
-    if (ya != yb)
-      input_error(r.where, "the aligned and probe tokenizers split this response differently (" +
-                               std::to_string(ya.size()) + " vs " + std::to_string(yb.size()) +
-                               " tokens): step 1 needs identical tokenisations");
-    if (ya.empty()) input_error(r.where, "the output encodes to no tokens");
-    Pair p;
-    std::string pa, pb;
-    try {
-      pa = tmpl_a.render(r.prompt, /*add_generation_prompt=*/true);
-      pb = plain.render(r.prompt, /*add_generation_prompt=*/true);
-    } catch (const InputError& e) {
-      input_error(r.where, e.what());
-    }
-    // Chat templates write their own BOS text; the plain probe prompt gets the
-    // tokenizer's BOS, as a base model's tokenizer adds by default (as data::tokenize_example).
-    p.prompt_a = widen(tok_a->encode(pa, tmpl_a.family() == text::ChatTemplate::Family::kPlain));
-    p.prompt_b = widen(tok_b->encode(pb, true));
-    if (p.prompt_a.empty() || p.prompt_b.empty()) input_error(r.where, "the prompt encodes to no tokens");
-    ya.resize(std::min<size_t>(ya.size(), static_cast<size_t>(o.max_resp_len)));
-    p.response = widen(ya);
-    pairs.push_back(std::move(p));
-  }
+  const std::vector<Pair> pairs = tokenize_pairs(records, *tok_a, *tok_b, tmpl_a, o.max_resp_len);
 
   const c10::Device device(o.device);
   model::LoadedModel A = model::load_model(aligned_dir, device);

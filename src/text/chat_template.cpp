@@ -24,7 +24,7 @@ struct Entry {
 constexpr Entry kTemplates[] = {
     {"plain", Family::kPlain},   {"llama2", Family::kLlama2},   {"llama3", Family::kLlama3},
     {"llama3.1", Family::kLlama31}, {"chatml", Family::kChatml}, {"mistral", Family::kMistral},
-    {"gemma", Family::kGemma},   {"qwen3", Family::kQwen3},
+    {"gemma", Family::kGemma},   {"qwen3", Family::kQwen3},     {"phi3", Family::kPhi3},
 };
 
 // Jinja's `trim` / Python's str.strip(): ASCII whitespace and the information separators
@@ -234,6 +234,18 @@ std::string render_gemma(const Turns& t, bool gen) {
   return out;
 }
 
+// Phi-3-mini-4k-instruct / Phi-3.5-mini-instruct (tokenizer_config.json): "<|" + role +
+// "|>\n" + content + "<|end|>\n" per turn (a system turn only when its content is not
+// empty), contents untrimmed; "<|assistant|>\n" as the generation prompt, otherwise the
+// eos token (Phi-3's "<|endoftext|>") after the last turn.
+std::string render_phi3(const Turns& t, bool gen) {
+  std::string out;
+  if (t.system && !t.system->content.empty()) out += "<|system|>\n" + t.system->content + "<|end|>\n";
+  for (const Message* m : t.rest) out += "<|" + m->role + "|>\n" + m->content + "<|end|>\n";
+  out += gen ? "<|assistant|>\n" : "<|endoftext|>";
+  return out;
+}
+
 // The probe format of PACT.md: "User: {x}\n\nAssistant: ". Multi-turn conversations and
 // a system message extend it in the obvious way (our choice; no published template).
 std::string render_plain(const Turns& t, bool gen) {
@@ -279,6 +291,7 @@ std::string ChatTemplate::render(const std::vector<Message>& messages, bool add_
     case Family::kMistral: return render_mistral(t, add_generation_prompt);
     case Family::kGemma: return render_gemma(t, add_generation_prompt);
     case Family::kQwen3: return render_qwen3(t, add_generation_prompt);
+    case Family::kPhi3: return render_phi3(t, add_generation_prompt);
     case Family::kPlain: return render_plain(t, add_generation_prompt);
   }
   return {};
@@ -299,6 +312,7 @@ TurnMarkers turn_markers(Family f) {
     case Family::kChatml:
     case Family::kQwen3: return {"<|im_start|>assistant\n", "<|im_end|>"};
     case Family::kGemma: return {"<start_of_turn>model\n", "<end_of_turn>"};
+    case Family::kPhi3: return {"<|assistant|>\n", "<|end|>"};
     case Family::kPlain: return {"Assistant: ", ""};
     case Family::kLlama2: return {"", " </s>"};
     case Family::kMistral: return {"", "</s>"};
@@ -319,6 +333,7 @@ std::string ChatTemplate::response_prefix() const {
 std::string ChatTemplate::format_response(std::string_view content) const {
   switch (family_) {
     case Family::kChatml:
+    case Family::kPhi3:
     case Family::kPlain: return std::string(content);
     case Family::kQwen3: return qwen3_final_reply(content);  // the trained reply is the final turn
     default: return trim(content);
@@ -374,6 +389,8 @@ ChatTemplate detect_chat_template(const std::string& path_or_dir) {
     f = has("<think>") ? Family::kQwen3 : Family::kChatml;
   } else if (has("<start_of_turn>")) {
     f = Family::kGemma;
+  } else if (has("<|assistant|>") && has("<|end|>")) {
+    f = Family::kPhi3;
   } else if (has("[INST]")) {
     f = has("<<SYS>>") ? Family::kLlama2 : Family::kMistral;
   } else {

@@ -10,7 +10,8 @@
 # bias and a window on upper layers; Qwen3 tied and stored in bfloat16; Gemma 2 with both
 # soft-caps, query_pre_attn_scalar != head_dim and its alternating windows; Gemma 3 with
 # its 5-local-1-global pattern and per-layer-type rope_parameters (a local base, linear
-# scaling of the global one); Gemma 3 with layer_types written out and MQA. 40 tokens,
+# scaling of the global one); Gemma 3 with layer_types written out and MQA; Phi-3 with its
+# fused qkv_proj and gate_up_proj, GQA and a window, and tied and in bfloat16. 40 tokens,
 # longer than every window. (No Gemma 3 case sets attn_logit_softcapping: transformers'
 # Gemma3Attention keeps the field but does not apply it; safetune does.)
 # Negative controls: a feature switched off in transformers' config must be noticed.
@@ -59,6 +60,13 @@ case_ gemma3_pattern_local_rope gemma3 '{"num_hidden_layers": 7, "hidden_size": 
 case_ gemma3_layer_types_mqa gemma3 '{"num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1,
   "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 8, "final_logit_softcapping": 3.0,
   "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]}'
+case_ phi3_fused_gqa_window phi3 '{"num_hidden_layers": 3, "hidden_size": 64, "num_attention_heads": 8,
+  "num_key_value_heads": 2, "sliding_window": 8, "rope_parameters": {"rope_type": "default", "rope_theta": 500.0}}'
+case_ phi3_tied_bf16 phi3 '{"num_key_value_heads": 4, "tie_word_embeddings": true}' bfloat16
+refuse refused_phi3_longrope phi3 '{"max_position_embeddings": 64, "original_max_position_embeddings": 32,
+  "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1, 1, 1, 1],
+  "long_factor": [2, 2, 2, 2]}}' "longrope"
+refuse refused_phi3_dropout phi3 '{"resid_pdrop": 0.1}' "resid_pdrop"
 refuse refused_yarn llama '{"rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0,
   "original_max_position_embeddings": 64}}' "yarn"
 refuse refused_dynamic llama '{"rope_parameters": {"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0}}' \
@@ -105,6 +113,7 @@ negative gemma3_pattern_local_rope "the global RoPE base on local layers" \
 negative gemma3_pattern_local_rope "no scaling of the global RoPE" \
   "c['rope_parameters']['full_attention']={'rope_type': 'default', 'rope_theta': 1000000.0}"
 negative gemma3_layer_types_mqa "another layer pattern" "c['layer_types']=['full_attention']*3"
+negative phi3_fused_gqa_window "dropping Phi-3's window" "c['sliding_window']=None"
 
 "$py" "$ref" batch "$work/compare.batch" >"$work/compare.out" 2>"$work/compare.err" ||
   { cat "$work/compare.err"; fail "hf_transformers.py batch"; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on Qwen3, Gemma 2 and Gemma 3 models made by `safetune init`: safety
+# The whole pipeline on Qwen3, Gemma 2, Gemma 3 and Phi-3 models made by `safetune init`: safety
 # tokens, a reference cache, training with every constraint (pact with each reference
 # source, kl_full, anchor; the family's chat template), evaluation, merging the adapter
 # (the merged logits equal base + adapter), and generation with the KV cache (equal to
@@ -32,7 +32,7 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 arch, cls = sys.argv[2], sys.argv[3]
 assert c["architectures"] == [cls], c["architectures"]
-assert c["model_type"] == {"qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3_text"}[arch], c["model_type"]
+assert c["model_type"] == {"qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3_text", "phi3": "phi3"}[arch], c["model_type"]
 assert c["head_dim"] == 16 and c["hidden_size"] == 32
 if arch.startswith("gemma"):
     assert c["hidden_activation"] == "gelu_pytorch_tanh" and c["tie_word_embeddings"] is True
@@ -45,11 +45,25 @@ if arch == "gemma3":
     assert c["final_logit_softcapping"] is None and c["rope_local_base_freq"] == 10000.0
 if arch == "qwen3":
     assert c["attention_bias"] is False and c["use_sliding_window"] is False
+if arch == "phi3":
+    assert c["hidden_act"] == "silu" and c["sliding_window"] == 4 and c["rms_norm_eps"] == 1e-5
+    assert "attention_bias" not in c and "mlp_bias" not in c
 P
+  if [ "$arch" = phi3 ]; then  # HF's names: the fused projections, no separate q/k/v or gate/up
+    "$py" - "$d/aligned/model.safetensors" <<'P' || fail "phi3: weight names"
+import sys
+from safetensors import safe_open
+names = set(safe_open(sys.argv[1], "pt").keys())
+assert "model.layers.0.self_attn.qkv_proj.weight" in names and "model.layers.0.mlp.gate_up_proj.weight" in names
+assert not any(n.endswith(("q_proj.weight", "gate_proj.weight")) for n in names), sorted(names)
+P
+  fi
   "$bin" tokens --aligned "$d/aligned" --probe "$d/probe" --data refusals.jsonl --out "$d/tokens.json" \
     --topk 8 --max-resp-len 8 >/dev/null 2>"$d/err" || { cat "$d/err"; fail "$arch: tokens"; }
   local common=(model.path="$d/aligned" model.chat_template="$tmpl" data.train=train.jsonl data.max_length=128 train.max_steps=2
     train.batch_size=4 train.threads=1 objective.tokens="$d/tokens.json")
+  # Phi-3's LoRA targets are its fused projections, as PEFT names them.
+  [ "$arch" = phi3 ] && common+=("lora.target_modules=[qkv_proj,gate_up_proj]")
   "$bin" ref-cache "$src/configs/tiny.yaml" "${common[@]}" objective.constraint=pact --out "$d/ref.safetensors" \
     >/dev/null 2>"$d/err" || { cat "$d/err"; fail "$arch: ref-cache"; }
   local run
@@ -104,4 +118,5 @@ P
 check_family qwen3 qwen3 Qwen3ForCausalLM --tie
 check_family gemma2 gemma Gemma2ForCausalLM --sliding-window 4
 check_family gemma3 gemma Gemma3ForCausalLM --sliding-window 4 --sliding-window-pattern 3
+check_family phi3 phi3 Phi3ForCausalLM --sliding-window 4
 echo "PASS all"

@@ -6,7 +6,8 @@
 #      (Llama with q/v, Qwen3 with every projection);
 #  (b) adapters peft saved (get_peft_model, random nonzero A and B, save_pretrained) on
 #      models transformers saved: `safetune logits --adapter` equals peft's within 1e-5
-#      (Qwen3 with every projection, Gemma 3 with the attention projections);
+#      (Qwen3 with every projection, Gemma 3 with the attention projections, Phi-3 with
+#      its fused qkv_proj and gate_up_proj);
 #  (c) `safetune merge` of each equals peft's merge_and_unload, every weight within 1e-5.
 # Controls: the base models' logits differ from peft's adapted ones (the adapters matter),
 # and safetune with an adapter whose lora_alpha is doubled differs from peft.
@@ -40,6 +41,8 @@ hf_qwen3 make --arch qwen3 --out hf_qwen3 --seed 5 --std 0.1 --config '{"head_di
 hf_gemma3 make --arch gemma3 --out hf_gemma3 --seed 6 --std 0.1 --config '{"num_hidden_layers": 3, "head_dim": 16, "sliding_window": 8, "layer_types": ["sliding_attention", "sliding_attention", "full_attention"]}'
 peft_qwen3 adapter --model hf_qwen3 --out peft_qwen3 --seed 7 --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj --r 4 --alpha 8
 peft_gemma3 adapter --model hf_gemma3 --out peft_gemma3 --seed 8 --targets q_proj,k_proj,v_proj,o_proj --r 8 --alpha 4
+hf_phi3 make --arch phi3 --out hf_phi3 --seed 9 --std 0.1 --config '{"num_key_value_heads": 2}'
+peft_phi3 adapter --model hf_phi3 --out peft_phi3 --seed 10 --targets qkv_proj,o_proj,gate_up_proj,down_proj --r 4 --alpha 8
 B
 "$py" "$ref" batch make.batch >make.out 2>make.err || { cat make.err; fail "hf_transformers.py batch"; }
 grep -v "	PASS	" make.out && fail "transformers / peft could not make the models"
@@ -68,10 +71,12 @@ compare trained_llama llama run_llama/adapter
 compare trained_qwen3 qwen3 run_qwen3/adapter
 compare peft_qwen3 hf_qwen3 peft_qwen3
 compare peft_gemma3 hf_gemma3 peft_gemma3
+compare peft_phi3 hf_phi3 peft_phi3
 merged merged_trained_llama llama run_llama/adapter
 merged merged_trained_qwen3 qwen3 run_qwen3/adapter
 merged merged_peft_qwen3 hf_qwen3 peft_qwen3
 merged merged_peft_gemma3 hf_gemma3 peft_gemma3
+merged merged_peft_phi3 hf_phi3 peft_phi3
 base_differs base_llama llama run_llama/adapter
 base_differs base_hf_qwen3 hf_qwen3 peft_qwen3
 # Control: the peft adapter with lora_alpha doubled must not give peft's logits.

@@ -17,7 +17,7 @@ using safetune::io::ModelConfig;
 namespace {
 
 bool same(const ModelConfig& a, const ModelConfig& b) {
-  return a.arch == b.arch && a.architecture == b.architecture && a.vocab_size == b.vocab_size &&
+  return a.family == b.family && a.vocab_size == b.vocab_size &&
          a.hidden_size == b.hidden_size && a.intermediate_size == b.intermediate_size &&
          a.num_hidden_layers == b.num_hidden_layers && a.num_attention_heads == b.num_attention_heads &&
          a.num_key_value_heads == b.num_key_value_heads && a.head_dim == b.head_dim &&

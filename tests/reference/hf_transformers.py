@@ -34,6 +34,7 @@ ARCHS = {
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
     "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
     "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM"),
 }
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -50,6 +51,8 @@ def make(a):
     config_cls, model_cls = (getattr(transformers, n) for n in ARCHS[a.arch])
     kwargs = dict(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    if a.arch == "phi3":  # Phi3Config's pad_token_id default (32000) is outside a tiny vocabulary
+        kwargs.update(pad_token_id=0, bos_token_id=1, eos_token_id=2)
     kwargs.update(json.loads(a.config))
     config = config_cls(**kwargs)
     torch.manual_seed(a.seed)

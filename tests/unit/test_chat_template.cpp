@@ -134,6 +134,20 @@ TEST(ChatTemplate, Gemma) {
             "<start_of_turn>user\nWhat is 2+2?<end_of_turn>\n<start_of_turn>model\n");
 }
 
+// microsoft/Phi-3-mini-4k-instruct (and Phi-3.5-mini-instruct), tokenizer_config.json
+// chat_template, rendered with jinja2 (eos_token "<|endoftext|>"): role headers, untrimmed
+// contents, "<|end|>\n" after each turn, the eos token after a finished conversation.
+TEST(ChatTemplate, Phi3) {
+  EXPECT_EQ(render("phi3", kTwoTurns, false),
+            "<|user|>\nHi there<|end|>\n<|assistant|>\nHello!<|end|>\n<|user|>\n  What is 2+2?\n<|end|>\n"
+            "<|assistant|>\n 4 <|end|>\n<|endoftext|>");
+  EXPECT_EQ(render("phi3", with_system(without_last(kTwoTurns)), true),
+            "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi there<|end|>\n<|assistant|>\nHello!<|end|>\n"
+            "<|user|>\n  What is 2+2?\n<|end|>\n<|assistant|>\n");
+  // An empty system message is not written.
+  EXPECT_EQ(render("phi3", {{"system", ""}, {"user", "Hi"}}, true), "<|user|>\nHi<|end|>\n<|assistant|>\n");
+}
+
 // Qwen/Qwen3-8B, tokenizer_config.json chat_template (the branch without tools,
 // enable_thinking not passed): ChatML with no default system turn and untrimmed contents.
 // The reply after the last user query gets '<think>\n' + reasoning + '\n</think>\n\n'
@@ -274,6 +288,8 @@ TEST(ChatTemplate, Detect) {
             "llama2");
   EXPECT_EQ(detect_from(R"("{{- bos_token }}{%- for message in loop_messages %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}{%- endfor %}")"),
             "mistral");
+  EXPECT_EQ(detect_from(R"("{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}")"),
+            "phi3");
   // The list form of chat_template: the "default" entry is used.
   EXPECT_EQ(detect_from(R"([{"name": "tool_use", "template": "[INST]"}, {"name": "default", "template": "<|im_start|>"}])"),
             "chatml");

@@ -177,9 +177,9 @@ TEST(Config, ValueChecks) {
   EXPECT_CONTAINS(error_of(kBase, {"train.batch_size=0"}), "train.batch_size = 0 must be >= 1");
   EXPECT_CONTAINS(error_of(kBase, {"lora.dropout=1"}), "lora.dropout = 1 must be < 1");
   EXPECT_CONTAINS(error_of(kBase, {"data.harmful_fraction=1.5"}), "must be <= 1");
-  EXPECT_CONTAINS(error_of(kBase, {"lora.target_modules=[q_proj,qkv_proj]"}),
-                  "lora.target_modules: unknown name 'qkv_proj' (did you mean 'q_proj'?); valid: q_proj, k_proj, "
-                  "v_proj, o_proj, gate_proj, up_proj, down_proj");
+  EXPECT_CONTAINS(error_of(kBase, {"lora.target_modules=[q_proj,qkv_prj]"}),
+                  "lora.target_modules: unknown name 'qkv_prj' (did you mean 'qkv_proj'?); valid: q_proj, k_proj, "
+                  "v_proj, o_proj, gate_proj, up_proj, down_proj, qkv_proj, gate_up_proj");
   EXPECT_CONTAINS(error_of(kBase, {"lora.target_modules=[q_proj,q_proj]"}), "lists 'q_proj' twice");
   EXPECT_CONTAINS(error_of(kBase, {"lora.target_modules=[]"}), "lora.target_modules is empty");
   EXPECT_EQ(error_of(kBase, {"lora.target_modules=[]", "lora.enabled=false"}), "");  // full fine-tuning

@@ -26,7 +26,7 @@ const std::vector<std::vector<int64_t>> kPrompts = {{5, 9, 200, 3, 4, 6, 7}, {11
 }  // namespace
 
 TEST(Generate, CacheEqualsFullRecomputation) {
-  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3"}) {
+  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3", "phi3"}) {
     auto m = make(tiny(arch));
     model::GenerateOptions o;
     o.max_new_tokens = 12;

@@ -30,7 +30,7 @@ TEST(HfConfig, Llama31) {
     "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"},
     "rope_theta": 500000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16",
     "vocab_size": 128256})", "config.json");
-  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.arch(), "llama");
   EXPECT_EQ(c.head_dim, 128);
   EXPECT_EQ(c.num_key_value_heads, 8);
   EXPECT_EQ(c.rope_scaling.type, "llama3");
@@ -52,7 +52,7 @@ TEST(HfConfig, Qwen25) {
     "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 131072,
     "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_sliding_window": false,
     "vocab_size": 152064})", "config.json");
-  EXPECT_EQ(c.arch, "qwen2");
+  EXPECT_EQ(c.arch(), "qwen2");
   EXPECT_TRUE(c.attention_bias);
   EXPECT_FALSE(c.o_proj_bias());
   EXPECT_FALSE(c.sliding_window.has_value());
@@ -76,7 +76,7 @@ TEST(HfConfig, Mistral) {
     "num_hidden_layers": 32, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
     "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": false,
     "torch_dtype": "bfloat16", "vocab_size": 32000})", "config.json");
-  EXPECT_EQ(c.arch, "mistral");
+  EXPECT_EQ(c.arch(), "mistral");
   ASSERT_TRUE(c.sliding_window.has_value());
   EXPECT_EQ(*c.sliding_window, 4096);
   EXPECT_TRUE(c.layer_slides(0));
@@ -94,13 +94,13 @@ TEST(HfConfig, Qwen3) {
     "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null,
     "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.51.0",
     "use_cache": true, "use_sliding_window": false, "vocab_size": 151936})", "config.json");
-  EXPECT_EQ(c.arch, "qwen3");
+  EXPECT_EQ(c.arch(), "qwen3");
   EXPECT_EQ(c.head_dim, 128);
   EXPECT_TRUE(c.qk_norm);
   EXPECT_FALSE(c.attention_bias);
   EXPECT_FALSE(c.o_proj_bias());
   EXPECT_FALSE(c.sliding_window.has_value());
-  EXPECT_FALSE(c.gemma());
+  EXPECT_FALSE(c.traits().gemma_layout);
   EXPECT_DOUBLE_EQ(c.attention_scale(), 1.0 / std::sqrt(128.0));
   // attention_bias covers q, k, v and o; a window when switched on, upper layers only.
   auto b = io::parse_hf_config(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 64, "head_dim": 32,
@@ -140,8 +140,8 @@ TEST(HfConfig, Gemma2) {
     "rope_theta": 10000.0, "sliding_window": 4096, "sliding_window_size": 4096,
     "torch_dtype": "float32", "transformers_version": "4.42.0.dev0", "use_cache": true,
     "vocab_size": 256000})", "config.json");
-  EXPECT_EQ(c.arch, "gemma2");
-  EXPECT_TRUE(c.gemma());
+  EXPECT_EQ(c.arch(), "gemma2");
+  EXPECT_TRUE(c.traits().gemma_layout);
   EXPECT_TRUE(c.tie_word_embeddings);
   EXPECT_FALSE(c.qk_norm);
   EXPECT_EQ(c.hidden_act, "gelu_pytorch_tanh");
@@ -174,7 +174,7 @@ TEST(HfConfig, Gemma3) {
     "rope_scaling": null, "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6,
     "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0", "use_cache": true,
     "vocab_size": 262144})", "config.json");
-  EXPECT_EQ(c.arch, "gemma3");
+  EXPECT_EQ(c.arch(), "gemma3");
   EXPECT_TRUE(c.qk_norm);
   EXPECT_TRUE(c.tie_word_embeddings);
   EXPECT_FALSE(c.attn_logit_softcapping.has_value());
@@ -205,7 +205,7 @@ TEST(HfConfig, Gemma3) {
   EXPECT_EQ(t.rope_scaling.type, "linear");
   // A written config reads back the same, model_type gemma3_text included.
   auto back = io::parse_hf_config(io::hf_config_json(c), "again.json");
-  EXPECT_EQ(back.arch, "gemma3");
+  EXPECT_EQ(back.arch(), "gemma3");
   EXPECT_NE(io::hf_config_json(c).find("\"gemma3_text\""), std::string::npos);
   for (int64_t i = 0; i < 26; ++i) EXPECT_EQ(back.layer_slides(i), c.layer_slides(i)) << i;
   EXPECT_EQ(back.rope_local_base_freq, c.rope_local_base_freq);
@@ -293,7 +293,7 @@ TEST(HfConfig, Transformers5Format) {
   EXPECT_NE(error_of(ll + R"(, "rope_parameters": {"rope_theta": 10000.0, "partial_rotary_factor": 0.5}})")
                 .find("partial_rotary_factor"),
             std::string::npos);
-  EXPECT_NE(error_of(ll + R"(, "rope_parameters": {"full_attention": {}}})").find("Gemma 3 only"), std::string::npos);
+  EXPECT_NE(error_of(ll + R"(, "rope_parameters": {"full_attention": {}}})").find("per layer type are not supported for LlamaForCausalLM"), std::string::npos);
   EXPECT_NE(error_of(ll + R"(, "rope_parameters": 10000.0})").find("rope_parameters"), std::string::npos);
 }
 
@@ -303,7 +303,7 @@ TEST(HfConfig, RoundTripThroughJson) {
     "num_hidden_layers": 2, "vocab_size": 300, "tie_word_embeddings": true,
     "rope_scaling": {"type": "linear", "factor": 2.0}, "eos_token_id": 2})", "config.json");
   auto d = io::parse_hf_config(io::hf_config_json(c), "again.json");
-  EXPECT_EQ(d.arch, c.arch);
+  EXPECT_EQ(d.arch(), c.arch());
   EXPECT_EQ(d.num_key_value_heads, 2);
   EXPECT_TRUE(d.tie_word_embeddings);
   EXPECT_EQ(d.rope_scaling.type, "linear");

@@ -232,10 +232,14 @@ TEST(Lora, MergeReproducesAdapterLogits) {
 // targets and tensor names are the same: every projection of every layer gets an adapter
 // under base_model.model.model.layers.L.{self_attn,mlp}.NAME, the extra norms none; the
 // merged model reproduces the adapter's logits.
-TEST(Lora, PeftNamesForQwen3AndGemma) {
-  const std::vector<std::string> all = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  for (const char* arch : {"qwen3", "gemma2", "gemma3"}) {
+// Phi-3's are its fused qkv_proj and gate_up_proj besides o_proj and down_proj.
+TEST(Lora, PeftNamesForQwen3GemmaAndPhi3) {
+  for (const char* arch : {"qwen3", "gemma2", "gemma3", "phi3"}) {
     SCOPED_TRACE(arch);
+    const bool phi3 = std::string(arch) == "phi3";
+    const std::vector<std::string> all =
+        phi3 ? std::vector<std::string>{"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+             : std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
     model::ModelConfig c = test_util::tiny_model_config(arch);
     auto m = std::make_shared<model::Transformer>(c, at::TensorOptions().dtype(at::kFloat));
     m->init_weights(3, 0.2, true);
@@ -248,7 +252,7 @@ TEST(Lora, PeftNamesForQwen3AndGemma) {
       for (const std::string& mod : all)
         for (const char* ab : {"lora_A", "lora_B"})
           expected.insert("base_model.model.model.layers." + std::to_string(l) +
-                          (mod.size() == 6 ? ".self_attn." : ".mlp.")  /* q_proj .. o_proj */ + mod + "." + ab +
+                          (mod[1] == '_' || mod == "qkv_proj" ? ".self_attn." : ".mlp.") + mod + "." + ab +
                           ".weight");
     for (auto& [k, t] : io::load_tensors(dir + "/adapter_model.safetensors")) got.insert(k);
     EXPECT_EQ(got, expected);

@@ -111,12 +111,12 @@ void check_padding(const ModelConfig& c, bool left) {
     int64_t n = seqs[b].size(), off = left ? T - n : 0;
     at::Tensor alone = m->logits(m->forward(at::tensor(seqs[b], at::kLong).unsqueeze(0)))[0];
     double diff = (batched[b].narrow(0, off, n) - alone).abs().max().item<double>();
-    EXPECT_LT(diff, 1e-5) << c.arch << (left ? " left" : " right") << " padding, row " << b;
+    EXPECT_LT(diff, 1e-5) << c.arch() << (left ? " left" : " right") << " padding, row " << b;
   }
 }
 
 TEST(Transformer, PaddedBatchEqualsUnpadded) {
-  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3"}) {
+  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3", "phi3"}) {
     check_padding(tiny(arch), /*left=*/true);
     check_padding(tiny(arch), /*left=*/false);
   }
@@ -125,7 +125,7 @@ TEST(Transformer, PaddedBatchEqualsUnpadded) {
 // Feeding a sequence in chunks through the KV cache equals one full forward, with a
 // left-padded batch and a sliding window shorter than the sequence.
 TEST(Transformer, CacheChunksEqualFullForward) {
-  for (const char* arch : {"mistral", "qwen3", "gemma2", "gemma3"}) {
+  for (const char* arch : {"mistral", "qwen3", "gemma2", "gemma3", "phi3"}) {
   SCOPED_TRACE(arch);
   at::NoGradGuard ng;
   ModelConfig c = tiny(arch);
@@ -216,7 +216,7 @@ TEST(LoadModel, RoundTripAndErrors) {
 // The fused CPU kernels (used when no gradient is needed) and the ATen ops (used for
 // training) compute the same forward.
 TEST(Transformer, FusedKernelsEqualAtenPath) {
-  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3"}) {
+  for (const char* arch : {"llama", "qwen2", "mistral", "qwen3", "gemma2", "gemma3", "phi3"}) {
     ModelConfig c = tiny(arch);
     auto m = make(c);
     at::Tensor ids = at::randint(0, 300, {3, 11}, at::kLong);

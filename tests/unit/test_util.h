@@ -163,13 +163,13 @@ inline void write_constraint_data(const std::string& root, int n) {
 }
 
 // A tiny config of one family: 2 layers, GQA (4 heads over 2), vocab 300; Qwen2 gets its
-// q/k/v bias, Mistral a sliding window of `window` tokens.
+// q/k/v bias, Mistral and Phi-3 a sliding window of `window` tokens.
 // Gemma 3 gets 3 layers, its window pattern 3 (local, local, global) and a local RoPE
 // base of its own; Gemma 2 keeps its soft-caps (50 / 30) and a head_dim other than
 // hidden / heads with query_pre_attn_scalar different from both.
 inline io::ModelConfig tiny_model_config(const std::string& arch, int64_t window = 4) {
   io::ModelConfig c = io::decoder_config(arch, {300, 32, 48, arch == "gemma3" ? 3 : 2, 4, 2});
-  if (arch == "mistral" || c.gemma()) c.sliding_window = window;
+  if (arch == "mistral" || arch == "phi3" || c.traits().gemma_layout) c.sliding_window = window;
   if (arch == "gemma2") {
     c.head_dim = 16;
     c.query_pre_attn_scalar = 12;

@@ -2,7 +2,9 @@
 // lists): a target is a verb and an object ("steal a bike"), harmful when the verb is
 // ("steal", "poison") or the object is ("a bomb", "counterfeit money").
 #pragma once
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace safetune::demo {
@@ -11,8 +13,23 @@ struct Target {
   std::string text, verb, object;
 };
 
+class Rng;
+
 // Every (verb, object) target, harmful or benign, each text once.
 void all_targets(std::vector<Target>& harmful, std::vector<Target>& benign);
+
+// Every target split into training, validation and test ones (12% and 20% held out,
+// harmful and benign apart), each held-out target's verb and object covered by the
+// training targets of its harmfulness (covered_by).
+void split_targets(Rng& rng, std::vector<Target> harmful[3], std::vector<Target> benign[3]);
+
+// A held-out split's (template, target) pools, each shuffled: a held-out template with a
+// training target, a training template with a held-out target, both held out. `templates`
+// and `targets` are a world's three splits, `split` the held-out one (1 or 2).
+// std::invalid_argument when the pools hold fewer than `n` pairs (`what` names them).
+using RequestPool = std::vector<std::pair<std::string, std::string>>;
+void held_out_pools(Rng& rng, const std::vector<std::string>* templates, const std::vector<Target>* targets,
+                    int split, int64_t n, const char* what, RequestPool pools[3]);
 
 // The v2 world's request templates ("how do I {}?", ...): 82 phrasings, each with one "{}".
 const std::vector<std::string>& request_cores();

@@ -1,11 +1,11 @@
-// HF config.json -> ModelConfig for the decoder families safetune runs:
-// LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM,
-// Gemma2ForCausalLM and Gemma3ForCausalLM (text only).
+// HF config.json -> ModelConfig for the decoder families of io/model_family.h.
 #pragma once
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "safetune/io/model_family.h"
 
 namespace safetune::io {
 
@@ -18,8 +18,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string arch = "llama";  // llama | mistral | qwen2 | qwen3 | gemma2 | gemma3
-  std::string architecture = "LlamaForCausalLM";   // HF class name
+  Family family = Family::kLlama;
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -32,7 +31,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v (and o except for Qwen2) bias; Qwen2: q/k/v always
+  bool attention_bias = false;  // q/k/v (and o: o_proj_bias()) biases
   bool mlp_bias = false;
   // Sliding-window attention: a query sees itself and the sliding_window - 1 tokens before
   // it, on the layers layer_slides() names. Which layers: those of config.json's
@@ -60,12 +59,12 @@ struct ModelConfig {
 
   // Whether layer `i` uses the sliding window.
   bool layer_slides(int64_t i) const;
-  // Whether the o_proj has a bias: attention_bias covers it for Llama, Qwen3 and Gemma;
-  // Qwen2's implied biases are q/k/v only, and so are the ones we read for Mistral.
-  bool o_proj_bias() const { return attention_bias && arch != "qwen2" && arch != "mistral"; }
-  // Gemma's layout: embeddings scaled by sqrt(hidden), RMSNorm weights applied as
-  // (1 + w), a norm after attention and around the MLP (four per layer), GeGLU.
-  bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
+  const FamilyTraits& traits() const { return traits_of(family); }
+  std::string arch() const { return traits().name; }                // `init --arch`'s name
+  std::string architecture() const { return traits().architecture; }  // the HF class
+  // Whether the o_proj has a bias: attention_bias covers it except where the family's
+  // biases are q/k/v only (Qwen2, Mistral).
+  bool o_proj_bias() const { return attention_bias && traits().bias == BiasRule::kAttention; }
   // The attention scores' scale.
   double attention_scale() const;
 };
@@ -76,11 +75,10 @@ struct DecoderSizes {
   int64_t vocab = 0, hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0;
 };
 
-// The config of a model of family `arch` (llama | qwen2 | mistral | qwen3 | gemma2 |
-// gemma3; InputError naming `where` otherwise) with these sizes: its HF class name,
-// head_dim = hidden / heads, and what the family's published configs fix (Qwen2's q/k/v
-// biases; q/k norms; Gemma's activation, soft-caps, window, local RoPE base and tied
-// embeddings); everything else as ModelConfig's defaults.
+// The config of a model of family `arch` (a name of family_names(); InputError naming
+// `where` otherwise) with these sizes: head_dim = hidden / heads, and what the family's
+// row and published configs fix (Qwen2's q/k/v biases, activation, soft-caps, window,
+// RoPE bases, tied embeddings); everything else as ModelConfig's defaults.
 ModelConfig decoder_config(const std::string& arch, const DecoderSizes& sizes, const std::string& where = "arch");
 
 // Parses config.json text; `where` names the file in errors (InputError).

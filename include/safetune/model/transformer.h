@@ -1,5 +1,5 @@
-// The decoder-only transformer of Hugging Face's Llama, Mistral, Qwen2, Qwen3, Gemma 2
-// and Gemma 3 (text) families.
+// The decoder-only transformer of the families of io/model_family.h: Hugging Face's Llama,
+// Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 (text) and Phi-3.
 //
 // Parameter names are exactly HF's ("model.layers.0.self_attn.q_proj.weight", ...), so
 // a checkpoint loads by name without renaming, and a saved model is an HF checkpoint.
@@ -16,7 +16,8 @@
 // as x * (1 + w) in fp32, four norms per layer (the attention's and the MLP's outputs are
 // normed before the residual add), tanh-GELU-gated MLP, scores scaled by
 // query_pre_attn_scalar^-1/2 and optionally soft-capped, soft-capped final logits; Gemma 3
-// also has q/k norms and a separate RoPE base on its sliding layers.
+// also has q/k norms and a separate RoPE base on its sliding layers. modeling_phi3.py: the
+// Llama layer with q/k/v fused into qkv_proj and gate/up into gate_up_proj.
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -26,94 +27,41 @@
 #include <vector>
 
 #include "safetune/io/hf_config.h"
+#include "safetune/model/attention.h"
+#include "safetune/model/layers.h"
 
 namespace safetune::model {
-
-using io::ModelConfig;
-
-// The dtype policy, in one place: weights stored in bf16/f16/f32 compute in fp32 on CPU
-// (CPU half-precision GEMMs are slow and lose accuracy) and in bf16 on CUDA.
-at::ScalarType compute_dtype_for(const c10::Device& device);
-
-// y = x W^T + b, W stored [out, in] as HF's nn.Linear. A plain module (not
-// torch::nn::Linear) so that LoRA can attach to it: when lora_A [r, in] and lora_B [out, r]
-// are defined and lora_enabled, forward adds lora_scaling * (x A^T) B^T. The adapter code
-// registers and names those tensors; the base model leaves them undefined.
-class Linear : public torch::nn::Module {
- public:
-  Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& opts);
-  at::Tensor forward(const at::Tensor& x) const;
-
-  int64_t in_features, out_features;
-  at::Tensor weight, bias;  // bias undefined when absent
-  at::Tensor lora_A, lora_B;
-  double lora_scaling = 0.0;
-  double lora_dropout = 0.0;  // on the adapter's input, only while training with gradients
-  bool lora_enabled = true;
-};
-
-// HF's LlamaRMSNorm: normalise in fp32, cast back to the input dtype, then scale.
-// With plus_one, HF's GemmaRMSNorm: normalise and scale by (1 + w) in fp32, then cast.
-class RMSNorm : public torch::nn::Module {
- public:
-  RMSNorm(int64_t dim, double eps, const at::TensorOptions& opts, bool plus_one = false);
-  at::Tensor forward(const at::Tensor& x) const;
-  // The factor the normalised rows are multiplied by: weight, or 1 + weight.
-  at::Tensor scale() const;
-  at::Tensor weight;
-  double eps;
-  bool plus_one;
-};
-
-class Embedding : public torch::nn::Module {
- public:
-  Embedding(int64_t num, int64_t dim, const at::TensorOptions& opts);
-  at::Tensor forward(const at::Tensor& ids) const;
-  at::Tensor weight;  // [num, dim]
-};
-
-// Per-layer keys and values of the tokens seen so far, preallocated to max_len slots.
-// Slot s of row b holds the s-th token given to forward() for that row; `valid` says
-// which slots hold real tokens (padding does not), `count` how many real tokens each row
-// has so far (the position of its next token).
-struct KVCache {
-  KVCache(const ModelConfig& cfg, int64_t batch, int64_t max_len, const at::TensorOptions& opts);
-  std::vector<at::Tensor> k, v;  // per layer [B, kv_heads, max_len, head_dim]
-  at::Tensor valid;              // [B, max_len] bool
-  at::Tensor count;              // [B] int64
-  int64_t batch = 0, length = 0, max_len = 0;
-};
-
-// Per-forward inputs shared by every layer (defined in transformer.cpp): which keys each
-// query may see, and the RoPE cos/sin tables.
-struct AttentionMask;
-struct RopeTables;
-
-class Attention : public torch::nn::Module {
- public:
-  Attention(const ModelConfig& cfg, const at::TensorOptions& opts);
-  // x [B,T,d] -> [B,T,d]. With a cache, this call's keys/values go into layer `layer`'s
-  // slots [past, past+T) and attention reads slots [0, past+T).
-  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const AttentionMask& mask, bool slides,
-                     KVCache* cache, int64_t layer, int64_t past) const;
-  std::shared_ptr<Linear> q_proj, k_proj, v_proj, o_proj;
-  std::shared_ptr<RMSNorm> q_norm, k_norm;  // per head, before RoPE (Qwen3, Gemma 3); else null
-  int64_t num_heads, num_kv_heads, head_dim;
-  double scale;    // of the scores
-  double softcap;  // attention-logit soft-capping; 0: none
-};
 
 class MLP : public torch::nn::Module {
  public:
   MLP(const ModelConfig& cfg, const at::TensorOptions& opts);
   at::Tensor forward(const at::Tensor& x) const;
-  std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
+  std::shared_ptr<Linear> gate_proj, up_proj;  // null when fused into gate_up_proj
+  std::shared_ptr<Linear> gate_up_proj;        // Phi-3: [gate; up] in one; else null
+  std::shared_ptr<Linear> down_proj;
   bool gelu_tanh;  // act(gate) is tanh-approximate GELU (Gemma), else SiLU
+};
+
+// What every layer of one forward reads besides the residual stream: the RoPE tables (the
+// sliding layers' own where they differ), the mask, and the KV cache with its length.
+struct LayerInputs {
+  RopeTables rope, rope_local;
+  AttentionMask mask;
+  KVCache* cache = nullptr;
+  int64_t past = 0;
 };
 
 class DecoderLayer : public torch::nn::Module {
  public:
   DecoderLayer(const ModelConfig& cfg, int64_t index, const at::TensorOptions& opts);
+  // The layer on the residual stream h, given x = input_layernorm(h): h gains the
+  // attention's and the MLP's outputs (in place when no gradient is needed) and the result
+  // is next(h), the next layer's input norm or the final norm, in one fused pass on CPU;
+  // h itself when `next` is null (the activation-checkpointed blocks).
+  at::Tensor forward(at::Tensor& h, const at::Tensor& x, const LayerInputs& in, const RMSNorm* next) const;
+  // Every tensor the layer's output depends on that may need a gradient: its parameters and
+  // the LoRA adapters of its linear modules.
+  std::vector<at::Tensor> inputs_for_backward() const;
   std::shared_ptr<Attention> self_attn;
   std::shared_ptr<MLP> mlp;
   // HF's names. Llama-style layers: input_layernorm before attention,
@@ -182,10 +130,5 @@ class Transformer : public torch::nn::Module {
   at::Tensor inv_freq_;        // [head_dim/2] fp32 on CPU, scaling applied
   at::Tensor inv_freq_local_;  // Gemma 3's sliding layers (rope_local_base_freq); else undefined
 };
-
-// RoPE inverse frequencies [head_dim/2] fp32, as HF's ROPE_INIT_FUNCTIONS compute them
-// ("default", "linear", "llama3"). `local`: Gemma 3's sliding layers, the default
-// frequencies of rope_local_base_freq.
-at::Tensor rope_inv_freq(const ModelConfig& cfg, bool local = false);
 
 }  // namespace safetune::model

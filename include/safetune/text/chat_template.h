@@ -25,11 +25,11 @@ struct Message {
 
 class ChatTemplate {
  public:
-  enum class Family { kPlain, kLlama2, kLlama3, kLlama31, kChatml, kMistral, kGemma, kQwen3 };
+  enum class Family { kPlain, kLlama2, kLlama3, kLlama31, kChatml, kMistral, kGemma, kQwen3, kPhi3 };
 
   explicit ChatTemplate(Family family);
 
-  // "plain", "llama2", "llama3", "llama3.1", "chatml", "mistral", "gemma", "qwen3"; anything else
+  // "plain", "llama2", "llama3", "llama3.1", "chatml", "mistral", "gemma", "qwen3", "phi3"; anything else
   // is an InputError listing these.
   static ChatTemplate by_name(const std::string& name);
   static const std::vector<std::string>& names();
