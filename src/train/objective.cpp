@@ -49,7 +49,7 @@ Objective setup_objective(const RunConfig& cfg, model::Transformer& policy, cons
     obj.spec.w = t.weights();
     // target = reference: q is the reference's own distribution on S (every weight 1).
     // Constraints without token weights (safety_mass: v only selects S) get ones too.
-    if (oc.target == "reference" || !loss::descriptor_of(oc.constraint).uses_token_weights)
+    if (oc.target == Target::reference || !loss::descriptor_of(oc.constraint).uses_token_weights)
       obj.spec.w = at::ones_like(obj.spec.w);
   } else {
     obj.spec.S = at::empty({0}, at::kLong);
