@@ -98,12 +98,7 @@ RunSizes run_sizes(const RunConfig& cfg, int64_t examples) {
 }
 
 std::unique_ptr<AdamW> make_optimizer(const RunConfig& cfg, const std::vector<std::pair<std::string, at::Tensor>>& params) {
-  AdamWOptions o;
-  o.lr = cfg.optim.lr;
-  o.beta1 = cfg.optim.beta1;
-  o.beta2 = cfg.optim.beta2;
-  o.eps = cfg.optim.eps;
-  o.weight_decay = cfg.optim.weight_decay;
+  const AdamWOptions& o = cfg.optim;  // the config's optim section, less grad_clip
   std::vector<at::Tensor> tensors;
   std::vector<std::string> names;
   for (const auto& [n, p] : params) {

@@ -23,6 +23,8 @@
 
 #include "safetune/data/columns.h"
 #include "safetune/loss/constraint_choices.h"
+#include "safetune/loss/gate_options.h"
+#include "safetune/train/adamw_options.h"
 
 namespace safetune::train {
 
@@ -76,13 +78,10 @@ struct LoraConfig {
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};
 };
 
-struct OptimConfig {
-  double lr = 3e-5;  // reference run's value (the reference code's own default is 1e-4)
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;  // decoupled, as torch.optim.AdamW
-  double grad_clip = 1.0;     // max global L2 norm of the gradients; 0 = no clipping
+// The optimizer's own settings (lr, betas, eps, weight decay) as AdamW takes them, and the
+// clipping the trainer applies before each update.
+struct OptimConfig : AdamWOptions {
+  double grad_clip = 1.0;  // max global L2 norm of the gradients; 0 = no clipping
 };
 
 struct ScheduleConfig {
@@ -121,14 +120,10 @@ struct TrainConfig {
   std::string early_stop;   // "METRIC<BOUND" or "METRIC>BOUND", BOUND a number or Nx (N x first value); "" = off
 };
 
-struct GateConfig {
-  bool enabled = true;       // false: the reference is always the full-context one
-  double alpha = 2.0;        // c_t = sigmoid(alpha * (I_theta - I_post - b))
-  double b = 0.0;
-  double top_p = 0.9;        // nucleus mass defining the spread I = k_p / |S|
-  double temperature = 1.0;  // T_g of the softmax the spread is measured on
-  int64_t prefix_n = 8;      // N: positions t <= N keep the full gate weight
-  double prefix_tau = 8.0;   // tau_d: decay exp(-max(t - N, 0) / tau_d) after that
+// The gate's settings as the loss takes them (alpha, b, top_p, temperature, prefix_n,
+// prefix_tau), and whether it is used at all.
+struct GateConfig : loss::GateOptions {
+  bool enabled = true;  // false: the reference is always the full-context one
 };
 
 struct ObjectiveConfig {
