@@ -117,8 +117,8 @@ StepResult bench_step(const train::RunConfig& cfg, int steps, int warmup, const 
   // The trainer's own set-up, without data or a run directory. reference = cache is set up
   // as the base model's reference (adapter_off or copy) and then served from memory.
   train::RunConfig c = cfg;
-  const bool cached = cfg.objective.reference == "cache";
-  if (cached) c.objective.reference = cfg.lora.enabled ? "adapter_off" : "copy";
+  const bool cached = cfg.objective.reference == train::ReferenceKind::cache;
+  if (cached) c.objective.reference = cfg.lora.enabled ? train::ReferenceKind::adapter_off : train::ReferenceKind::copy;
   train::SetupOptions so;
   so.data = so.run_directory = so.log = false;
   train::Run run = train::setup_run(c, so);

@@ -10,6 +10,7 @@
 // and how it was chosen, threads: core/blas_info.h), as a last line or, with --json, as
 // the blas* members of their object.
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "command.h"
@@ -30,16 +31,38 @@
 
 namespace {
 
+// A benchmark's --json result: its members in the order they are documented (the
+// measurements first, then the context).
+using Result = nlohmann::ordered_json;
+
+// `x` as printf's `format` (%.2f, %.4g) shows it: each number keeps the precision the
+// results have always been given with. Not finite: null in the JSON.
+double shown(const char* format, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, x);
+  return std::strtod(buf, nullptr);
+}
+
+// The result as one line {"key": value, ...}, spaced as before nlohmann wrote the values:
+// scripts/bench_forward.sh reads members with sed.
+void print_result(const Result& r) {
+  std::string line;
+  for (const auto& [key, value] : r.items())
+    line += (line.empty() ? "{" : ", ") + Result(key).dump() + ": " + value.dump();
+  std::printf("%s}\n", line.c_str());
+}
+
 // The build and the BLAS library, kernel set and thread count the numbers were measured
-// with, as JSON members to append to a benchmark's object (called after the threads are
-// set).
-std::string blas_fields() {
+// with, appended to a benchmark's result (called after the threads are set).
+void add_blas_fields(Result& r) {
   const safetune::BlasInfo b = safetune::blas_info();
   const safetune::BuildInfo& build = safetune::build_info();
-  auto q = [](const auto& v) { return nlohmann::json(v).dump(); };
-  return ", \"blas\": " + q(b.name) + ", \"blas_core\": " + q(b.core) + ", \"blas_threads\": " +
-         std::to_string(b.threads) + ", \"libtorch\": " + q(build.libtorch) + ", \"cuda\": " + q(build.cuda) +
-         ", \"cuda_kernel_archs\": " + q(build.kernel_archs);
+  r["blas"] = b.name;
+  r["blas_core"] = b.core;
+  r["blas_threads"] = b.threads;
+  r["libtorch"] = build.libtorch;
+  r["cuda"] = build.cuda;
+  r["cuda_kernel_archs"] = build.kernel_archs;
 }
 
 void print_blas_line() { std::printf("blas: %s\n", safetune::describe_blas(safetune::blas_info()).c_str()); }
@@ -60,8 +83,9 @@ int run_gemm(const GemmOpts& o) {
   if (o.iters < 1) input_error("--iters", "must be >= 1");
   const double g = bench::gemm_gflops(o.size, o.iters, resolve_device(o.device, "--device"));
   if (o.json) {
-    std::printf("{\"gflops\": %.2f, \"size\": %lld, \"threads\": %d%s}\n", g, (long long)o.size, threads,
-                blas_fields().c_str());
+    Result j = {{"gflops", shown("%.2f", g)}, {"size", o.size}, {"threads", threads}};
+    add_blas_fields(j);
+    print_result(j);
   } else {
     std::printf("fp32 gemm %lld^3: %.2f GFLOP/s (%d threads, best of %d)\n", (long long)o.size, g, threads, o.iters);
     print_blas_line();
@@ -98,13 +122,15 @@ int run_forward(const ForwardOpts& fo) {
   const double achieved = r.flops / t / 1e9;
   const double mfu = achieved / gemm;
   if (fo.json) {
-    std::printf(
-        "{\"tokens_per_s\": %.1f, \"seconds\": %.4f, \"gflops\": %.2f, \"gemm_gflops\": %.2f, \"mfu\": %.4f, "
-        "\"params\": %lld, \"params_matmul\": %lld, \"forward_gflop\": %.3f, \"batch\": %lld, \"seq\": %lld, "
-        "\"logits\": %s, \"threads\": %d, \"dtype\": \"%s\"%s}\n",
-        r.tokens / t, t, achieved, gemm, mfu, (long long)r.params, (long long)r.params_matmul, r.flops / 1e9,
-        (long long)o.batch, (long long)o.seq, o.logits ? "true" : "false", threads, r.dtype.c_str(),
-        blas_fields().c_str());
+    Result j = {{"tokens_per_s", shown("%.1f", r.tokens / t)}, {"seconds", shown("%.4f", t)},
+                {"gflops", shown("%.2f", achieved)},         {"gemm_gflops", shown("%.2f", gemm)},
+                {"mfu", shown("%.4f", mfu)},                 {"params", r.params},
+                {"params_matmul", r.params_matmul},          {"forward_gflop", shown("%.3f", r.flops / 1e9)},
+                {"batch", o.batch},                          {"seq", o.seq},
+                {"logits", o.logits},                        {"threads", threads},
+                {"dtype", r.dtype}};
+    add_blas_fields(j);
+    print_result(j);
   } else {
     std::printf("forward %lldx%lld (%s): %.4f s, %.1f tokens/s, %.2f GFLOP/s of %.2f (gemm) = MFU %.1f%%\n",
                 (long long)o.batch, (long long)o.seq, o.logits ? "with logits" : "hidden states", t, r.tokens / t,
@@ -151,12 +177,22 @@ int run_step(const StepOpts& o) {
                              [&] { return o.gemm > 0 ? o.gemm : bench::gemm_gflops(o.gemm_size, 5, c10::Device(c10::kCPU)); },
                              o.prompt, o.trace);
   if (o.json) {
-    std::printf("{\"step_ms\": %.2f, \"tokens_per_s\": %.1f, \"mfu\": %.4f, \"peak_rss_mb\": %.1f, \"peak_mem_mb\": %.1f, \"step_ms_min\": %.2f, "
-                "\"tokens_per_step\": %lld, \"flops_per_token\": %.4g, \"gemm_gflops\": %.2f, \"trainable\": %lld, "
-                "\"threads\": %d, \"forward_ms\": %.2f, \"backward_ms\": %.2f, \"optimizer_ms\": %.2f%s}\n",
-                r.step_ms, r.tokens_per_s, r.mfu, r.peak_rss_mb, r.peak_mem_mb, r.step_ms_min, (long long)r.tokens_per_step,
-                r.flops_per_token, r.gemm_gflops, (long long)r.trainable, r.threads, r.forward_ms, r.backward_ms, r.optimizer_ms,
-                blas_fields().c_str());
+    Result j = {{"step_ms", shown("%.2f", r.step_ms)},
+                {"tokens_per_s", shown("%.1f", r.tokens_per_s)},
+                {"mfu", shown("%.4f", r.mfu)},
+                {"peak_rss_mb", shown("%.1f", r.peak_rss_mb)},
+                {"peak_mem_mb", shown("%.1f", r.peak_mem_mb)},
+                {"step_ms_min", shown("%.2f", r.step_ms_min)},
+                {"tokens_per_step", r.tokens_per_step},
+                {"flops_per_token", shown("%.4g", r.flops_per_token)},
+                {"gemm_gflops", shown("%.2f", r.gemm_gflops)},
+                {"trainable", r.trainable},
+                {"threads", r.threads},
+                {"forward_ms", shown("%.2f", r.forward_ms)},
+                {"backward_ms", shown("%.2f", r.backward_ms)},
+                {"optimizer_ms", shown("%.2f", r.optimizer_ms)}};
+    add_blas_fields(j);
+    print_result(j);
   } else {
     std::printf("train step: %.2f ms (min %.2f), %.1f tokens/s, MFU %.1f%% of %.2f GFLOP/s (gemm), peak RSS %.1f MB\n",
                 r.step_ms, r.step_ms_min, r.tokens_per_s, 100 * r.mfu, r.gemm_gflops, r.peak_rss_mb);
@@ -206,9 +242,12 @@ int run_allreduce(const AllreduceOpts& ao) {
   const bench::AllreduceResult r = bench::bench_allreduce(o);
   if (r.rank != 0) return 0;  // rank 0 reports
   if (ao.json)
-    std::printf("{\"world_size\": %d, \"mb\": %.1f, \"ms\": %.2f, \"ms_min\": %.2f, \"algbw_gbs\": %.3f, "
-                "\"busbw_gbs\": %.3f}\n",
-                r.world_size, o.mb, 1e3 * r.median_s, 1e3 * r.best_s, r.algbw_gbs, r.busbw_gbs);
+    print_result({{"world_size", r.world_size},
+                  {"mb", shown("%.1f", o.mb)},
+                  {"ms", shown("%.2f", 1e3 * r.median_s)},
+                  {"ms_min", shown("%.2f", 1e3 * r.best_s)},
+                  {"algbw_gbs", shown("%.3f", r.algbw_gbs)},
+                  {"busbw_gbs", shown("%.3f", r.busbw_gbs)}});
   else
     std::printf("all-reduce of %.1f MB fp32 over %d processes (Gloo, %.0f MB buckets): %.2f ms median (min %.2f), "
                 "algorithm bandwidth %.3f GB/s, bus bandwidth %.3f GB/s\n",
@@ -243,17 +282,27 @@ int run_loss(const LossOpts& lo) {
   const bench::LossResult r = bench::bench_loss(o);
   if (lo.json) {
     // The five fields first, then the context.
-    std::printf(
-        "{\"fused_ms\": %.2f, \"unfused_ms\": %.2f, \"fused_peak_mb\": %.1f, \"unfused_peak_mb\": %.1f, "
-        "\"max_abs_diff\": %.3g, \"fused_cpu_ms\": %.2f, \"unfused_cpu_ms\": %.2f, \"fused_loss\": %.6f, "
-        "\"unfused_loss\": %.6f, \"tokens\": %lld, \"vocab\": %lld, "
-        "\"hidden\": %lld, \"subset\": %lld, \"constraint\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", "
-        "\"chunk\": %lld, \"train_weight\": %s, \"threads\": %d%s}\n",
-        r.fused_ms, r.unfused_ms, r.fused_peak_mb, r.unfused_peak_mb, r.max_abs_diff, r.fused_cpu_ms, r.unfused_cpu_ms,
-        r.fused_loss, r.unfused_loss,
-        (long long)o.tokens, (long long)o.vocab, (long long)o.hidden, (long long)o.subset, o.constraint.c_str(),
-        o.device.c_str(), o.dtype.c_str(), (long long)r.chunk, o.train_weight ? "true" : "false", threads,
-        blas_fields().c_str());
+    Result j = {{"fused_ms", shown("%.2f", r.fused_ms)},
+                {"unfused_ms", shown("%.2f", r.unfused_ms)},
+                {"fused_peak_mb", shown("%.1f", r.fused_peak_mb)},
+                {"unfused_peak_mb", shown("%.1f", r.unfused_peak_mb)},
+                {"max_abs_diff", shown("%.3g", r.max_abs_diff)},
+                {"fused_cpu_ms", shown("%.2f", r.fused_cpu_ms)},
+                {"unfused_cpu_ms", shown("%.2f", r.unfused_cpu_ms)},
+                {"fused_loss", shown("%.6f", r.fused_loss)},
+                {"unfused_loss", shown("%.6f", r.unfused_loss)},
+                {"tokens", o.tokens},
+                {"vocab", o.vocab},
+                {"hidden", o.hidden},
+                {"subset", o.subset},
+                {"constraint", o.constraint},
+                {"device", o.device},
+                {"dtype", o.dtype},
+                {"chunk", r.chunk},
+                {"train_weight", o.train_weight},
+                {"threads", threads}};
+    add_blas_fields(j);
+    print_result(j);
   } else {
     std::printf("loss %s, N=%lld V=%lld d=%lld K=%lld, %s %s, chunk %lld, %d threads\n", o.constraint.c_str(),
                 (long long)o.tokens, (long long)o.vocab, (long long)o.hidden, (long long)o.subset, o.device.c_str(),

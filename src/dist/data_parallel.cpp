@@ -257,8 +257,8 @@ void reduce_in_buckets(DataParallel::Impl& impl, const std::vector<at::Tensor>& 
 
 }  // namespace
 
-StepSync DataParallel::sync_step(const std::vector<at::Tensor>& params,
-                                 std::vector<std::pair<std::string, double>>& terms, bool stop_requested) {
+StepSync DataParallel::sync_step(const std::vector<at::Tensor>& params, std::vector<double>& terms,
+                                 bool stop_requested) {
   StepSync out;
   out.stop = stop_requested;
   if (!active()) return out;
@@ -267,15 +267,12 @@ StepSync DataParallel::sync_step(const std::vector<at::Tensor>& params,
     throw std::logic_error("sync_step: more loss terms than slots");
   at::NoGradGuard no_grad;
   try {
-    // 1. One small reduction: stop wishes, loss terms ("total" last; slot 0 holds it so a
-    //    rank without terms can still read it), and which parameters have a gradient.
+    // 1. One small reduction: stop wishes, loss terms (the total first, so that a rank
+    //    without terms can still read it), and which parameters have a gradient.
     std::vector<double> meta(2 + kTermSlots + P, 0.0);
     meta[0] = stop_requested ? 1 : 0;
     meta[1] = terms.empty() ? 0 : 1;
-    if (!terms.empty()) {
-      meta[2] = terms.back().second;
-      for (size_t k = 0; k + 1 < terms.size(); ++k) meta[3 + k] = terms[k].second;
-    }
+    for (size_t k = 0; k < terms.size(); ++k) meta[2 + k] = terms[k];
     for (size_t i = 0; i < P; ++i) meta[2 + kTermSlots + i] = params[i].grad().defined() ? 1 : 0;
     at::Tensor m = at::tensor(meta, at::kDouble).to(impl_->device);
     std::vector<at::Tensor> mv{m};
@@ -284,9 +281,8 @@ StepSync DataParallel::sync_step(const std::vector<at::Tensor>& params,
     const double* r = m.data_ptr<double>();
     out.stop = r[0] > 0;
     if (r[1] > 0) {
-      if (terms.empty()) terms.emplace_back("total", 0.0);  // a rank that ran no micro-batch
-      terms.back().second = r[2];
-      for (size_t k = 0; k + 1 < terms.size(); ++k) terms[k].second = r[3 + k];
+      if (terms.empty()) terms.assign(1, 0.0);  // a rank that ran no micro-batch: the total
+      for (size_t k = 0; k < terms.size(); ++k) terms[k] = r[2 + k];
     }
 
     // 2. The gradients some rank has; zeros stand in for this rank's missing ones.

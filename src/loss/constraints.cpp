@@ -42,12 +42,13 @@ at::Tensor gate_values(const at::Tensor& z_theta, const at::Tensor& z_post, cons
   if (o.reference_mix == ReferenceMix::full) return at::zeros({n}, opts);
   if (o.reference_mix == ReferenceMix::post) return at::ones({n}, opts);
   TORCH_CHECK(z_post.defined() && z_post.sizes() == z_theta.sizes(), "gate_values: z_post must match z_theta");
-  at::Tensor I_theta = topp_spread(z_theta, o.gate_top_p, o.gate_temperature);
-  at::Tensor I_post = topp_spread(z_post, o.gate_top_p, o.gate_temperature);
-  at::Tensor c = at::sigmoid(o.gate_alpha * (I_theta - I_post - o.gate_b));
+  const GateOptions& g = o.gate;
+  at::Tensor I_theta = topp_spread(z_theta, g.top_p, g.temperature);
+  at::Tensor I_post = topp_spread(z_post, g.top_p, g.temperature);
+  at::Tensor c = at::sigmoid(g.alpha * (I_theta - I_post - g.b));
   if (o.prefix_decay) {
-    at::Tensor over = (t.to(z_theta.device(), at::kDouble) - double(o.prefix_n)).clamp_min(0);
-    c = c * at::exp(-over / o.prefix_tau);
+    at::Tensor over = (t.to(z_theta.device(), at::kDouble) - double(g.prefix_n)).clamp_min(0);
+    c = c * at::exp(-over / g.prefix_tau);
   }
   return c.to(at::kFloat);
 }

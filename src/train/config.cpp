@@ -35,6 +35,28 @@
 #include "safetune/train/eval_rules.h"
 
 namespace safetune::train {
+
+const std::vector<std::string>& names_of(ModelDtype) {
+  static const std::vector<std::string> names = {"auto", "fp32", "bf16", "fp16"};
+  return names;
+}
+const std::vector<std::string>& names_of(ScheduleType) {
+  static const std::vector<std::string> names = {"constant", "linear", "cosine", "step_lr"};
+  return names;
+}
+const std::vector<std::string>& names_of(Resume) {
+  static const std::vector<std::string> names = {"none", "auto"};
+  return names;
+}
+const std::vector<std::string>& names_of(Target) {
+  static const std::vector<std::string> names = {"weighted", "reference"};
+  return names;
+}
+const std::vector<std::string>& names_of(ReferenceKind) {
+  static const std::vector<std::string> names = {"auto", "copy", "adapter_off", "cache"};
+  return names;
+}
+
 namespace {
 
 std::string format_double(double v);
@@ -71,8 +93,8 @@ std::string per_kind(Value value) {
   return out;
 }
 
-// An enumerated field (loss/constraint_choices.h), read and written as the index of its
-// name among names_of(E).
+// An enumerated field (this module's choices in config.h, the loss module's in
+// loss/constraint_choices.h), read and written as the index of its name among names_of(E).
 struct Choice {
   void* p;
   size_t (*get)(const void*);
@@ -83,7 +105,7 @@ struct Choice {
 template <class E>
 Choice choice_of(E* p) {
   return {p, [](const void* q) { return static_cast<size_t>(*static_cast<const E*>(q)); },
-          [](void* q, size_t i) { *static_cast<E*>(q) = static_cast<E>(i); }, &loss::names_of(E{})};
+          [](void* q, size_t i) { *static_cast<E*>(q) = static_cast<E>(i); }, &names_of(E{})};
 }
 
 // A typed pointer to one field of a RunConfig.
@@ -108,7 +130,7 @@ struct Field {
   Ref (*ref)(RunConfig&);        // where the value lives
   std::string doc;
   std::optional<Bound> lo, hi;   // numbers: allowed range
-  std::vector<std::string> one_of;  // strings, enums: allowed values; lists: allowed items
+  std::vector<std::string> one_of;  // enums: their names; lists: allowed items
   bool required = false;         // strings: must not be empty
   std::vector<std::string> aliases;  // other tools' names for it (suggestions only)
 
@@ -121,6 +143,7 @@ struct Field {
   Field& above(double v) { lo = Bound{v, true}; return *this; }
   Field& max(double v) { hi = Bound{v, false}; return *this; }
   Field& below(double v) { hi = Bound{v, true}; return *this; }
+  // A list's allowed items (a single choice is an enum: its names are already here).
   Field& choices(std::vector<std::string> c) { one_of = std::move(c); return *this; }
   Field& must_be_set() { required = true; return *this; }
   Field& alias(std::vector<std::string> a) { aliases = std::move(a); return *this; }
@@ -135,7 +158,7 @@ const std::vector<Field>& fields() {
     t.push_back(F("model.path", model.path, "HF model directory (config.json, *.safetensors, tokenizer)")
                     .must_be_set().alias({"model_name_or_path", "name", "dir"}));
     t.push_back(F("model.dtype", model.dtype, "weights/compute dtype; auto = bf16 on CUDA, fp32 on CPU")
-                    .choices({"auto", "fp32", "bf16", "fp16"}).alias({"torch_dtype", "precision"}));
+                    .alias({"torch_dtype", "precision"}));
     t.push_back(F("model.chat_template", model.chat_template,
                   "file with a chat template replacing the tokenizer's; empty = the tokenizer's")
                     .alias({"template"}));
@@ -178,7 +201,6 @@ const std::vector<Field>& fields() {
                     .min(0).alias({"max_grad_norm", "clip_grad_norm", "gradient_clipping", "clip"}));
     // schedule
     t.push_back(F("schedule.type", schedule.type, "learning-rate schedule")
-                    .choices({"constant", "linear", "cosine", "step_lr"})
                     .alias({"lr_scheduler_type", "scheduler", "name", "kind"}));
     t.push_back(F("schedule.warmup_steps", schedule.warmup_steps, "linear warm-up from 0 over this many steps")
                     .min(0).alias({"warmup", "num_warmup_steps"}));
@@ -211,7 +233,7 @@ const std::vector<Field>& fields() {
                   "newest checkpoints kept on disk (older ones deleted after each save); 0 = all")
                     .min(0).alias({"save_total_limit"}));
     t.push_back(F("train.resume", train.resume, "auto: continue from output_dir's latest checkpoint")
-                    .choices({"none", "auto"}).alias({"resume_from_checkpoint"}));
+                    .alias({"resume_from_checkpoint"}));
     t.push_back(F("train.overwrite", train.overwrite, "allow an output_dir that already holds another run")
                     .alias({"overwrite_output_dir", "force"}));
     t.push_back(F("train.max_bad_steps", train.max_bad_steps,
@@ -267,8 +289,7 @@ const std::vector<Field>& fields() {
                     .min(0).max(1));
     t.push_back(F("objective.target", objective.target,
                   "pact's target on S: weighted = PACT's q (reference x max(v, 0), renormalised); reference = "
-                  "the reference itself on S (v only selects S: zero at model == reference)")
-                    .choices({"weighted", "reference"}));
+                  "the reference itself on S (v only selects S: zero at model == reference)"));
     t.push_back(F("objective.reference_mix", objective.reference_mix,
                   "the reference of " + kinds_that("", [](const loss::ConstraintDescriptor& d) { return d.mixes_post_context; }) +
                       ": gated (full/post-only mix by the gate), full or post only; unless set, the constraint's own: " +
@@ -277,7 +298,7 @@ const std::vector<Field>& fields() {
                       })));
     t.push_back(F("objective.reference", objective.reference,
                   "frozen reference: auto = adapter_off with LoRA, copy otherwise; cache = precomputed logits")
-                    .choices({"auto", "copy", "adapter_off", "cache"}).alias({"ref", "reference_model"}));
+                    .alias({"ref", "reference_model"}));
     t.push_back(F("objective.ref_cache", objective.ref_cache, "reference = cache: file from `safetune ref-cache`")
                     .alias({"cache", "reference_cache"}));
     t.push_back(F("objective.fused", objective.fused, "CE + constraint in one chunked op from hidden states (never the full [tokens x vocab] logits); false: the plain composition, for checking"));
@@ -594,8 +615,6 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     if (auto* s = std::get_if<std::string*>(&ref)) {
       if (f.required && (*s)->empty())
         input_error(where, f.name + " is required (set it in the YAML or as " + f.name + "=...)");
-      if (!f.one_of.empty() && std::find(f.one_of.begin(), f.one_of.end(), **s) == f.one_of.end())
-        not_one_of(f, **s, where);
     }
     if (auto* l = std::get_if<std::vector<std::string>*>(&ref)) {
       std::set<std::string> seen;
@@ -624,18 +643,18 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     input_error(at("objective.constraint"), "objective.constraint = " + kind +
                                                 (by_mass ? " with positions = " + loss::name_of(o.positions) : "") +
                                                 " needs objective.tokens (tokens.json from `safetune tokens`)");
-  if (o.reference == "adapter_off" && !cfg.lora.enabled)
+  if (o.reference == ReferenceKind::adapter_off && !cfg.lora.enabled)
     input_error(at("objective.reference"), "objective.reference = adapter_off needs LoRA (lora.enabled=true); use copy");
-  if (o.reference == "cache" && o.ref_cache.empty())
+  if (o.reference == ReferenceKind::cache && o.ref_cache.empty())
     input_error(at("objective.reference"), "objective.reference = cache needs objective.ref_cache (from `safetune ref-cache`)");
-  if (o.reference == "cache" && o.constraint != loss::ConstraintKind::none && !desc.cacheable)
+  if (o.reference == ReferenceKind::cache && o.constraint != loss::ConstraintKind::none && !desc.cacheable)
     input_error(at("objective.reference"), "objective.constraint = " + kind +
                                                " needs the reference's logits over the whole vocabulary, which a "
                                                "reference cache does not hold; use adapter_off or copy");
   // Syntax only: whether a GPU is there is checked when the run starts (core/device.h).
   if (!is_device_name(cfg.train.device))
     input_error(at("train.device"), "train.device = '" + cfg.train.device + "' is not one of: cpu, cuda, cuda:N, auto");
-  if (cfg.train.resume == "auto" && cfg.train.overwrite)
+  if (cfg.train.resume == Resume::latest && cfg.train.overwrite)
     input_error(at("train.overwrite"), "train.resume = auto and train.overwrite = true contradict each other");
   // Evaluation during training: something to evaluate on, and rules on metrics it gives.
   const TrainConfig& tr = cfg.train;
@@ -659,7 +678,8 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
         input_error(at(key), key + ": metric 'margin' needs train.eval_refusal_start and train.eval_compliance_start");
     }
   };
-  if (evaluating && !cfg.data.eval.empty() && o.constraint != loss::ConstraintKind::none && o.reference == "cache")
+  if (evaluating && !cfg.data.eval.empty() && o.constraint != loss::ConstraintKind::none &&
+      o.reference == ReferenceKind::cache)
     input_error(at("data.eval"), "data.eval with objective.reference = cache: the cache holds the training examples' "
                                  "reference only, not the held-out ones'; use adapter_off or copy");
   if (auto best = parse_keep_best(tr.keep_best, at("train.keep_best"))) check_source("train.keep_best", best->metrics);
@@ -715,8 +735,7 @@ void emit_level(YAML::Emitter& out, RunConfig& cfg, const std::string& prefix) {
     out << YAML::Key << rest << YAML::Value;
     const Ref ref = f.ref(cfg);
     if (auto* s = std::get_if<std::string*>(&ref)) {
-      if (f.one_of.empty()) out << YAML::DoubleQuoted << **s;  // paths: quoted, whatever they hold
-      else out << **s;                                         // a fixed name: plain
+      out << YAML::DoubleQuoted << **s;  // paths and free text: quoted, whatever they hold
     } else if (auto* d = std::get_if<double*>(&ref)) {
       std::string text = format_double(**d);
       // A dot in every float (1.0, 3.0e-05) so YAML 1.1 readers such as PyYAML see a float too.

@@ -19,9 +19,45 @@ namespace {
 json num(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }  // JSON has no NaN
 }  // namespace
 
+std::vector<std::pair<std::string, double>> StepLoss::terms() const {
+  std::vector<std::pair<std::string, double>> out;
+  if (known != Known::all) return out;
+  out.emplace_back("ce", ce);
+  if (kind == loss::ConstraintKind::none) return out;
+  out.emplace_back(loss::name_of(kind), constraint);
+  const std::vector<std::string>& names = loss::descriptor_of(kind).metric_terms;
+  for (size_t i = 0; i < parts.size() && i < names.size(); ++i) out.emplace_back(names[i], parts[i]);
+  return out;
+}
+
+std::vector<double> StepLoss::flat() const {
+  if (known == Known::nothing) return {};
+  std::vector<double> out = {total};
+  if (known == Known::total) return out;
+  out.push_back(ce);
+  if (kind != loss::ConstraintKind::none) out.push_back(constraint);
+  out.insert(out.end(), parts.begin(), parts.end());
+  return out;
+}
+
+StepLoss StepLoss::from_flat(loss::ConstraintKind kind, const std::vector<double>& flat) {
+  StepLoss s;
+  s.kind = kind;
+  if (flat.empty()) return s;
+  s.total = flat[0];
+  s.known = flat.size() == 1 ? Known::total : Known::all;
+  if (s.known == Known::total) return s;
+  s.ce = flat[1];
+  const size_t first_part = kind == loss::ConstraintKind::none ? 2 : 3;
+  if (first_part == 3 && flat.size() > 2) s.constraint = flat[2];
+  if (flat.size() > first_part) s.parts.assign(flat.begin() + static_cast<std::ptrdiff_t>(first_part), flat.end());
+  return s;
+}
+
 std::string metrics_json(const StepMetrics& m) {
   json loss = json::object();
-  for (const auto& [k, v] : m.loss) loss[k] = num(v);
+  for (const auto& [k, v] : m.loss.terms()) loss[k] = num(v);
+  if (m.loss.known != StepLoss::Known::nothing) loss["total"] = num(m.loss.total);
   json j = {{"step", m.step},           {"epoch", m.epoch},           {"loss", loss},
             {"lr", num(m.lr)},          {"grad_norm", num(m.grad_norm)}, {"tokens", m.tokens},
             {"tokens_per_s", num(m.tokens_per_s)}, {"elapsed_s", num(m.elapsed_s)},

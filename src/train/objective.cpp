@@ -19,12 +19,7 @@ loss::ConstraintOptions constraint_options(const ObjectiveConfig& cfg) {
   o.temperature = cfg.temperature;
   // gate.enabled = false means the full-context reference alone, whatever reference_mix says.
   o.reference_mix = cfg.gate.enabled ? cfg.reference_mix : loss::ReferenceMix::full;
-  o.gate_alpha = cfg.gate.alpha;
-  o.gate_b = cfg.gate.b;
-  o.gate_top_p = cfg.gate.top_p;
-  o.gate_temperature = cfg.gate.temperature;
-  o.prefix_n = cfg.gate.prefix_n;
-  o.prefix_tau = cfg.gate.prefix_tau;
+  o.gate = cfg.gate;  // the gate's settings, less `enabled`
   o.positions = cfg.positions;
   o.first_n = cfg.first_n;
   o.probe_tau = cfg.probe_tau;
@@ -49,7 +44,7 @@ Objective setup_objective(const RunConfig& cfg, model::Transformer& policy, cons
     obj.spec.w = t.weights();
     // target = reference: q is the reference's own distribution on S (every weight 1).
     // Constraints without token weights (safety_mass: v only selects S) get ones too.
-    if (oc.target == "reference" || !loss::descriptor_of(oc.constraint).uses_token_weights)
+    if (oc.target == Target::reference || !loss::descriptor_of(oc.constraint).uses_token_weights)
       obj.spec.w = at::ones_like(obj.spec.w);
   } else {
     obj.spec.S = at::empty({0}, at::kLong);

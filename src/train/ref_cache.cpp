@@ -49,7 +49,7 @@ RefCacheHashes ref_cache_hashes(const RunConfig& cfg) {
   // A GPU computes in other precisions (bf16 with model.dtype = auto): its cache is not the
   // CPU's. (CPU runs keep the hash they always had.)
   const bool gpu = resolve_device(cfg.train.device).is_cuda();
-  h.model = sha256_hex("model " + safety::model_hash(cfg.model.path) + "\ndtype " + cfg.model.dtype + "\n" +
+  h.model = sha256_hex("model " + safety::model_hash(cfg.model.path) + "\ndtype " + name_of(cfg.model.dtype) + "\n" +
                                (gpu ? "device cuda\n" : ""));
   const DataConfig& d = cfg.data;
   if (d.train.empty() || !fs::is_regular_file(d.train))

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
+#include <stdexcept>
+
 #include "safetune/core/error.h"
 #include "safetune/data/batch.h"
 #include "safetune/loss/fused_objective.h"
@@ -199,12 +201,15 @@ ReferenceRequest reference_request(const ObjectiveConfig& cfg, const loss::Const
 }
 
 std::unique_ptr<Reference> make_reference(const RunConfig& cfg, model::Transformer& policy, const at::Tensor& S) {
-  std::string kind = cfg.objective.reference;
-  if (kind == "auto") kind = cfg.lora.enabled ? "adapter_off" : "copy";
-  if (kind == "adapter_off") return std::make_unique<AdapterOffReference>(policy, S);
-  if (kind == "copy") return std::make_unique<CopyReference>(cfg, policy, S);
-  if (kind == "cache") return load_ref_cache(cfg, S);
-  input_error("objective.reference", "unknown reference '" + kind + "'");
+  ReferenceKind kind = cfg.objective.reference;
+  if (kind == ReferenceKind::by_lora) kind = cfg.lora.enabled ? ReferenceKind::adapter_off : ReferenceKind::copy;
+  switch (kind) {
+    case ReferenceKind::adapter_off: return std::make_unique<AdapterOffReference>(policy, S);
+    case ReferenceKind::copy: return std::make_unique<CopyReference>(cfg, policy, S);
+    case ReferenceKind::cache: return load_ref_cache(cfg, S);
+    case ReferenceKind::by_lora: break;  // resolved above
+  }
+  throw std::logic_error("make_reference: objective.reference out of range");
 }
 
 }  // namespace safetune::train

@@ -40,7 +40,7 @@ bool holds_run(const std::string& dir) {
 // Fields that may differ between a run and its resumption: bookkeeping, and the thread
 // count (which can change the last bits of BLAS results, so keep it for exact resumes).
 RunConfig normalised_for_resume(RunConfig c) {
-  c.train.resume = "none";
+  c.train.resume = Resume::none;
   c.train.overwrite = false;
   c.train.log_every = 0;
   c.train.save_every = 0;
@@ -74,7 +74,7 @@ RunDirectory inspect_run_directory(const RunConfig& cfg, const dist::DataParalle
   if (fs::exists(d.path) && !fs::is_directory(d.path)) input_error("train.output_dir", "'" + d.path + "' is a file");
   d.existing = holds_run(d.path);
   if (!d.existing) return d;
-  if (cfg.train.resume == "auto") {
+  if (cfg.train.resume == Resume::latest) {
     check_resume_config(cfg, d.path);
     if (dp.is_main()) clean_stale_temporaries(d.path);  // what a killed process left behind
     d.resume_from = latest_checkpoint(d.path);
@@ -98,12 +98,7 @@ RunSizes run_sizes(const RunConfig& cfg, int64_t examples) {
 }
 
 std::unique_ptr<AdamW> make_optimizer(const RunConfig& cfg, const std::vector<std::pair<std::string, at::Tensor>>& params) {
-  AdamWOptions o;
-  o.lr = cfg.optim.lr;
-  o.beta1 = cfg.optim.beta1;
-  o.beta2 = cfg.optim.beta2;
-  o.eps = cfg.optim.eps;
-  o.weight_decay = cfg.optim.weight_decay;
+  const AdamWOptions& o = cfg.optim;  // the config's optim section, less grad_clip
   std::vector<at::Tensor> tensors;
   std::vector<std::string> names;
   for (const auto& [n, p] : params) {
@@ -117,7 +112,8 @@ std::unique_ptr<AdamW> make_optimizer(const RunConfig& cfg, const std::vector<st
 
 model::LoadedModel load_run_model(const RunConfig& cfg, const c10::Device& device) {
   std::optional<at::ScalarType> dtype;
-  if (cfg.model.dtype != "auto") dtype = model::parse_torch_dtype(cfg.model.dtype, "model.dtype");
+  if (cfg.model.dtype != ModelDtype::by_device)
+    dtype = model::parse_torch_dtype(name_of(cfg.model.dtype), "model.dtype");
   return model::load_model(cfg.model.path, device, dtype);
 }
 

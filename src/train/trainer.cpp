@@ -36,8 +36,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-using Terms = std::vector<std::pair<std::string, double>>;
-
 // The micro-batches of one optimizer step and their token counts.
 struct StepBatches {
   int64_t epoch = 0;
@@ -46,10 +44,10 @@ struct StepBatches {
   int64_t real = 0;     // real (non-padding) tokens
 };
 
-// One step's forward/backward, summed over the ranks: the objective's terms ("total"
-// last), the gradient norm before clipping, and whether any rank asked to stop.
+// One step's forward/backward, summed over the ranks: the objective's terms, the gradient
+// norm before clipping, and whether any rank asked to stop.
 struct StepOutcome {
-  Terms terms;
+  StepLoss terms;
   double loss = 0;
   double grad_norm = 0;
   bool stop_requested = false;
@@ -77,7 +75,7 @@ void open_run_directory(const Run& r, const TrainerState& st, std::optional<Metr
 void log_start(const Run& r);
 StepBatches step_batches(const Run& r, const data::Batcher& batcher, const TrainerState& st);
 StepOutcome forward_backward(Run& r, const StepBatches& b, const TrainOptions& options, int64_t step);
-std::string non_finite_terms(const Terms& terms, double grad_norm);
+std::string non_finite_terms(const StepLoss& terms, double grad_norm);
 bool stop_after_bad_step(Run& r, BadSteps& bad, const std::string& what, int64_t step, Progress& progress,
                          TrainResult& result);
 void advance(TrainerState& st, const StepBatches& b, int64_t steps_per_epoch, const Timing& t);
@@ -275,6 +273,7 @@ StepBatches step_batches(const Run& r, const data::Batcher& batcher, const Train
 StepOutcome forward_backward(Run& r, const StepBatches& b, const TrainOptions& options, int64_t step) {
   StepOutcome s;
   model::Transformer& m = *r.model.model;
+  std::vector<double> sums;  // StepLoss::flat's layout: the total, then compute_objective's terms
   for (const data::Batch& batch : b.batches) {
     if (!r.dp->owns(&batch - b.batches.data())) continue;
     const int64_t n = trained_tokens(batch);
@@ -282,18 +281,16 @@ StepOutcome forward_backward(Run& r, const StepBatches& b, const TrainOptions& o
     const double w = static_cast<double>(n) / static_cast<double>(b.trained);
     LossTerms lt = compute_objective(r.objective, m, batch);
     (lt.total * w).backward();
-    if (s.terms.empty()) {
-      for (const auto& [k, v] : lt.terms) s.terms.emplace_back(k, 0.0);
-      s.terms.emplace_back("total", 0.0);
-    }
-    for (size_t k = 0; k < lt.terms.size(); ++k) s.terms[k].second += w * lt.terms[k].second.item<double>();
-    s.terms.back().second += w * lt.total.item<double>();
+    if (sums.empty()) sums.assign(1 + lt.terms.size(), 0.0);
+    for (size_t k = 0; k < lt.terms.size(); ++k) sums[1 + k] += w * lt.terms[k].second.item<double>();
+    sums[0] += w * lt.total.item<double>();
   }
   // Sum the weighted gradients and loss terms of all ranks (no-op on one process), and
   // whether any of them was asked to stop (the CLI's signal handlers).
   const bool stop_wish = options.handle_signals && StopSignals::requested();
-  s.stop_requested = r.dp->sync_step(r.param_tensors, s.terms, stop_wish).stop;
-  s.loss = s.terms.empty() ? 0.0 : s.terms.back().second;
+  s.stop_requested = r.dp->sync_step(r.param_tensors, sums, stop_wish).stop;
+  s.terms = StepLoss::from_flat(r.objective.spec.kind, sums);
+  s.loss = s.terms.total;  // 0 when nothing is known
   s.grad_norm = clip_grad_norm(r.param_tensors, r.cfg.optim.grad_clip);
   if (options.on_loss_terms) options.on_loss_terms(step + 1, s.terms);
   return s;
@@ -301,14 +298,14 @@ StepOutcome forward_backward(Run& r, const StepBatches& b, const TrainOptions& o
 
 // "ce (nan), gradient norm (inf)": the loss terms and the gradient norm that are not
 // finite; "" when all are.
-std::string non_finite_terms(const Terms& terms, double grad_norm) {
+std::string non_finite_terms(const StepLoss& terms, double grad_norm) {
   std::string out;
   auto add = [&out](const std::string& name, double v) {
     if (!std::isfinite(v)) out += (out.empty() ? "" : ", ") + name + " (" + log::format("{}", v) + ")";
   };
-  for (const auto& [name, v] : terms)
-    if (name != "total") add(name, v);
-  if (out.empty() && !terms.empty()) add("total loss", terms.back().second);  // finite terms, overflowing sum
+  for (const auto& [name, v] : terms.terms()) add(name, v);
+  // Finite terms whose sum overflowed.
+  if (out.empty() && terms.known != StepLoss::Known::nothing) add("total loss", terms.total);
   add("gradient norm", grad_norm);
   return out;
 }

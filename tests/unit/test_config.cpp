@@ -48,7 +48,7 @@ TEST(Config, DefaultsAreTheReferenceSetup) {
   EXPECT_EQ(c.optim.lr, 3e-5);
   EXPECT_EQ(c.optim.weight_decay, 0.0);
   EXPECT_EQ(c.optim.grad_clip, 1.0);
-  EXPECT_EQ(c.schedule.type, "step_lr");
+  EXPECT_EQ(c.schedule.type, ScheduleType::step_lr);
   EXPECT_EQ(c.schedule.gamma, 0.85);
   EXPECT_EQ(c.train.epochs, 3);
   EXPECT_EQ(c.train.batch_size, 8);
@@ -99,7 +99,7 @@ data:
   EXPECT_EQ(c.lora.target_modules, (std::vector<std::string>{"q_proj", "k_proj", "down_proj"}));
   EXPECT_EQ(c.optim.lr, 1e-4);
   EXPECT_EQ(c.optim.weight_decay, 0.01);
-  EXPECT_EQ(c.schedule.type, "cosine");
+  EXPECT_EQ(c.schedule.type, ScheduleType::cosine);
   EXPECT_EQ(c.schedule.warmup_steps, 20);
   EXPECT_EQ(c.objective.constraint, loss::ConstraintKind::pact);
   EXPECT_EQ(c.objective.gate.alpha, 3.0);
@@ -311,7 +311,7 @@ TEST(Config, ResolvedYamlRoundTrips) {
   c.lora.enabled = false;
   c.lora.r = 123456789012;
   c.lora.target_modules = {"up_proj", "gate_proj"};
-  c.schedule.type = "linear";
+  c.schedule.type = ScheduleType::linear;
   c.train.seed = -7;
   c.objective.gate.b = -0.25;
   c.objective.constraint = loss::ConstraintKind::pact;
@@ -359,7 +359,7 @@ TEST(Config, ShippedConfigsLoad) {
   const std::string dir = std::string(SAFETUNE_SOURCE_DIR) + "/configs/";
   const RunConfig tiny = load_run_config(dir + "tiny.yaml");
   EXPECT_EQ(tiny.lora.r, 4);
-  EXPECT_EQ(tiny.model.dtype, "fp32");
+  EXPECT_EQ(tiny.model.dtype, ModelDtype::fp32);
   const RunConfig llama = load_run_config(dir + "llama3-8b.yaml");
   EXPECT_EQ(llama.optim.lr, 3e-5);
   EXPECT_EQ(llama.lora.r, 8);

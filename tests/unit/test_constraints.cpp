@@ -83,9 +83,9 @@ Case random_case(uint64_t seed, const std::string& mix, bool decay, double T, bo
 }
 
 json options_json(const loss::ConstraintOptions& o) {
-  return {{"temperature", o.temperature}, {"reference_mix", loss::name_of(o.reference_mix)}, {"gate_alpha", o.gate_alpha},
-          {"gate_b", o.gate_b}, {"gate_top_p", o.gate_top_p}, {"gate_temperature", o.gate_temperature},
-          {"prefix_decay", o.prefix_decay}, {"prefix_n", o.prefix_n}, {"prefix_tau", o.prefix_tau}};
+  return {{"temperature", o.temperature}, {"reference_mix", loss::name_of(o.reference_mix)}, {"gate_alpha", o.gate.alpha},
+          {"gate_b", o.gate.b}, {"gate_top_p", o.gate.top_p}, {"gate_temperature", o.gate.temperature},
+          {"prefix_decay", o.prefix_decay}, {"prefix_n", o.gate.prefix_n}, {"prefix_tau", o.gate.prefix_tau}};
 }
 
 at::Tensor grad_of(const std::function<at::Tensor(const at::Tensor&)>& f, const at::Tensor& x, at::Tensor* value) {

@@ -122,7 +122,7 @@ TEST_F(IoFailureTrainTest, AFailedCheckpointLeavesTheLastGoodOneAndResumesExactl
   // the step-4 checkpoint's weights do not.
   std::unique_ptr<FileSizeLimit> limit;
   train::TrainOptions o = quiet();
-  o.on_loss_terms = [&](int64_t step, std::vector<std::pair<std::string, double>>&) {
+  o.on_loss_terms = [&](int64_t step, train::StepLoss&) {
     if (step == 3 && !limit) limit = std::make_unique<FileSizeLimit>(32 << 10);
   };
   std::string message;

@@ -48,13 +48,13 @@ class NonFiniteTest : public test_util::TinyRun<NonFiniteTest> {
   }
   void TearDown() override { log::set_sink(nullptr); }
 
-  // Sets the loss term `name` to `value` at the given steps.
-  static train::TrainOptions inject(std::set<int64_t> steps, std::string name, double value, int64_t stop_after = 0) {
+  // Sets the task loss (and so the total) to `value` at the given steps.
+  static train::TrainOptions inject_ce(std::set<int64_t> steps, double value, int64_t stop_after = 0) {
     train::TrainOptions t = test_util::quiet_training(stop_after);
-    t.on_loss_terms = [steps, name, value](int64_t step, std::vector<std::pair<std::string, double>>& terms) {
+    t.on_loss_terms = [steps, value](int64_t step, train::StepLoss& terms) {
       if (!steps.count(step)) return;
-      for (auto& [k, v] : terms)
-        if (k == name || k == "total") v = value;
+      terms.ce = value;
+      terms.total = value;
     };
     return t;
   }
@@ -79,7 +79,7 @@ TEST_F(NonFiniteTest, BadStepsAreSkippedWithoutUpdate) {
   // A clean run stopped after step 2, and one whose steps 3 and 4 blow up, stopped after 4.
   auto clean = train::run_training(config("clean2"), test_util::quiet_training(2));
   ASSERT_EQ(clean.exit_code, 0);
-  auto bad = train::run_training(config("skip"), inject({3, 4}, "ce", nan, 4));
+  auto bad = train::run_training(config("skip"), inject_ce({3, 4}, nan, 4));
   ASSERT_EQ(bad.exit_code, 0);
   EXPECT_EQ(bad.steps, 4);
   // Neither skipped step changed the weights or the optimizer (moments and step count).
@@ -111,7 +111,7 @@ TEST_F(NonFiniteTest, TooManyBadStepsStopWithTheLastGoodCheckpoint) {
   ASSERT_EQ(clean.exit_code, 0);
   // Steps 4.. are bad; with max_bad_steps 3 the run stops at step 6 with the state of step 3.
   auto r = train::run_training(config("stop", {"train.max_bad_steps=3"}),
-                               inject({4, 5, 6, 7, 8}, "ce", inf));
+                               inject_ce({4, 5, 6, 7, 8}, inf));
   EXPECT_EQ(r.exit_code, kExitNonFinite);
   EXPECT_EQ(r.steps, 3);
   EXPECT_TRUE(r.final_dir.empty());

@@ -219,7 +219,7 @@ TEST(ClipGradNorm, MeasureOnly) {
 namespace {
 double lr_of(const std::string& type, int64_t warmup, int64_t total, int64_t step, int64_t epoch = 0) {
   ScheduleConfig c;
-  c.type = type;
+  c.type = *parse_name<ScheduleType>(type);
   c.warmup_steps = warmup;
   return Schedule(c, 2e-4, total).lr(step, epoch);
 }

@@ -86,7 +86,7 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
     std::map<std::string, double> term, gate;
     std::map<std::string, std::vector<at::Tensor>> grads;
     for (const char* ref : {"copy", "adapter_off", "cache"}) {
-      cfg.objective.reference = ref;
+      cfg.objective.reference = *train::parse_name<train::ReferenceKind>(ref);
       cfg.objective.reference_mix = *loss::parse_name<loss::ReferenceMix>(mix);
       auto c = train::setup_objective(cfg, m, tok.get());
       ASSERT_EQ(c.reference->name(), ref);
@@ -129,7 +129,7 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
   }
   cfg.objective.constraint = loss::ConstraintKind::kl_full;
   for (const char* ref : {"copy", "adapter_off"}) {
-    cfg.objective.reference = ref;
+    cfg.objective.reference = *train::parse_name<train::ReferenceKind>(ref);
     auto c = train::setup_objective(cfg, m, tok.get());
     EXPECT_NEAR(train::compute_objective(c, m, batch).terms.at(1).second.item<double>(), 0.0, 1e-6)
         << ref;
@@ -137,16 +137,16 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
   // pact with objective.target = reference (q is the reference on S, v only selects S)
   // and the full-context reference is 0 there too; PACT's weighted q is not.
   cfg.objective.constraint = loss::ConstraintKind::pact;
-  cfg.objective.reference = "adapter_off";
+  cfg.objective.reference = train::ReferenceKind::adapter_off;
   cfg.objective.reference_mix = loss::ReferenceMix::full;
   for (const char* target : {"reference", "weighted"}) {
-    cfg.objective.target = target;
+    cfg.objective.target = *train::parse_name<train::Target>(target);
     auto c = train::setup_objective(cfg, m, tok.get());
     const double term = train::compute_objective(c, m, batch).terms.at(1).second.item<double>();
     if (std::string(target) == "reference") EXPECT_NEAR(term, 0.0, 1e-6);
     else EXPECT_GT(term, 1e-3);
   }
-  cfg.objective.target = "weighted";
+  cfg.objective.target = train::Target::weighted;
   {
     at::NoGradGuard ng;
     at::manual_seed(4);
@@ -159,14 +159,14 @@ TEST_F(ReferenceTest, CopyAdapterOffAndCacheGiveTheSameLoss) {
     std::map<std::string, double> term;
     for (const char* ref : {"copy", "adapter_off"}) {
       cfg.objective.constraint = *loss::parse_name<loss::ConstraintKind>(constraint);
-      cfg.objective.reference = ref;
+      cfg.objective.reference = *train::parse_name<train::ReferenceKind>(ref);
       auto c = train::setup_objective(cfg, m, tok.get());
       train::LossTerms lt = train::compute_objective(c, m, batch);
       term[ref] = lt.terms.at(1).second.item<double>();
     }
     EXPECT_GT(term["copy"], 1e-6) << constraint;
     EXPECT_NEAR(term["adapter_off"], term["copy"], 1e-5) << constraint;
-    cfg.objective.reference = "cache";
+    cfg.objective.reference = train::ReferenceKind::cache;
     EXPECT_NE(test_util::input_error_of([&] { train::validate(cfg); }).find("whole vocabulary"),
               std::string::npos)
         << constraint;
@@ -210,7 +210,7 @@ TEST_F(ReferenceTest, SafetyMassCachedAndLiveReferencesAgree) {
     std::map<std::string, std::vector<double>> terms;
     std::map<std::string, std::vector<at::Tensor>> grads;
     for (const char* ref : {"copy", "adapter_off", "cache"}) {
-      cfg.objective.reference = ref;
+      cfg.objective.reference = *train::parse_name<train::ReferenceKind>(ref);
       cfg.objective.reference_mix = *loss::parse_name<loss::ReferenceMix>(mix);
       auto c = train::setup_objective(cfg, m, tok.get());
       train::LossTerms lt = train::compute_objective(c, m, batch);
@@ -241,13 +241,13 @@ TEST_F(ReferenceTest, SafetyMassCachedAndLiveReferencesAgree) {
   set_B(0);
   cfg.objective.reference_mix = loss::ReferenceMix::full;
   for (const char* ref : {"copy", "adapter_off", "cache"}) {
-    cfg.objective.reference = ref;
+    cfg.objective.reference = *train::parse_name<train::ReferenceKind>(ref);
     auto c = train::setup_objective(cfg, m, tok.get());
     EXPECT_NEAR(train::compute_objective(c, m, batch).terms.at(1).second.item<double>(), 0.0, 1e-6) << ref;
   }
 
   // The cache's log-sum-exps are at temperature 1: a run at 2 is refused by name.
-  cfg.objective.reference = "cache";
+  cfg.objective.reference = train::ReferenceKind::cache;
   cfg.objective.temperature = 2.0;
   std::string e = test_util::input_error_of([&] { train::setup_objective(cfg, m, tok.get()); });
   EXPECT_NE(e.find("mass.safetensors"), std::string::npos) << e;
@@ -323,14 +323,14 @@ TEST_F(ReferenceTest, AdapterOffWithoutLoraIsRefused) {
   // Also when the config is assembled in code: its validation, which the trainer's
   // set-up runs first.
   train::RunConfig cfg = config("nolora", {"lora.enabled=false"});
-  cfg.objective.reference = "adapter_off";
+  cfg.objective.reference = train::ReferenceKind::adapter_off;
   e = test_util::input_error_of([&] { train::validate(cfg); });
   EXPECT_NE(e.find("adapter_off needs LoRA"), std::string::npos) << e;
   e = test_util::input_error_of([&] { train::setup_run(cfg); });
   EXPECT_NE(e.find("adapter_off needs LoRA"), std::string::npos) << e;
   model::LoadedModel loaded = model::load_model(cfg.model.path);
   // auto without LoRA is a copy.
-  cfg.objective.reference = "auto";
+  cfg.objective.reference = train::ReferenceKind::by_lora;
   EXPECT_EQ(train::setup_objective(cfg, *loaded.model, nullptr).reference->name(), "copy");
 }
 

@@ -18,6 +18,7 @@
 #include "safetune/io/tensor_io.h"
 #include "safetune/train/config.h"
 #include "safetune/train/evaluation.h"
+#include "safetune/train/metrics.h"
 #include "safetune/train/trainer.h"
 #include "test_util.h"
 
@@ -259,4 +260,29 @@ TEST_F(TrainerTest, EvaluatesThroughTheGivenSuiteKeepsTheBestAndStopsEarly) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("train.eval_suite"), std::string::npos) << e.what();
   }
+}
+
+// A step's loss terms as the ranks sum them (the total first, then compute_objective's
+// terms) and as metrics.jsonl logs them: by name, the constraint under its kind's.
+TEST(StepLoss, FlatLayoutAndLoggedNames) {
+  const std::vector<double> flat = {1.75, 1.5, 0.25, 0.5};
+  const train::StepLoss pact = train::StepLoss::from_flat(loss::ConstraintKind::pact, flat);
+  EXPECT_EQ(pact.ce, 1.5);
+  EXPECT_EQ(pact.constraint, 0.25);
+  EXPECT_EQ(pact.parts, std::vector<double>{0.5});
+  EXPECT_EQ(pact.flat(), flat);
+  train::StepMetrics m;
+  m.loss = pact;
+  auto loss_of = [&] { return nlohmann::json::parse(train::metrics_json(m))["loss"]; };
+  EXPECT_EQ(loss_of(), nlohmann::json::parse(R"({"ce": 1.5, "pact": 0.25, "gate": 0.5, "total": 1.75})"));
+  // A rank that ran no micro-batch learns the total alone; before that, nothing.
+  m.loss = train::StepLoss::from_flat(loss::ConstraintKind::pact, {1.75});
+  EXPECT_EQ(m.loss.flat(), std::vector<double>{1.75});
+  EXPECT_EQ(loss_of(), nlohmann::json::parse(R"({"total": 1.75})"));
+  m.loss = train::StepLoss::from_flat(loss::ConstraintKind::pact, {});
+  EXPECT_TRUE(m.loss.flat().empty());
+  EXPECT_EQ(loss_of(), nlohmann::json::object());
+  // Without a constraint: ce and the total.
+  m.loss = train::StepLoss::from_flat(loss::ConstraintKind::none, {2.0, 2.0});
+  EXPECT_EQ(loss_of(), nlohmann::json::parse(R"({"ce": 2.0, "total": 2.0})"));
 }

@@ -70,12 +70,13 @@ class DataParallel {
 
   // After this rank's backward passes: sums the gradients of `params` over all ranks in
   // flat buckets of ~bucket_bytes (all buckets in flight at once), and the weighted loss
-  // `terms` (name, value; "total" last) likewise. A parameter without a gradient on any
-  // rank keeps none; one with a gradient somewhere gets the sum (zeros standing in for
-  // the ranks that had none). `stop_requested` is this rank's wish to stop; the result
-  // says whether any rank wished it.
-  StepSync sync_step(const std::vector<at::Tensor>& params, std::vector<std::pair<std::string, double>>& terms,
-                     bool stop_requested);
+  // `terms` likewise: one flat array, the total first, the same layout on every rank that
+  // ran a micro-batch; empty on a rank that ran none, which then gets the total alone (it
+  // knows no other term). A parameter without a gradient on any rank keeps none; one
+  // with a gradient somewhere gets the sum (zeros standing in for the ranks that had
+  // none). `stop_requested` is this rank's wish to stop; the result says whether any rank
+  // wished it.
+  StepSync sync_step(const std::vector<at::Tensor>& params, std::vector<double>& terms, bool stop_requested);
 
   // Sums `tensors` in place over all ranks (one bucketed pass, as sync_step's gradients).
   void all_reduce_sum(const std::vector<at::Tensor>& tensors);

@@ -51,6 +51,7 @@
 #include <cstdint>
 
 #include "safetune/loss/constraint_choices.h"
+#include "safetune/loss/gate_options.h"
 
 namespace safetune::data {
 struct Batch;
@@ -64,13 +65,8 @@ struct ConstraintOptions {
   double temperature = 2.0;  // T of the KL, with the T^2 factor
 
   ReferenceMix reference_mix = ReferenceMix::gated;  // where pact's reference comes from
-  double gate_alpha = 2.0;
-  double gate_b = 0.0;
-  double gate_top_p = 0.9;
-  double gate_temperature = 1.0;  // T_g
-  bool prefix_decay = true;       // off: c_t without the exp(-max(t - N, 0) / tau_d) factor
-  int64_t prefix_n = 8;           // N
-  double prefix_tau = 8.0;        // tau_d
+  GateOptions gate;            // c_t of reference_mix gated (gate_options.h)
+  bool prefix_decay = true;    // off: c_t without the exp(-max(t - N, 0) / tau_d) factor
 
   Positions positions = Positions::all;
   int64_t first_n = 8;

@@ -11,10 +11,11 @@
 // gamma 0.85 per epoch, grad-clip 1.0, batch 8, max length 512, seed 42; constraint
 // temperature 2, gate alpha 2 / b 0 / top-p 0.9, prefix emphasis N 8 / tau_d 8).
 //
-// Choices the loss reads (the constraint, pact's reference mix, the constrained
-// positions) are the loss module's enums, parsed once here from their names; the other
-// choices stay strings, validated against their allowed values. Every rule that involves
-// several fields is checked in validate(), and only there.
+// Every choice is an enum parsed once here from its name: those the loss reads (the
+// constraint, pact's reference mix, the constrained positions) are the loss module's, the
+// others this module's (below). YAML, overrides, messages and config.resolved.yaml spell
+// the names; the code compares the enums. Every rule that involves several fields is
+// checked in validate(), and only there.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,12 +23,37 @@
 
 #include "safetune/data/columns.h"
 #include "safetune/loss/constraint_choices.h"
+#include "safetune/loss/gate_options.h"
+#include "safetune/train/adamw_options.h"
 
 namespace safetune::train {
 
+// The run's own choices, spelled as the names_of lists give them (enumerators differ from
+// a name only where the name is a C++ keyword: auto).
+// model.dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16.
+enum class ModelDtype { by_device, fp32, bf16, fp16 };
+// schedule.type (schedule.h has the formulas).
+enum class ScheduleType { constant, linear, cosine, step_lr };
+// train.resume: none | auto (continue from output_dir's latest checkpoint).
+enum class Resume { none, latest };
+// objective.target: weighted (PACT's q) | reference (the reference on S, v only selects S).
+enum class Target { weighted, reference };
+// objective.reference: auto (adapter_off with LoRA, copy otherwise) | copy | adapter_off |
+// cache (reference.h).
+enum class ReferenceKind { by_lora, copy, adapter_off, cache };
+
+const std::vector<std::string>& names_of(ModelDtype);
+const std::vector<std::string>& names_of(ScheduleType);
+const std::vector<std::string>& names_of(Resume);
+const std::vector<std::string>& names_of(Target);
+const std::vector<std::string>& names_of(ReferenceKind);
+// name_of(value) and parse_name<E>(name) for these as for the loss module's choices.
+using loss::name_of;
+using loss::parse_name;
+
 struct ModelConfig {
   std::string path;           // HF model directory (config.json, *.safetensors, tokenizer)
-  std::string dtype = "auto";  // auto | fp32 | bf16 | fp16 (auto: bf16 on CUDA, fp32 on CPU)
+  ModelDtype dtype = ModelDtype::by_device;  // auto | fp32 | bf16 | fp16
   std::string chat_template;   // file with a chat template overriding the tokenizer's; "" = none
 };
 
@@ -52,17 +78,14 @@ struct LoraConfig {
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};
 };
 
-struct OptimConfig {
-  double lr = 3e-5;  // reference run's value (the reference code's own default is 1e-4)
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;  // decoupled, as torch.optim.AdamW
-  double grad_clip = 1.0;     // max global L2 norm of the gradients; 0 = no clipping
+// The optimizer's own settings (lr, betas, eps, weight decay) as AdamW takes them, and the
+// clipping the trainer applies before each update.
+struct OptimConfig : AdamWOptions {
+  double grad_clip = 1.0;  // max global L2 norm of the gradients; 0 = no clipping
 };
 
 struct ScheduleConfig {
-  std::string type = "step_lr";  // constant | linear | cosine | step_lr
+  ScheduleType type = ScheduleType::step_lr;  // constant | linear | cosine | step_lr
   int64_t warmup_steps = 0;      // linear ramp from 0, applies to every type
   double gamma = 0.85;           // step_lr: lr * gamma^epoch
   double num_cycles = 0.5;       // cosine: as transformers (0.5 = one half-cosine to 0)
@@ -81,7 +104,7 @@ struct TrainConfig {
   int64_t log_every = 10;   // optimizer steps between metric lines
   int64_t save_every = 0;   // optimizer steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 0;  // newest checkpoints kept on disk; 0 = all
-  std::string resume = "none";  // none | auto (continue from output_dir's latest checkpoint)
+  Resume resume = Resume::none;  // none | auto (continue from output_dir's latest checkpoint)
   bool overwrite = false;   // allow an output_dir that holds another run
   int64_t max_bad_steps = 5;  // non-finite steps in a row (each skipped, no update) before the run stops
   double dist_timeout_s = 300;  // multi-process runs: a rank silent this long is taken as dead
@@ -97,14 +120,10 @@ struct TrainConfig {
   std::string early_stop;   // "METRIC<BOUND" or "METRIC>BOUND", BOUND a number or Nx (N x first value); "" = off
 };
 
-struct GateConfig {
-  bool enabled = true;       // false: the reference is always the full-context one
-  double alpha = 2.0;        // c_t = sigmoid(alpha * (I_theta - I_post - b))
-  double b = 0.0;
-  double top_p = 0.9;        // nucleus mass defining the spread I = k_p / |S|
-  double temperature = 1.0;  // T_g of the softmax the spread is measured on
-  int64_t prefix_n = 8;      // N: positions t <= N keep the full gate weight
-  double prefix_tau = 8.0;   // tau_d: decay exp(-max(t - N, 0) / tau_d) after that
+// The gate's settings as the loss takes them (alpha, b, top_p, temperature, prefix_n,
+// prefix_tau), and whether it is used at all.
+struct GateConfig : loss::GateOptions {
+  bool enabled = true;  // false: the reference is always the full-context one
 };
 
 struct ObjectiveConfig {
@@ -118,9 +137,9 @@ struct ObjectiveConfig {
   loss::Positions positions = loss::Positions::all;  // all | first_n | probe: response positions constrained
   int64_t first_n = 8;              // positions = first_n: how many
   double probe_tau = 0.5;           // positions = probe: min reference probability mass on S
-  std::string target = "weighted";  // weighted (PACT's q) | reference (the reference on S, v only selects S)
+  Target target = Target::weighted;  // weighted (PACT's q) | reference (the reference on S, v only selects S)
   loss::ReferenceMix reference_mix = loss::ReferenceMix::gated;  // gated | full | post (pact, safety_mass)
-  std::string reference = "auto";   // auto | copy | adapter_off | cache
+  ReferenceKind reference = ReferenceKind::by_lora;  // auto | copy | adapter_off | cache
   std::string ref_cache;            // reference = cache: file from `safetune ref-cache`
   bool fused = true;                // fused safety-column kernels instead of full-vocab logits
   GateConfig gate;

@@ -9,12 +9,41 @@
 #include <utility>
 #include <vector>
 
+#include "safetune/loss/constraint_choices.h"
+
 namespace safetune::train {
+
+// One optimizer step's loss terms: each the mean over its micro-batches weighted by their
+// shares of the trained tokens, summed over the ranks. The terms the total is made of are
+// the task loss (ce), the constraint's value (unweighted; none: absent) and the
+// constraint's own detached terms (its descriptor's metric_terms, e.g. pact's gate);
+// total = ce + lambda x constraint.
+struct StepLoss {
+  // What this rank knows: nothing before its first micro-batch; the total alone when it
+  // ran none while other ranks did (their sum brings no names); every term otherwise.
+  enum class Known { nothing, total, all };
+  Known known = Known::nothing;
+  loss::ConstraintKind kind = loss::ConstraintKind::none;  // names the constraint's term
+  double ce = 0;
+  double constraint = 0;
+  std::vector<double> parts;  // descriptor_of(kind).metric_terms, in that order
+  double total = 0;
+
+  // The terms the total is made of, by their logged names: "ce", the constraint's kind
+  // ("pact", ...), then its parts ("gate", ...). Empty unless every term is known.
+  std::vector<std::pair<std::string, double>> terms() const;
+  // The values as one flat array, as the ranks sum them: the total first (alone when
+  // only it is known), then ce, the constraint and the parts (compute_objective's terms,
+  // in its order). Empty when nothing is known.
+  std::vector<double> flat() const;
+  // The terms of a `kind` objective from such an array; its size says what is known.
+  static StepLoss from_flat(loss::ConstraintKind kind, const std::vector<double>& flat);
+};
 
 struct StepMetrics {
   int64_t step = 0;
   int64_t epoch = 0;
-  std::vector<std::pair<std::string, double>> loss;  // loss terms: "ce", ..., "total"
+  StepLoss loss;  // logged under "loss": its terms by name and "total"
   double lr = 0, grad_norm = 0;
   int64_t tokens = 0;        // tokens processed so far
   double tokens_per_s = 0;   // over the steps since the previous record

@@ -21,18 +21,9 @@
 #include <utility>
 #include <vector>
 
-namespace safetune::train {
+#include "safetune/train/adamw_options.h"
 
-struct AdamWOptions {
-  double lr = 3e-5;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  // One pass over the memory per parameter for contiguous fp32 CPU tensors (the same
-  // arithmetic as the op-by-op path, which is used for anything else).
-  bool fused = true;
-};
+namespace safetune::train {
 
 class AdamW {
  public:

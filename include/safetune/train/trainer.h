@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "safetune/train/config.h"
+#include "safetune/train/metrics.h"
 
 namespace safetune::train {
 
@@ -34,9 +35,9 @@ struct TrainOptions {
   int progress_tty = -1;
   // Install SIGINT / SIGTERM handlers (the CLI does; tests in-process may not want to).
   bool handle_signals = true;
-  // Tests: sees (and may change) each step's loss terms ("ce", the constraint, ..., then
-  // "total") before they are checked for non-finite values; `step` counts from 1.
-  std::function<void(int64_t step, std::vector<std::pair<std::string, double>>& terms)> on_loss_terms;
+  // Tests: sees (and may change) each step's loss terms before they are checked for
+  // non-finite values; `step` counts from 1.
+  std::function<void(int64_t step, StepLoss& terms)> on_loss_terms;
   // train.eval_suite's evaluation (eval/training_eval.h makes it); required when the
   // config names a suite, since generating and judging answers is the eval module's.
   std::shared_ptr<SuiteEvaluation> suite;
