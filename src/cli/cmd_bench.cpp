@@ -26,6 +26,7 @@
 #include "safetune/core/error.h"
 #include "safetune/core/memory.h"
 #include "safetune/core/threads.h"
+#include "safetune/io/model_family.h"
 #include "safetune/loss/constraint_choices.h"
 #include "safetune/train/config.h"
 
@@ -146,7 +147,7 @@ void setup_forward(CLI::App& app, std::shared_ptr<ForwardOpts> fo) {
   safetune::bench::ForwardOptions& o = fo->f;
   app.add_option("--model", o.model, "HF model directory");
   app.add_flag("--init-25m", o.init_25m, "a random Llama-shaped model: d=512, 8 layers, vocab 32000 (41.7M params)");
-  app.add_option("--arch", o.arch, "--init-25m's family: llama | qwen2 | mistral | qwen3 | gemma2 | gemma3")
+  app.add_option("--arch", o.arch, "--init-25m's family: " + safetune::io::family_names())
       ->capture_default_str();
   app.add_option("--batch", o.batch, "sequences per forward")->capture_default_str();
   app.add_option("--seq", o.seq, "tokens per sequence")->capture_default_str();

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -592,12 +593,11 @@ void apply_override_impl(RunConfig& cfg, const std::string& kv, Origins* origins
   }
 }
 
-void validate_impl(const RunConfig& cfg_in, const std::string& default_where, const Origins& origins) {
-  RunConfig cfg = cfg_in;  // accessors take a mutable config; nothing is written
-  auto at = [&](const std::string& key) {
-    auto it = origins.find(key);
-    return it != origins.end() ? it->second : default_where;
-  };
+// Where each key's value came from (a file line, an override), for error messages.
+using WhereOf = std::function<std::string(const std::string&)>;
+
+// Each field on its own: ranges, required strings, list items among the field's names.
+void check_field_values(RunConfig& cfg, const WhereOf& at) {
   for (const Field& f : fields()) {
     const Ref ref = f.ref(cfg);
     const std::string where = at(f.name);
@@ -629,12 +629,10 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     }
   }
 
-  // Checks that involve several fields.
-  if (cfg.lora.enabled && cfg.lora.target_modules.empty())
-    input_error(at("lora.target_modules"), "lora.target_modules is empty: name at least one module, or set lora.enabled=false");
-  if (cfg.data.harmful_fraction > 0 && cfg.data.harmful.empty())
-    input_error(at("data.harmful_fraction"), "data.harmful_fraction > 0 needs data.harmful (harmful records)");
-  // The objective's: stated here alone; the trainer, `bench step` and `ref-cache` rely on them.
+}
+
+// The objective's rules: stated here alone; the trainer, `bench step` and `ref-cache` rely on them.
+void check_objective(const RunConfig& cfg, const WhereOf& at) {
   const ObjectiveConfig& o = cfg.objective;
   const std::string& kind = loss::name_of(o.constraint);
   const loss::ConstraintDescriptor& desc = loss::descriptor_of(o.constraint);
@@ -651,12 +649,11 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
     input_error(at("objective.reference"), "objective.constraint = " + kind +
                                                " needs the reference's logits over the whole vocabulary, which a "
                                                "reference cache does not hold; use adapter_off or copy");
-  // Syntax only: whether a GPU is there is checked when the run starts (core/device.h).
-  if (!is_device_name(cfg.train.device))
-    input_error(at("train.device"), "train.device = '" + cfg.train.device + "' is not one of: cpu, cuda, cuda:N, auto");
-  if (cfg.train.resume == Resume::latest && cfg.train.overwrite)
-    input_error(at("train.overwrite"), "train.resume = auto and train.overwrite = true contradict each other");
-  // Evaluation during training: something to evaluate on, and rules on metrics it gives.
+}
+
+// Evaluation during training: something to evaluate on, and rules on metrics it gives.
+void check_evaluation(const RunConfig& cfg, const WhereOf& at) {
+  const ObjectiveConfig& o = cfg.objective;
   const TrainConfig& tr = cfg.train;
   const bool evaluating = tr.eval_every > 0;
   if (evaluating && cfg.data.eval.empty() && tr.eval_suite.empty())
@@ -684,6 +681,27 @@ void validate_impl(const RunConfig& cfg_in, const std::string& default_where, co
                                  "reference only, not the held-out ones'; use adapter_off or copy");
   if (auto best = parse_keep_best(tr.keep_best, at("train.keep_best"))) check_source("train.keep_best", best->metrics);
   if (auto stop = parse_early_stop(tr.early_stop, at("train.early_stop"))) check_source("train.early_stop", {stop->metric});
+}
+
+void validate_impl(const RunConfig& cfg_in, const std::string& default_where, const Origins& origins) {
+  RunConfig cfg = cfg_in;  // accessors take a mutable config; nothing is written
+  const WhereOf at = [&](const std::string& key) {
+    auto it = origins.find(key);
+    return it != origins.end() ? it->second : default_where;
+  };
+  check_field_values(cfg, at);
+  // Checks that involve several fields.
+  if (cfg.lora.enabled && cfg.lora.target_modules.empty())
+    input_error(at("lora.target_modules"), "lora.target_modules is empty: name at least one module, or set lora.enabled=false");
+  if (cfg.data.harmful_fraction > 0 && cfg.data.harmful.empty())
+    input_error(at("data.harmful_fraction"), "data.harmful_fraction > 0 needs data.harmful (harmful records)");
+  check_objective(cfg, at);
+  // Syntax only: whether a GPU is there is checked when the run starts (core/device.h).
+  if (!is_device_name(cfg.train.device))
+    input_error(at("train.device"), "train.device = '" + cfg.train.device + "' is not one of: cpu, cuda, cuda:N, auto");
+  if (cfg.train.resume == Resume::latest && cfg.train.overwrite)
+    input_error(at("train.overwrite"), "train.resume = auto and train.overwrite = true contradict each other");
+  check_evaluation(cfg, at);
   // A config may come from someone else: its run directory must not climb out of where it
   // says it is (an absolute path states plainly where it goes).
   for (const auto& part : std::filesystem::path(cfg.train.output_dir))

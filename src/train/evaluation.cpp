@@ -83,12 +83,15 @@ Evaluation setup_evaluation(const Run& r, std::shared_ptr<SuiteEvaluation> suite
   e.suite = std::move(suite);
   e.keep_best = parse_keep_best(t.keep_best, "train.keep_best");
   e.early_stop = parse_early_stop(t.early_stop, "train.early_stop");
-  // The objective's terms, as compute_objective names them ("ce", the constraint, pact's
-  // gate), the constraint under one name whatever it is.
+  // The objective's terms, as compute_objective gives them ("ce", the constraint, then the
+  // constraint's own terms its descriptor names: pact's gate, safety_mass's four), the
+  // constraint under one name whatever it is.
   e.term_names = {"ce"};
   const loss::ConstraintKind kind = r.objective.spec.kind;
-  if (kind != loss::ConstraintKind::none) e.term_names.push_back("constraint");
-  if (kind == loss::ConstraintKind::pact) e.term_names.push_back("gate");
+  if (kind != loss::ConstraintKind::none) {
+    e.term_names.push_back("constraint");
+    for (const std::string& name : loss::descriptor_of(kind).metric_terms) e.term_names.push_back(name);
+  }
   // In file order, never shuffled: every evaluation sees the same batches.
   if (!r.eval_examples.empty()) {
     const data::Batcher batcher(r.eval_examples, t.eval_batch_size, 0, /*shuffle=*/false, false,

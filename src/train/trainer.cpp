@@ -90,6 +90,30 @@ TrainerState restore_checkpoint(Run& r, const std::string& dir, const TrainerSta
 std::string export_final(const Run& r);
 bool all_finite(const std::vector<at::Tensor>& tensors);
 
+// A stop signal (or TrainOptions::stop_after_steps) ended the run with a checkpoint: how to resume.
+TrainResult interrupted(const Run& r, const TrainerState& st, const TrainOptions& options, TrainResult result) {
+  result.interrupted = true;
+  result.steps = st.step;
+  const std::string how =
+      options.resume_command.empty() ? "train.resume=auto with the same config" : options.resume_command;
+  if (r.dp->is_main())
+    std::fprintf(stderr, "safetune: stopped at step %lld of %lld; checkpoint %s\nresume with: %s\n",
+                 (long long)st.step, (long long)r.sizes.total_steps, result.checkpoint.c_str(), how.c_str());
+  return result;
+}
+
+// The run is done (or stopped early by its rule): the final weights, the adapter (PEFT) or
+// a complete HF model directory.
+TrainResult finished(const Run& r, const TrainerState& st, TrainResult result) {
+  result.final_dir = export_final(r);
+  result.steps = st.step;
+  result.early_stopped = st.eval.stopped;
+  result.stop_reason = st.eval.stop_reason;
+  log::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,
+            r.lora ? "adapter" : "model", result.final_dir);
+  return result;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------- the loop
@@ -162,26 +186,11 @@ TrainResult run_training(const RunConfig& cfg, const TrainOptions& options) {
     checkpoint_if_due(r, st, stop || stopped_early, result);
     if (stop) {
       progress.finish();
-      result.interrupted = true;
-      result.steps = st.step;
-      const std::string how =
-          options.resume_command.empty() ? "train.resume=auto with the same config" : options.resume_command;
-      if (r.dp->is_main())
-        std::fprintf(stderr, "safetune: stopped at step %lld of %lld; checkpoint %s\nresume with: %s\n",
-                     (long long)st.step, (long long)total, result.checkpoint.c_str(), how.c_str());
-      return result;
+      return interrupted(r, st, options, result);
     }
   }
   progress.finish();
-
-  // Final weights: the adapter (PEFT) or a complete HF model directory.
-  result.final_dir = export_final(r);
-  result.steps = st.step;
-  result.early_stopped = st.eval.stopped;
-  result.stop_reason = st.eval.stop_reason;
-  log::info("done: {} steps, final loss {:.4f}; {} written to {}", st.step, result.last_loss,
-               r.lora ? "adapter" : "model", result.final_dir);
-  return result;
+  return finished(r, st, result);
 }
 
 namespace {

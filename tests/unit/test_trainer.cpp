@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +36,7 @@ class TrainerTest : public test_util::TinyRun<TrainerTest> {
   static constexpr const char* kName = "safetune_trainer";
   static void write_data(const std::string& root) {
     test_util::write_colour_records(root + "/train.jsonl", 12);
+    test_util::write_hand_tokens(root + "/model", root + "/tokens.json", {5, 17, 42, 99, 123, 250});
     std::ofstream(root + "/empty.jsonl") << "";
     std::ofstream(root + "/suite.json") << "{}";  // read by the stand-in suite below: not at all
   }
@@ -259,6 +261,31 @@ TEST_F(TrainerTest, EvaluatesThroughTheGivenSuiteKeepsTheBestAndStopsEarly) {
     ADD_FAILURE() << "no error";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("train.eval_suite"), std::string::npos) << e.what();
+  }
+}
+
+// The held-out loss under every constraint: the evaluation reads the objective's terms
+// (the constraint's own ones too: pact's gate, safety_mass's four) and records val_ce.
+TEST_F(TrainerTest, HeldOutLossUnderEveryConstraint) {
+  for (const char* kind : {"none", "pact", "kl_full", "anchor", "safety_mass"}) {
+    SCOPED_TRACE(kind);
+    const std::string out = std::string("held_out_") + kind;
+    auto r = train::run_training(config(out, {"train.max_steps=2", "train.eval_every=2", "train.save_every=0",
+                                              "data.eval=" + root_ + "/train.jsonl",
+                                              std::string("objective.constraint=") + kind,
+                                              "objective.tokens=" + root_ + "/tokens.json"}),
+                                 quiet());
+    ASSERT_EQ(r.exit_code, 0);
+    int evals = 0;
+    for (const json& rec : metrics(out))
+      if (rec.value("kind", "") == "eval") {
+        ++evals;
+        const json& m = rec["metrics"];
+        ASSERT_TRUE(m.contains("val_ce")) << rec.dump();
+        EXPECT_TRUE(std::isfinite(m["val_ce"].get<double>())) << rec.dump();
+        EXPECT_EQ(m.contains("val_constraint"), std::string(kind) != "none") << rec.dump();
+      }
+    EXPECT_EQ(evals, 2);  // before step 1 and after step 2
   }
 }
 
