@@ -121,10 +121,7 @@ std::vector<std::pair<std::string, at::Tensor>> trainable_parameters(const RunCo
                                                                      model::LoraSpec* spec) {
   std::vector<std::pair<std::string, at::Tensor>> params;
   if (cfg.lora.enabled) {
-    spec->r = cfg.lora.r;
-    spec->alpha = cfg.lora.alpha;
-    spec->dropout = cfg.lora.dropout;
-    spec->target_modules = cfg.lora.target_modules;
+    static_cast<model::LoraOptions&>(*spec) = cfg.lora;  // the options part, less `enabled`
     params = model::attach_lora(m, *spec, static_cast<uint64_t>(cfg.train.seed), true, "lora");
   } else {
     for (const auto& item : m.named_parameters()) {

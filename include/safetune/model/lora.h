@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "safetune/model/lora_options.h"
 #include "safetune/model/lora_targets.h"
 
 namespace safetune::model {
@@ -30,13 +31,9 @@ namespace safetune::model {
 class Linear;  // transformer.h
 class Transformer;  // transformer.h
 
-struct LoraSpec {
-  int64_t r = 8;
-  double alpha = 32;  // scaling = alpha / r
-  double dropout = 0.0;
-  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+// An adapter's options and, for one read from disk, the base model it names.
+struct LoraSpec : LoraOptions {
   std::string base_model;  // base_model_name_or_path as read from adapter_config.json ("" if absent)
-  double scaling() const { return alpha / static_cast<double>(r); }
 };
 
 // Targeted Linears in model order with their module paths ("model.layers.0.self_attn.q_proj").

@@ -24,6 +24,7 @@
 #include "safetune/data/columns.h"
 #include "safetune/loss/constraint_choices.h"
 #include "safetune/loss/gate_options.h"
+#include "safetune/model/lora_options.h"
 #include "safetune/train/adamw_options.h"
 
 namespace safetune::train {
@@ -70,12 +71,11 @@ struct DataConfig {
   int64_t seed = 42;            // data order and harmful sampling (separate from train.seed)
 };
 
-struct LoraConfig {
+// The adapter's settings as the LoRA code takes them (r, alpha, dropout, target_modules),
+// and whether LoRA is used at all.
+struct LoraConfig : model::LoraOptions {
+  LoraConfig() { dropout = 0.05; }  // the reference setup's; an adapter read from disk has its own
   bool enabled = true;  // false = full fine-tuning of every weight
-  int64_t r = 8;
-  double alpha = 32;  // scaling = alpha / r, as PEFT
-  double dropout = 0.05;
-  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
 };
 
 // The optimizer's own settings (lr, betas, eps, weight decay) as AdamW takes them, and the
