@@ -58,12 +58,8 @@ void print_result(const Result& r) {
 void add_blas_fields(Result& r) {
   const safetune::BlasInfo b = safetune::blas_info();
   const safetune::BuildInfo& build = safetune::build_info();
-  r["blas"] = b.name;
-  r["blas_core"] = b.core;
-  r["blas_threads"] = b.threads;
-  r["libtorch"] = build.libtorch;
-  r["cuda"] = build.cuda;
-  r["cuda_kernel_archs"] = build.kernel_archs;
+  r.update(Result{{"blas", b.name}, {"blas_core", b.core}, {"blas_threads", b.threads},
+                  {"libtorch", build.libtorch}, {"cuda", build.cuda}, {"cuda_kernel_archs", build.kernel_archs}});
 }
 
 void print_blas_line() { std::printf("blas: %s\n", safetune::describe_blas(safetune::blas_info()).c_str()); }
