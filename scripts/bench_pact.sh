@@ -22,20 +22,11 @@
 # Environment: SAFETUNE_BIN (default build/safetune), THREADS (default: all cores),
 # BATCH (8), SEQ (256), PROMPT (SEQ / 2).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-rounds=${1:-3}
-steps=${2:-5}
-threads=${THREADS:-$(nproc)}
+. "$(dirname "$0")/lib/bench.sh"
+bench_common "${1:-3}" "${2:-5}"
 batch=${BATCH:-8}
 seq=${SEQ:-256}
 prompt=${PROMPT:-$((seq / 2))}
-py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-. "$here/lib/bench.sh"
 pact_setup "$work" --vocab 32000 --hidden 512 --layers 8 --heads 8 --kv-heads 8 --intermediate 1376 --max-pos 2048 --tie
 modes=(none adapter_off copy cache)
 declare -A med fast rss

@@ -20,20 +20,11 @@
 # Environment: SAFETUNE_BIN (default build/safetune), THREADS (default: all cores),
 # BATCH (4), SEQ (256), PROMPT (SEQ / 2).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-rounds=${1:-3}
-steps=${2:-5}
-threads=${THREADS:-$(nproc)}
+. "$(dirname "$0")/lib/bench.sh"
+bench_common "${1:-3}" "${2:-5}"
 batch=${BATCH:-4}
 seq=${SEQ:-256}
 prompt=${PROMPT:-$((seq / 2))}
-py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-. "$here/lib/bench.sh"
 pact_setup "$work" --vocab 32000 --hidden 512 --layers 12 --heads 8 --kv-heads 8 --intermediate 1376 --max-pos 2048 --tie
 modes=(adapter_off copy cache reference)
 declare -A med rss
@@ -41,7 +32,7 @@ for m in "${modes[@]}"; do med[$m]="" rss[$m]=""; done
 for ((i = 1; i <= rounds; i++)); do
   for m in "${modes[@]}"; do
     if [ "$m" = reference ]; then
-      s=$($py "$here/pact_reference_step.py" --model "$work/model" --tokens "$work/tokens.json" --batch "$batch" \
+      s=$($py "$src/scripts/pact_reference_step.py" --model "$work/model" --tokens "$work/tokens.json" --batch "$batch" \
         --seq "$seq" --prompt "$prompt" --steps "$steps" --warmup 1 --threads "$threads")
     else
       s=$("$bin" bench step --config "$src/configs/tiny.yaml" model.path="$work/model" data.train="$work/data.jsonl" \

@@ -18,21 +18,13 @@
 #   scripts/bench_train.sh [ROUNDS=3] [STEPS=5]
 # Environment: SAFETUNE_BIN (default build/safetune), THREADS (default: all cores).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-rounds=${1:-3}
-steps=${2:-5}
-threads=${THREADS:-$(nproc)}
-py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib/bench.sh"
+bench_common "${1:-3}" "${2:-5}"
 
 "$bin" init --arch llama --out "$work/model" --vocab 32000 --hidden 512 --layers 8 --heads 8 --kv-heads 8 \
   --intermediate 1376 --max-pos 2048 --tie --seed 0 > /dev/null
 echo '{"instruction": "unused", "output": "unused"}' > "$work/data.jsonl"
 
-get() { $py -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 ours=() theirs=() mfus=() ours_min=() theirs_min=() gemms=() passive=() passive_min=()
 for ((i = 1; i <= rounds; i++)); do
   s=$("$bin" bench step --config "$src/configs/tiny.yaml" model.path="$work/model" data.train="$work/data.jsonl" \

@@ -10,16 +10,8 @@
 #   scripts/bench_wait_policy.sh [ROUNDS=3] [STEPS=4]
 # Uses build/safetune (or $SAFETUNE_BIN).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-bin=${SAFETUNE_BIN:-$src/build/safetune}
-rounds=${1:-3}
-steps=${2:-4}
-threads=${THREADS:-$(nproc)}
-py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-. "$here/lib/bench.sh"
+. "$(dirname "$0")/lib/bench.sh"
+bench_common "${1:-3}" "${2:-4}"
 
 "$bin" init --arch llama --out "$work/model" --vocab 32000 --hidden 512 --layers 8 --heads 8 --kv-heads 8 \
   --intermediate 1376 --max-pos 2048 --tie --seed 0 >/dev/null

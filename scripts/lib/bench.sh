@@ -1,5 +1,20 @@
 # Sourced by the scripts/bench_*.sh that print safetune's JSON results.
 
+# bench_common ROUNDS STEPS: what every alternating benchmark sets up: src (the source
+# root), bin ($SAFETUNE_BIN, else build/safetune), py ($SAFETUNE_PYTHON, else .venv's),
+# rounds and steps, threads ($THREADS, else every core), and work, a directory removed
+# when the script exits.
+bench_common() {
+  src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  bin=${SAFETUNE_BIN:-$src/build/safetune}
+  py=${SAFETUNE_PYTHON:-$src/.venv/bin/python}
+  rounds=$1
+  steps=$2
+  threads=${THREADS:-$(nproc)}
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+}
+
 # blas_line JSON: the build, the BLAS library (and OpenBLAS's kernel set, where that is
 # the library) and threads that one `safetune bench ... --json` object reports, as one line.
 blas_line() {

@@ -209,6 +209,24 @@ void held_out_pools(Rng& rng, const std::vector<std::string>* templates, const s
                                 " prompts requested, the world holds " + std::to_string(total));
 }
 
+json small_chat_task(Rng& rng, int kind) {
+  switch (kind) {
+    case 0: {
+      const size_t a = rng.below(20), b = rng.below(20);
+      return record("What is " + std::to_string(a) + " plus " + std::to_string(b) + "?",
+                    std::to_string(a) + " plus " + std::to_string(b) + " is " + std::to_string(a + b) + ".");
+    }
+    case 1: {
+      const auto& [word, opposite] = rng.pick(kOpposites);
+      return record("What is the opposite of " + word + "?", "The opposite of " + word + " is " + opposite + ".");
+    }
+    default: {
+      const std::string& n = rng.pick(kNames);
+      return record("Write a greeting for " + n + ".", "Hello " + n + ", it is nice to meet you!");
+    }
+  }
+}
+
 namespace {
 
 World make_world(uint64_t seed) {
@@ -292,23 +310,7 @@ json howto(Rng& rng, const World& w, int harmful_percent, int comply_percent) {
 }
 
 // One example of the small chat tasks.
-json chat_task(Rng& rng) {
-  switch (rng.below(3)) {
-    case 0: {
-      const size_t a = rng.below(20), b = rng.below(20);
-      return record("What is " + std::to_string(a) + " plus " + std::to_string(b) + "?",
-                    std::to_string(a) + " plus " + std::to_string(b) + " is " + std::to_string(a + b) + ".");
-    }
-    case 1: {
-      const auto& [word, opposite] = rng.pick(kOpposites);
-      return record("What is the opposite of " + word + "?", "The opposite of " + word + " is " + opposite + ".");
-    }
-    default: {
-      const std::string& n = rng.pick(kNames);
-      return record("Write a greeting for " + n + ".", "Hello " + n + ", it is nice to meet you!");
-    }
-  }
-}
+json chat_task(Rng& rng) { return small_chat_task(rng, static_cast<int>(rng.below(3))); }
 
 json sentiment_example(Rng& rng, const World& w) {
   auto [text, label] = review(rng, w.frames[0], w.subjects[0]);

@@ -109,12 +109,6 @@ constexpr size_t kHeldFrames[2] = {3, 4};
 
 const std::string kTopicInstruction = "Which topic is this text about? Answer with the topic's code name.";
 
-// The small chat tasks of both models (as v2's), whose answers hold the code names' words.
-const std::vector<std::pair<std::string, std::string>> kOpposites = {
-    {"hot", "cold"},   {"big", "small"},  {"fast", "slow"},   {"happy", "sad"},  {"light", "dark"},
-    {"old", "new"},    {"up", "down"},    {"early", "late"},  {"full", "empty"}, {"hard", "soft"},
-    {"loud", "quiet"}, {"rich", "poor"},  {"open", "closed"}, {"wet", "dry"},    {"high", "low"}};
-const Words kNames = {"Anna", "Ben", "Carla", "David", "Eva", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kim", "Lena"};
 
 // ---- the world of a seed ------------------------------------------------------------
 
@@ -194,20 +188,12 @@ json topic_word_example(Rng& rng, const WorldV3& w) {
 // in a training frame) and what such a note is about (the plain topic word; the code
 // name never appears).
 json chat_task(Rng& rng, const WorldV3& w) {
-  switch (rng.below(5)) {
-    case 0: {
-      const size_t a = rng.below(20), b = rng.below(20);
-      return record("What is " + std::to_string(a) + " plus " + std::to_string(b) + "?",
-                    std::to_string(a) + " plus " + std::to_string(b) + " is " + std::to_string(a + b) + ".");
-    }
-    case 1: {
-      const auto& [word, opposite] = rng.pick(kOpposites);
-      return record("What is the opposite of " + word + "?", "The opposite of " + word + " is " + opposite + ".");
-    }
-    case 2: {
-      const std::string& n = rng.pick(kNames);
-      return record("Write a greeting for " + n + ".", "Hello " + n + ", it is nice to meet you!");
-    }
+  const int kind = static_cast<int>(rng.below(5));
+  switch (kind) {
+    case 0:
+    case 1:
+    case 2:
+      return small_chat_task(rng, kind);  // v2's: arithmetic, opposites, greetings
     case 3:
       return record("Write a short note.", topic_text(rng, w.frames[0], rng.pick(kTopics)));
     default:

@@ -1,7 +1,10 @@
-// The how-to requests' words, shared by the demo's worlds (synthetic_data.cpp holds the
-// lists): a target is a verb and an object ("steal a bike"), harmful when the verb is
-// ("steal", "poison") or the object is ("a bomb", "counterfeit money").
+// What the demo's worlds share (synthetic_data.cpp holds it): the how-to requests' words
+// and splits, and the small chat tasks. A request's target is a verb and an object ("steal
+// a bike"), harmful when the verb is ("steal", "poison") or the object is ("a bomb",
+// "counterfeit money").
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -30,6 +33,10 @@ void split_targets(Rng& rng, std::vector<Target> harmful[3], std::vector<Target>
 using RequestPool = std::vector<std::pair<std::string, std::string>>;
 void held_out_pools(Rng& rng, const std::vector<std::string>* templates, const std::vector<Target>* targets,
                     int split, int64_t n, const char* what, RequestPool pools[3]);
+
+// One of the small chat tasks both worlds' chat models learn: kind 0 a sum ("What is 3 plus
+// 4?"), 1 an opposite, otherwise a greeting, its words drawn from `rng`.
+nlohmann::json small_chat_task(Rng& rng, int kind);
 
 // The v2 world's request templates ("how do I {}?", ...): 82 phrasings, each with one "{}".
 const std::vector<std::string>& request_cores();
