@@ -234,6 +234,7 @@ TEST(Transformer, FusedKernelsEqualAtenPath) {
 // The element-wise kernels behind Gemma's soft-caps and GeGLU against ATen's tanh and
 // tanh-approximate GELU, over small, medium, large and saturating inputs of both signs.
 TEST(CpuKernels, SoftcapAndGeluTanhFollowAten) {
+  at::manual_seed(7);  // the random parts of the inputs: the same in every run
   at::Tensor x = at::cat({at::linspace(-60, 60, 100001), at::randn({4096}) * 1e-3, at::randn({4096}) * 3,
                           at::tensor({0.0f, 1e-30f, -1e-30f, 0.6249f, 0.625f, -0.625f, 88.0f, -100.0f, 1e4f})});
   for (double cap : {50.0, 30.0, 2.0}) {
@@ -245,7 +246,9 @@ TEST(CpuKernels, SoftcapAndGeluTanhFollowAten) {
   at::Tensor g = x.clone(), u = at::randn(x.sizes());
   model::cpu::gelu_tanh_mul_(g, u);
   const at::Tensor want = at::gelu(x.to(at::kDouble), "tanh") * u.to(at::kDouble);
-  const at::Tensor err = (g.to(at::kDouble) - want).abs() / want.abs().clamp_min(1.0);
+  // Relative to the product, or to u where the product is small: the kernel's error is the
+  // fp32 GELU's (1 + tanh cancels for negative x), which u only scales.
+  const at::Tensor err = (g.to(at::kDouble) - want).abs() / at::maximum(want.abs(), u.abs().to(at::kDouble)).clamp_min(1.0);
   EXPECT_LT(err.max().item<double>(), 2e-6);
 }
 
