@@ -173,7 +173,9 @@ elif [ $built = 1 ]; then
 fi
 
 # ------------------------------------------- 7. safetune side of the training benchmark
-if [ $built = 1 ] && "$bin" train --list-keys 2>/dev/null | grep -q "train\.device"; then
+# (grep without -q reads the whole list: -q would stop at the first match, and the writer's
+# SIGPIPE would fail the pipeline under pipefail.)
+if [ $built = 1 ] && "$bin" train --list-keys 2>/dev/null | grep "train\.device" >/dev/null; then
   work=$(mktemp -d)
   shape="--vocab 128256 --hidden 2048 --layers 16 --heads 32 --kv-heads 8 --intermediate 8192 --max-pos 2048 --tie"
   shape+=" --rope-theta 500000 --dtype bf16"

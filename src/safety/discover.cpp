@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "safetune/core/device.h"
 #include "safetune/core/error.h"
 #include "safetune/data/batch.h"
 #include "safetune/data/records.h"
@@ -187,6 +188,7 @@ SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::s
   if (o.mode != "p_diff" && o.mode != "pref_logratio")
     input_error("--mode", "expected p_diff or pref_logratio, got '" + o.mode + "'");
   if (!(o.temperature > 0) || !std::isfinite(o.temperature)) input_error("--temperature", "must be a positive number");
+  const c10::Device device = resolve_device(o.device, "--device");  // a clear error when no GPU is there
 
   // Tokenizers first: a vocabulary mismatch is reported before any weights are read.
   auto tok_a = text::load_tokenizer(aligned_dir);
@@ -199,7 +201,6 @@ SafetyTokens discover_safety_tokens(const std::string& aligned_dir, const std::s
 
   const std::vector<Pair> pairs = tokenize_pairs(records, *tok_a, *tok_b, tmpl_a, o.max_resp_len);
 
-  const c10::Device device(o.device);
   model::LoadedModel A = model::load_model(aligned_dir, device);
   model::LoadedModel B = model::load_model(probe_dir, device);
   const int64_t V = A.config.vocab_size;
