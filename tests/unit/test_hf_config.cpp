@@ -5,18 +5,12 @@
 
 #include "safetune/core/error.h"
 #include "safetune/io/hf_config.h"
+#include "test_util.h"
 
 using namespace safetune;
 
 namespace {
-std::string error_of(const std::string& json_text) {
-  try {
-    io::parse_hf_config(json_text, "config.json");
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string error_of(const std::string& json_text) { return test_util::hf_config_error(json_text); }
 }  // namespace
 
 // Llama-3.1-8B-Instruct's config.json (shape fields as published).

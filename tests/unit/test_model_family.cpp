@@ -22,14 +22,7 @@ std::shared_ptr<model::Transformer> make(const io::ModelConfig& c) {
   return std::make_shared<model::Transformer>(c, at::TensorOptions().dtype(at::kFloat));
 }
 
-std::string error_of(const std::string& text) {
-  try {
-    io::parse_hf_config(text, "config.json");
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string error_of(const std::string& text) { return test_util::hf_config_error(text); }
 
 const char* const kSizes = R"("hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
   "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300)";

@@ -162,6 +162,16 @@ inline void write_constraint_data(const std::string& root, int n) {
   write_hand_tokens(root + "/model", root + "/tokens.json", {5, 17, 42, 99, 123, 250});
 }
 
+// The InputError message of parsing `json_text` as config.json; "" when it parses.
+inline std::string hf_config_error(const std::string& json_text) {
+  try {
+    io::parse_hf_config(json_text, "config.json");
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // A tiny config of one family: 2 layers, GQA (4 heads over 2), vocab 300; Qwen2 gets its
 // q/k/v bias, Mistral and Phi-3 a sliding window of `window` tokens.
 // Gemma 3 gets 3 layers, its window pattern 3 (local, local, global) and a local RoPE
